@@ -1,0 +1,340 @@
+"""Prometheus text exposition -> one wide, canonical row per device.
+
+Exporters print one line per (metric, device); the store wants one row per
+device per scrape. This parser does both in a single pass: it splits each line
+at the label braces, looks the metric up in a mapping table (config/mappings),
+and drops the value straight into that device's column. Label blocks repeat for
+every metric of a device, so each distinct label string is parsed once and
+cached; that is what makes a 10,000-GPU scrape cheap.
+
+What real exporters print and this accepts: `# HELP`/`# TYPE` and other
+comments, blank lines, `Hostname` or `hostname`, MIG instances (a device of
+their own, id `<GPU UUID>/<GPU_I_ID>`), millisecond sample timestamps, DCGM's
+blank sentinels (values near 2^63, or 2^47 for floats), which become NULL,
+string-valued lines (`DCGM_FI_DEV_NAME{...} Tesla T4`), escaped label values.
+A malformed line is counted and reported with its number; it never stops the
+rest of the scrape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from config import MappingFile
+from config.canonical import SAMPLE_LABELS
+
+# DCGM marks "no value" with sentinels: int64 blanks start at 0x7ffffffffffffff0,
+# fp64 blanks at 2^47 (DCGM_FP64_BLANK = 140737488355328.0, +1..+3 for the
+# not-found / not-supported / no-permission variants).
+_INT64_BLANK_MIN = 9.2e18
+_FP64_BLANK_MIN = 140737488355328.0
+_FP64_BLANK_MAX = _FP64_BLANK_MIN + 16.0
+
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|\Z)', re.DOTALL)
+_ESCAPE_RE = re.compile(r"\\(.)")
+_ESCAPES = {"n": "\n", "\\": "\\", '"': '"'}
+
+MAX_REPORTED_ISSUES = 50
+
+
+class NotExposition(ValueError):
+    """The input carried no Prometheus exposition text at all."""
+
+
+@dataclass
+class LineIssue:
+    lineno: int
+    reason: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"line {self.lineno}: {self.reason}: {self.text}"
+
+
+@dataclass
+class ParseStats:
+    lines: int = 0
+    samples: int = 0            # sample lines that landed in a canonical column
+    unmapped: int = 0           # well-formed sample lines whose metric the mapping does not use
+    blanks: int = 0             # DCGM blank sentinels / NaN turned into NULL
+    comments: int = 0
+    malformed: int = 0
+    issues: list[LineIssue] = field(default_factory=list)
+
+    def add_issue(self, lineno: int, reason: str, line: str) -> None:
+        self.malformed += 1
+        if len(self.issues) < MAX_REPORTED_ISSUES:
+            self.issues.append(LineIssue(lineno, reason, line[:120]))
+
+    @property
+    def well_formed(self) -> int:
+        return self.samples + self.unmapped + self.comments
+
+
+@dataclass(frozen=True)
+class CompiledMapping:
+    """A mapping table turned into lookup dicts for the hot loop."""
+
+    numeric: dict[str, tuple[str, float]]      # metric -> (column, scale)
+    strings: dict[str, str]                    # metric -> device attribute
+    labels: dict[str, tuple[str, ...]]         # role -> label names, first present wins
+    columns: tuple[str, ...]                   # numeric columns this mapping can fill
+
+    @classmethod
+    def from_config(cls, m: MappingFile) -> "CompiledMapping":
+        numeric = {k: (f.column, float(f.scale)) for k, f in m.fields.items() if f.kind == "number"}
+        strings = {k: f.column for k, f in m.fields.items() if f.kind == "string"}
+        cols = tuple(dict.fromkeys(c for c, _ in numeric.values()))
+        return cls(numeric, strings, {r: tuple(v) for r, v in m.labels.items()}, cols)
+
+
+@dataclass
+class DeviceBatch:
+    """One scrape, pivoted: row i of every list belongs to device ids[i]."""
+
+    ids: list[str]
+    meta: list[dict[str, str | int | None]]    # identity and attribution per device
+    columns: dict[str, list[float | None]]     # canonical measure -> values
+    ts_ms: list[int | None]                    # exporter-supplied sample time, if any
+    stats: ParseStats
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _unescape(value: str) -> str:
+    return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), value)
+
+
+def parse_labels(block: str) -> dict[str, str]:
+    """Parse the inside of `{...}`; raise ValueError naming what is wrong."""
+    labels: dict[str, str] = {}
+    pos = 0
+    end = len(block.rstrip())
+    while pos < end:
+        m = _LABEL_RE.match(block, pos)
+        if m is None:
+            raise ValueError(f"bad label syntax at column {pos + 1}")
+        value = m.group(2)
+        labels[m.group(1)] = _unescape(value) if "\\" in value else value
+        pos = m.end()
+    return labels
+
+
+def _first(labels: dict[str, str], names: tuple[str, ...]) -> str | None:
+    for n in names:
+        v = labels.get(n)
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | None = None,
+                  host_from_label: bool = True) -> DeviceBatch:
+    """Parse exporter text into one row per device (see module docstring).
+
+    `default_host` names the host when the text carries none (or always, with
+    `host_from_label=False`, for Kubernetes exporters whose Hostname is a pod).
+    Raises NotExposition when nothing in the text looked like exposition.
+    """
+    numeric = mapping.numeric
+    strings = mapping.strings
+    roles = mapping.labels
+    stats = ParseStats()
+    ids: list[str] = []
+    meta: list[dict] = []
+    ts_ms: list[int | None] = []
+    columns: dict[str, list] = {c: [] for c in mapping.columns}
+    col_lists = columns
+    row_of_key: dict[str, int] = {}
+    row_of_block: dict[str, int] = {}
+    bad_blocks: dict[str, str] = {}
+    valid_names: dict[str, bool] = {}
+
+    def new_row(block: str) -> int:
+        labels = parse_labels(block)
+        uuid = _first(labels, roles.get("uuid", ()))
+        mig = _first(labels, roles.get("mig_instance", ()))
+        host = default_host if not host_from_label else (_first(labels, roles.get("host", ())) or default_host)
+        idx = _first(labels, roles.get("gpu_index", ()))
+        if uuid:
+            key = uuid if mig is None else f"{uuid}/{mig}"
+        elif host and idx is not None:
+            key = f"{host}/gpu{idx}" if mig is None else f"{host}/gpu{idx}/{mig}"
+        else:
+            raise ValueError("cannot identify the device: no UUID label and no host + gpu labels")
+        row = row_of_key.get(key)
+        if row is None:
+            row = len(ids)
+            row_of_key[key] = row
+            ids.append(key)
+            try:
+                gpu_index = int(idx) if idx is not None else None
+            except ValueError:
+                gpu_index = None
+            m = {
+                "host": host, "gpu_index": gpu_index, "uuid": uuid,
+                "model": _first(labels, roles.get("model", ())),
+                "pci_bus_id": _first(labels, roles.get("pci_bus_id", ())),
+                "driver_version": _first(labels, roles.get("driver_version", ())),
+                "mig_profile": _first(labels, roles.get("mig_profile", ())),
+                "mig_instance": mig,
+                "mig_parent": uuid if (mig is not None and uuid) else None,
+            }
+            for role in SAMPLE_LABELS:
+                m[role] = _first(labels, roles.get(role, ()))
+            meta.append(m)
+            ts_ms.append(None)
+            for lst in col_lists.values():
+                lst.append(None)
+        return row
+
+    lines = text.split("\n")
+    stats.lines = len(lines) - (1 if lines and lines[-1] == "" else 0)
+    for lineno, line in enumerate(lines, 1):
+        if not line or line[0] == "#":
+            if line:
+                stats.comments += 1
+            continue
+        if line[-1] == "\r":
+            line = line[:-1]
+        brace = line.find("{")
+        if brace == -1:
+            parts = line.split(None, 1)
+            if len(parts) != 2 or not _NAME_RE.match(parts[0]):
+                if line.strip():
+                    stats.add_issue(lineno, "not a sample line", line)
+                continue
+            name, rest, block = parts[0], parts[1], ""
+        else:
+            name = line[:brace]
+            close = line.rfind("}")
+            if close < brace:
+                stats.add_issue(lineno, "label block not closed", line)
+                continue
+            block = line[brace + 1:close]
+            rest = line[close + 1:]
+            ok = valid_names.get(name)
+            if ok is None:
+                ok = valid_names[name] = bool(_NAME_RE.match(name))
+            if not ok:
+                stats.add_issue(lineno, f"invalid metric name {name[:40]!r}", line)
+                continue
+        target = numeric.get(name)
+        if target is None:
+            attr = strings.get(name)
+            if attr is None:
+                if rest.strip():
+                    stats.unmapped += 1
+                else:
+                    stats.add_issue(lineno, "no value", line)
+                continue
+        row = row_of_block.get(block)
+        if row is None:
+            if block in bad_blocks:
+                stats.add_issue(lineno, bad_blocks[block], line)
+                continue
+            try:
+                row = new_row(block)
+            except ValueError as exc:
+                bad_blocks[block] = str(exc)
+                stats.add_issue(lineno, str(exc), line)
+                continue
+            row_of_block[block] = row
+        if target is None:
+            value_text = rest.strip()
+            if not value_text:
+                stats.add_issue(lineno, "no value", line)
+                continue
+            meta[row][attr] = value_text
+            stats.samples += 1
+            continue
+        try:
+            v = float(rest)
+        except ValueError:
+            parts = rest.split()
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                v = float(parts[0])
+                ts = int(parts[1])
+            except ValueError:
+                stats.add_issue(lineno, f"value is not a number: {rest.strip()[:40]!r}", line)
+                continue
+            if ts_ms[row] is None:
+                ts_ms[row] = ts
+        if v >= _INT64_BLANK_MIN or (_FP64_BLANK_MIN <= v <= _FP64_BLANK_MAX) or v != v:
+            stats.blanks += 1
+            stats.samples += 1
+            continue
+        col, scale = target
+        col_lists[col][row] = v * scale if scale != 1.0 else v
+        stats.samples += 1
+
+    if stats.well_formed == 0:
+        raise NotExposition(
+            "no Prometheus exposition text found"
+            + (f" ({stats.issues[0]})" if stats.issues else " (empty input)"))
+    return DeviceBatch(ids, meta, columns, ts_ms, stats)
+
+
+@dataclass
+class Series:
+    name: str
+    labels: dict[str, str]
+    value: float | None
+    ts_ms: int | None
+    lineno: int
+
+
+def parse_series(text: str) -> tuple[list[Series], ParseStats]:
+    """Generic line-by-line parse for small texts (facility meters): every sample line."""
+    stats = ParseStats()
+    out: list[Series] = []
+    lines = text.split("\n")
+    stats.lines = len(lines) - (1 if lines and lines[-1] == "" else 0)
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        if line[0] == "#":
+            stats.comments += 1
+            continue
+        brace = line.find("{")
+        if brace == -1:
+            parts = line.split(None, 1)
+            if len(parts) != 2 or not _NAME_RE.match(parts[0]):
+                stats.add_issue(lineno, "not a sample line", line)
+                continue
+            name, rest, labels = parts[0], parts[1], {}
+        else:
+            name, close = line[:brace], line.rfind("}")
+            if close < brace or not _NAME_RE.match(name):
+                stats.add_issue(lineno, "label block not closed" if close < brace else "invalid metric name", line)
+                continue
+            try:
+                labels = parse_labels(line[brace + 1:close])
+            except ValueError as exc:
+                stats.add_issue(lineno, str(exc), line)
+                continue
+            rest = line[close + 1:]
+        parts = rest.split()
+        try:
+            value = float(parts[0])
+            ts = int(parts[1]) if len(parts) > 1 else None
+            if len(parts) > 2:
+                raise ValueError
+        except (ValueError, IndexError):
+            stats.add_issue(lineno, f"value is not a number: {rest.strip()[:40]!r}", line)
+            continue
+        if value >= _INT64_BLANK_MIN or (_FP64_BLANK_MIN <= value <= _FP64_BLANK_MAX) or value != value:
+            stats.blanks += 1
+            value = None
+        stats.samples += 1
+        out.append(Series(name, labels, value, ts, lineno))
+    if stats.well_formed == 0:
+        raise NotExposition("no Prometheus exposition text found"
+                            + (f" ({stats.issues[0]})" if stats.issues else " (empty input)"))
+    return out, stats

@@ -1,0 +1,160 @@
+"""Wiring: config -> (simulator) -> targets -> collectors -> scheduler -> store.
+
+`Runtime` is what the owner process starts once: the Streamlit server's
+lifespan (app.py) or the headless `python -m collectors run`. With no real
+source configured it starts the embedded simulator on 127.0.0.1 and, in the
+background, back-fills the configured days of history through the very same
+parse-and-write path, so history pages have data on first start while the live
+page fills within one interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from collectors.dcgm import DcgmCollector, EventTracker
+from collectors.facility import FacilityCollector
+from collectors.scheduler import Scheduler, concat
+from collectors.targets import Target
+from config import Config
+from queries import Store
+
+log = logging.getLogger(__name__)
+
+BACKFILL_KEY = "simulator.backfill"
+BACKFILL_STEPS_PER_WRITE = 8
+
+
+def configured_targets(cfg: Config) -> list[Target]:
+    return [Target(url=u, source=s.name, kind=s.kind, site=s.site, cluster=s.cluster)
+            for s in cfg.sources for u in s.targets]
+
+
+class Runtime:
+    def __init__(self, cfg: Config, store: Store | None = None, *, backfill: bool = True,
+                 clock=time.time):
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.want_backfill = backfill
+        self.server = None
+        self.floor = None
+        self.scheduler: Scheduler | None = None
+        self.targets: list[Target] = []
+        self._backfill_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.backfill_status = "off"
+        self.started = False
+
+    # ---- lifecycle ----------------------------------------------------
+
+    def start(self) -> "Runtime":
+        if self.started:
+            return self
+        cfg = self.cfg
+        if self.store is None:
+            self.store = Store(cfg.db_path)
+        if cfg.simulated:
+            from simulator import Floor, SimulatorServer
+
+            self.floor = Floor(cfg)
+            self.server = SimulatorServer(self.floor, bind=cfg.simulator.bind, port=cfg.simulator.port,
+                                          clock=self.clock)
+            self.server.start()
+            self.targets = [Target(url=t.url, source="simulator", kind=t.kind, site=t.site,
+                                   cluster=t.cluster, host=t.host) for t in self.server.targets()]
+        else:
+            self.targets = configured_targets(cfg)
+        self.store.register_targets([t.as_row() for t in self.targets])
+
+        tracker = EventTracker()
+        tracker.prime(self.store.query("device_latest_state").to_dict("records"))
+        self.dcgm = DcgmCollector(cfg, tracker=tracker)
+        self.facility = FacilityCollector(cfg)
+        by_kind = {"dcgm": self.dcgm, "facility": self.facility}
+        jobs = [(by_kind[k], [t for t in self.targets if t.kind == k]) for k in by_kind]
+        self.scheduler = Scheduler(self.store, jobs, interval_s=cfg.collection.interval_s,
+                                   concurrency=cfg.collection.concurrency, clock=self.clock)
+        self.scheduler.start()
+        if cfg.simulated and self.want_backfill and cfg.simulator.backfill_days > 0:
+            self._backfill_thread = threading.Thread(target=self._backfill_safe, name="backfill", daemon=True)
+            self._backfill_thread.start()
+        self.started = True
+        log.info("collecting from %d targets every %gs", len(self.targets), cfg.collection.interval_s)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self._backfill_thread is not None:
+            self._backfill_thread.join(30)
+        if self.server is not None:
+            self.server.stop()
+        self.started = False
+
+    # ---- simulated history ---------------------------------------------
+
+    def _backfill_safe(self) -> None:
+        try:
+            self.backfill()
+        except Exception as exc:
+            self.backfill_status = f"failed: {exc}"
+            log.exception("back-fill failed")
+
+    def backfill(self, end: datetime | None = None) -> int:
+        """Fill [end - backfill_days, end) at backfill_step_s; resumable, idempotent.
+
+        Progress is kept in the kv table so a restart continues where it stopped.
+        Returns the number of simulated scrape instants written.
+        """
+        from simulator import ExporterDown
+
+        sim = self.cfg.simulator
+        step = sim.backfill_step_s
+        if end is None:
+            end = datetime.fromtimestamp(self.clock(), timezone.utc)
+        start = end - timedelta(days=sim.backfill_days)
+        start = datetime.fromtimestamp(start.timestamp() - start.timestamp() % step, timezone.utc)
+        done = self.store.get_kv(BACKFILL_KEY)
+        if done:
+            start = max(start, datetime.fromisoformat(done) + timedelta(seconds=step))
+        dcgm = DcgmCollector(self.cfg)           # own tracker: history runs in time order
+        facility = FacilityCollector(self.cfg)
+        dcgm_targets = [t for t in self.targets if t.kind == "dcgm"]
+        fac_targets = [t for t in self.targets if t.kind == "facility"]
+        total = max(0, int((end - start).total_seconds() // step))
+        written = 0
+        pending = []
+        t = start
+        while t < end and not self._stop.is_set():
+            epoch = t.timestamp()
+            for target in dcgm_targets:
+                try:
+                    text = self.floor.node_text(target.host, epoch)
+                except ExporterDown:
+                    continue
+                pending.append(dcgm.from_text(text, target, t))
+            for target in fac_targets:
+                pending.append(facility.from_text(self.floor.facility_text(target.site, epoch), target, t))
+            written += 1
+            self.backfill_status = f"{written}/{total}"
+            if written % BACKFILL_STEPS_PER_WRITE == 0 or t + timedelta(seconds=step) >= end:
+                self._write(pending)
+                pending = []
+                self.store.set_kv(BACKFILL_KEY, t.isoformat())
+            t += timedelta(seconds=step)
+        if pending:
+            self._write(pending)
+            self.store.set_kv(BACKFILL_KEY, (t - timedelta(seconds=step)).isoformat())
+        self.backfill_status = "done" if not self._stop.is_set() else f"paused at {written}/{total}"
+        return written
+
+    def _write(self, scrapes) -> None:
+        self.store.write_scrape(samples=concat([s.samples for s in scrapes]),
+                                devices=concat([s.devices for s in scrapes]),
+                                events=concat([s.events for s in scrapes]),
+                                facility=concat([s.facility for s in scrapes]))

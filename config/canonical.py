@@ -1,0 +1,47 @@
+"""The canonical, vendor-neutral data model's column names and types.
+
+Collectors translate every exporter into these columns; the store's schema
+(queries/migrations) declares the same ones, and a meta-test keeps the two in
+step. Units live in the names. Missing values are NULL, never 0.
+"""
+
+from __future__ import annotations
+
+# device_samples measurement columns: name -> DuckDB type
+SAMPLE_MEASURES: dict[str, str] = {
+    "util_pct": "DOUBLE",          # GPU utilisation, 0..100
+    "gr_active": "DOUBLE",         # graphics engine active ratio, 0..1
+    "sm_active": "DOUBLE",         # SM active ratio, 0..1
+    "tensor_active": "DOUBLE",     # tensor pipe active ratio, 0..1
+    "dram_active": "DOUBLE",       # memory interface active ratio, 0..1
+    "mem_used_mib": "DOUBLE",
+    "mem_free_mib": "DOUBLE",
+    "power_w": "DOUBLE",
+    "energy_j": "DOUBLE",          # counter since driver load
+    "temp_c": "DOUBLE",
+    "mem_temp_c": "DOUBLE",
+    "sm_clock_mhz": "DOUBLE",
+    "throttle_reasons": "BIGINT",  # NVML/DCGM clocks-event bitmask
+    "xid_last": "BIGINT",          # last XID seen (0 = none)
+    "ecc_dbe_volatile": "BIGINT",
+}
+
+# device_samples attribution/identity columns (strings)
+SAMPLE_LABELS: tuple[str, ...] = ("namespace", "pod", "container", "job")
+
+# Device attributes a mapping may fill from a string-valued field or a label.
+DEVICE_ATTRIBUTES: tuple[str, ...] = ("model", "driver_version", "pci_bus_id")
+
+# Label roles a mapping may name.
+LABEL_ROLES: tuple[str, ...] = (
+    "uuid", "gpu_index", "host", "model", "pci_bus_id", "driver_version",
+    "mig_profile", "mig_instance", "namespace", "pod", "container", "job",
+)
+
+# facility_samples measures and the label roles a facility mapping may name
+FACILITY_MEASURES: tuple[str, ...] = ("power_w", "energy_kwh")
+FACILITY_LABEL_ROLES: tuple[str, ...] = ("site", "meter", "scope", "pue_category")
+
+# Thermal bits of the clocks-event (throttle) reason mask, as NVML defines them:
+# SW thermal slowdown 0x20, HW thermal slowdown 0x40, HW slowdown 0x08.
+THERMAL_THROTTLE_MASK = 0x20 | 0x40 | 0x08

@@ -1,0 +1,17 @@
+-- One cell per host x GPU index: utilisation, temperature, power and state now.
+-- $now, $stale_s, $cluster (NULL = all)
+SELECT
+    host, cluster, gpu_index,
+    avg(util_pct)  AS util_pct,
+    max(temp_c)    AS temp_c,
+    sum(power_w)   AS power_w,
+    CASE WHEN bool_or(state = 'lost') THEN 'lost'
+         WHEN bool_or(state = 'xid') THEN 'xid'
+         WHEN bool_or(state = 'thermal') THEN 'thermal'
+         WHEN bool_and(state = 'no_data') THEN 'no_data'
+         ELSE 'ok' END AS state,
+    any_value(tenant) AS tenant
+FROM device_state($now, $stale_s)
+WHERE ($cluster IS NULL OR cluster = $cluster) AND gpu_index IS NOT NULL
+GROUP BY host, cluster, gpu_index
+ORDER BY cluster, host, gpu_index

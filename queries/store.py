@@ -1,0 +1,267 @@
+"""The one DuckDB file: connection, ownership, migrations, batch writes, reads.
+
+DuckDB lets one process open a file for writing and then locks everyone else
+out, readers included. `Store` is that owner's handle: one connection, a
+`cursor()` per call (a DuckDB connection refuses concurrent use), one lock that
+serialises writers (the scheduler and the back-fill thread) so device upserts
+never conflict. A second process gets `DatabaseOwned`, which names the owner.
+
+Batches arrive as pyarrow tables and are appended with `INSERT ... SELECT`
+from the registered table, never row by row. A sample is identified by
+(device_id, ts): the anti-join on insert makes a retried or overlapping
+delivery store each sample once, without an index on the big table (its time
+range filter lets DuckDB's zone maps skip all but the newest row groups).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+_LOCK_RE = re.compile(r"PID (\d+)")
+
+
+class DatabaseOwned(RuntimeError):
+    """Another process holds the database file."""
+
+
+class UnknownQuery(KeyError):
+    pass
+
+
+def _owner_description(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmd = " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)
+        return f"process {pid} ({cmd[:160]})"
+    except OSError:
+        return f"process {pid}"
+
+
+def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database file, turning DuckDB's lock error into a plain message."""
+    target = str(path)
+    if target != ":memory:":
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(target, read_only=read_only)
+    except duckdb.IOException as exc:
+        msg = str(exc)
+        if "lock" not in msg.lower():
+            raise
+        m = _LOCK_RE.search(msg)
+        owner = _owner_description(int(m.group(1))) if m else "another process"
+        raise DatabaseOwned(
+            f"The database {target} is in use by {owner}. DuckDB lets only one process open it. "
+            "Open the dashboard that process serves, or stop it first "
+            "(for the headless collector: stop `python -m collectors run`; for the dashboard: stop `streamlit run app.py`)."
+        ) from None
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    return con
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    out = []
+    for p in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        version = int(p.name.split("_", 1)[0])
+        out.append((version, p.stem, p.read_text()))
+    return out
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply migrations not yet applied, each in its own transaction; return those applied."""
+    con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+        version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)""").fetchall()
+    done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for version, name, sql in migrations():
+        if version in done:
+            continue
+        con.execute("BEGIN").fetchall()
+        try:
+            for statement in _statements(sql):
+                con.execute(statement).fetchall()
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name]).fetchall()
+            con.execute("COMMIT").fetchall()
+        except Exception:
+            con.execute("ROLLBACK").fetchall()
+            raise
+        applied.append(version)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (migrations hold no ';' inside strings)."""
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def sql_text(name: str) -> str:
+    path = SQL_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise UnknownQuery(f"no query named {name!r} (expected {path})")
+    return path.read_text()
+
+
+def query_names() -> list[str]:
+    return sorted(p.stem for p in SQL_DIR.glob("*.sql"))
+
+
+def run(cur: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pd.DataFrame:
+    """Run queries/sql/<name>.sql with $named parameters; return a DataFrame."""
+    text = sql_text(name)
+    used = {k: v for k, v in params.items() if f"${k}" in text}
+    return cur.execute(text, used).df()
+
+
+class Store:
+    """The owner's handle on the database (see module docstring)."""
+
+    def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False):
+        self.path = str(path)
+        self.con = connect(path, read_only=read_only)
+        if not read_only:
+            migrate(self.con)
+        self.write_lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def query(self, name: str, **params: Any) -> pd.DataFrame:
+        with self.cursor() as cur:
+            return run(cur, name, **params)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.con.close()
+
+    # ---- writes -------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.write_lock, self.cursor() as cur:
+            cur.execute("BEGIN").fetchall()
+            try:
+                yield cur
+                cur.execute("COMMIT").fetchall()
+            except Exception:
+                cur.execute("ROLLBACK").fetchall()
+                raise
+
+    def write_scrape(self, *, samples: pa.Table | None = None, devices: pa.Table | None = None,
+                     events: pa.Table | None = None, facility: pa.Table | None = None,
+                     runs: pa.Table | None = None) -> int:
+        """Write one or more scrapes' batches in one transaction; return samples stored."""
+        stored = 0
+        with self._tx() as cur:
+            if devices is not None and devices.num_rows:
+                cur.register("batch_devices", devices)
+                cur.execute(_UPSERT_DEVICES).fetchall()
+                cur.unregister("batch_devices")
+            if samples is not None and samples.num_rows:
+                cur.register("batch_samples", samples)
+                stored = cur.execute(_INSERT_SAMPLES).fetchall()[0][0]
+                cur.unregister("batch_samples")
+            if events is not None and events.num_rows:
+                cur.register("batch_events", events)
+                cur.execute(_INSERT_EVENTS).fetchall()
+                cur.unregister("batch_events")
+            if facility is not None and facility.num_rows:
+                cur.register("batch_facility", facility)
+                cur.execute(_INSERT_FACILITY).fetchall()
+                cur.unregister("batch_facility")
+            if runs is not None and runs.num_rows:
+                cur.register("batch_runs", runs)
+                cur.execute("INSERT INTO collector_runs BY NAME SELECT * FROM batch_runs").fetchall()
+                cur.unregister("batch_runs")
+        return stored
+
+    def register_targets(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        now = datetime.now(timezone.utc)
+        table = pa.Table.from_pylist([{**r, "registered_at": now} for r in rows])
+        with self._tx() as cur:
+            cur.register("batch_targets", table)
+            cur.execute("""INSERT INTO targets BY NAME SELECT * FROM batch_targets
+                ON CONFLICT (target) DO UPDATE SET source = excluded.source, kind = excluded.kind,
+                site = excluded.site, cluster = excluded.cluster, host = excluded.host""").fetchall()
+            cur.unregister("batch_targets")
+
+    def get_kv(self, key: str) -> str | None:
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchall()
+        row = rows[0] if rows else None
+        return row[0] if row else None
+
+    def set_kv(self, key: str, value: str) -> None:
+        with self._tx() as cur:
+            cur.execute("""INSERT INTO kv VALUES (?, ?, now())
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at""",
+                        [key, value]).fetchall()
+
+
+_UPSERT_DEVICES = """
+INSERT INTO devices BY NAME SELECT * FROM batch_devices
+ON CONFLICT (device_id) DO UPDATE SET
+    vendor = excluded.vendor, model = coalesce(excluded.model, devices.model),
+    catalogue_model = excluded.catalogue_model, peak_dense_tflops = excluded.peak_dense_tflops,
+    host = excluded.host, cluster = excluded.cluster, site = excluded.site,
+    gpu_index = excluded.gpu_index, uuid = excluded.uuid,
+    pci_bus_id = coalesce(excluded.pci_bus_id, devices.pci_bus_id),
+    mig_parent = excluded.mig_parent, mig_profile = excluded.mig_profile,
+    mem_total_mib = coalesce(excluded.mem_total_mib, devices.mem_total_mib),
+    driver_version = coalesce(excluded.driver_version, devices.driver_version),
+    source = excluded.source,
+    target = CASE WHEN excluded.last_seen >= devices.last_seen THEN excluded.target ELSE devices.target END,
+    first_seen = least(devices.first_seen, excluded.first_seen),
+    last_seen = greatest(devices.last_seen, excluded.last_seen)
+"""
+
+# Only samples whose (device_id, ts) is not stored yet; the ts range filter
+# keeps the probe to the row groups that can overlap this batch.
+_INSERT_SAMPLES = """
+INSERT INTO device_samples BY NAME
+SELECT b.* FROM batch_samples b
+WHERE NOT EXISTS (
+    SELECT 1 FROM device_samples s
+    WHERE s.ts BETWEEN (SELECT min(ts) FROM batch_samples) AND (SELECT max(ts) FROM batch_samples)
+      AND s.device_id = b.device_id AND s.ts = b.ts)
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO device_events BY NAME
+SELECT b.* FROM batch_events b
+WHERE NOT EXISTS (
+    SELECT 1 FROM device_events e
+    WHERE e.ts BETWEEN (SELECT min(ts) FROM batch_events) AND (SELECT max(ts) FROM batch_events)
+      AND e.device_id IS NOT DISTINCT FROM b.device_id AND e.ts = b.ts AND e.kind = b.kind)
+"""
+
+_INSERT_FACILITY = """
+INSERT INTO facility_samples BY NAME
+SELECT b.* FROM batch_facility b
+WHERE NOT EXISTS (
+    SELECT 1 FROM facility_samples f
+    WHERE f.ts BETWEEN (SELECT min(ts) FROM batch_facility) AND (SELECT max(ts) FROM batch_facility)
+      AND f.site = b.site AND f.meter = b.meter AND f.ts = b.ts)
+"""
