@@ -96,6 +96,22 @@ class Runtime:
             self.server.stop()
         self.started = False
 
+    def health(self) -> dict:
+        """What /healthz and the sources page report about collection."""
+        rep = self.scheduler.last_report if self.scheduler else None
+        return {
+            "status": "ok" if rep is None or rep.write_error is None else "degraded",
+            "simulated": self.cfg.simulated,
+            "targets": len(self.targets),
+            "cycles": self.scheduler.cycles if self.scheduler else 0,
+            "last_cycle": None if rep is None else {
+                "ts": rep.ts.isoformat(), "ok": rep.ok, "failed": rep.failed, "rows": rep.rows,
+                "stored": rep.stored, "scrape_s": round(rep.scrape_s, 3), "write_s": round(rep.write_s, 3),
+                "write_error": rep.write_error},
+            "backfill": self.backfill_status,
+            "database": self.store.path if self.store else None,
+        }
+
     # ---- simulated history ---------------------------------------------
 
     def _backfill_safe(self) -> None:
@@ -158,3 +174,15 @@ class Runtime:
                                 devices=concat([s.devices for s in scrapes]),
                                 events=concat([s.events for s in scrapes]),
                                 facility=concat([s.facility for s in scrapes]))
+
+
+_current: Runtime | None = None
+
+
+def set_current(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime | None:
+    return _current

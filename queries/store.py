@@ -265,3 +265,16 @@ WHERE NOT EXISTS (
     WHERE f.ts BETWEEN (SELECT min(ts) FROM batch_facility) AND (SELECT max(ts) FROM batch_facility)
       AND f.site = b.site AND f.meter = b.meter AND f.ts = b.ts)
 """
+
+
+_shared: Store | None = None
+
+
+def set_shared_store(store: Store | None) -> None:
+    """Publish the owner process's store to the pages running in the same process."""
+    global _shared
+    _shared = store
+
+
+def shared_store() -> Store | None:
+    return _shared

@@ -1,0 +1,66 @@
+"""The dashboard: `streamlit run app.py`.
+
+This file plays two parts. Imported by the server (`streamlit run` finds the
+`st.App` below and serves it), it is the owner process: its lifespan loads and
+validates config/, opens the DuckDB file, and starts the collector runtime
+(simulator, scrapes, back-fill) once, before any browser connects; it stops
+them at shutdown, and it answers /healthz. Run by Streamlit as each session's
+script (`__name__ == "__main__"`), it draws the navigation and the pages.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+if __name__ == "__main__":
+    from pages import ui
+
+    ui.main()
+else:
+    import logging
+    import sys
+    from contextlib import asynccontextmanager
+
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    import config
+    from collectors.runtime import Runtime, set_current
+    from queries import DatabaseOwned
+    from queries.store import set_shared_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        CONFIG = config.load()
+    except config.ConfigError as exc:
+        print(f"Configuration error, dashboard not started:\n{exc}", file=sys.stderr)
+        sys.exit(2)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        try:
+            runtime = Runtime(CONFIG).start()
+        except DatabaseOwned as exc:
+            print(f"Dashboard not started: {exc}", file=sys.stderr)
+            raise SystemExit(3) from None
+        set_current(runtime)
+        set_shared_store(runtime.store)
+        try:
+            yield {"runtime": runtime}
+        finally:
+            runtime.stop()
+            set_shared_store(None)
+            set_current(None)
+            runtime.store.close()
+
+    async def healthz(request: Request) -> JSONResponse:
+        from collectors.runtime import current
+
+        runtime = current()
+        if runtime is None or not runtime.started:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse(runtime.health())
+
+    app = st.App(__file__, lifespan=lifespan, routes=[Route("/healthz", healthz)])

@@ -1,0 +1,136 @@
+"""Command line: `python -m collectors {parse,run,check-config}`.
+
+parse FILE   read exporter text (FILE or - for stdin), print one JSON object per
+             canonical device sample, then a summary on stderr. Exit 0 when it
+             parsed, 1 when the input was not exposition text at all.
+run          headless collect-only mode: own the database and collect until
+             interrupted (for sites that run the dashboard elsewhere or later).
+check-config validate config/ and say what was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+import config
+from collectors.exposition import CompiledMapping, NotExposition, parse_devices
+from config.canonical import SAMPLE_MEASURES
+
+OUTPUT_KEYS = ("device_id", "host", "model", "gpu_index", "uuid", "pci_bus_id", "driver_version",
+               "mig_profile", "mig_instance", "mig_parent")
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config)
+    if args.mapping not in cfg.mappings or cfg.mappings[args.mapping].table != "device_samples":
+        names = [k for k, m in cfg.mappings.items() if m.table == "device_samples"]
+        print(f"unknown device mapping {args.mapping!r}; expected one of {names}", file=sys.stderr)
+        return 2
+    try:
+        text = _read(args.file)
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    mapping = CompiledMapping.from_config(cfg.mappings[args.mapping])
+    try:
+        batch = parse_devices(text, mapping, default_host=args.host)
+    except NotExposition as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    tenant_of = cfg.tenant_for_namespace()
+    out = sys.stdout
+    for i, dev in enumerate(batch.ids):
+        m = batch.meta[i]
+        rec = {"device_id": dev}
+        rec.update({k: m.get(k) for k in OUTPUT_KEYS[1:]})
+        for col in SAMPLE_MEASURES:
+            values = batch.columns.get(col)
+            rec[col] = values[i] if values is not None else None
+        for col in ("namespace", "pod", "container", "job"):
+            rec[col] = m.get(col)
+        rec["tenant"] = tenant_of.get(m.get("namespace"))
+        rec["exporter_ts_ms"] = batch.ts_ms[i]
+        out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    s = batch.stats
+    print(f"{args.file}: {len(batch)} device sample(s) from {s.samples} value line(s); "
+          f"{s.lines} line(s) read, {s.comments} comment(s), {s.unmapped} sample line(s) not in the "
+          f"'{args.mapping}' mapping, {s.blanks} blank value(s) stored as null, {s.malformed} malformed line(s) skipped",
+          file=sys.stderr)
+    for issue in s.issues:
+        print(f"  skipped {issue}", file=sys.stderr)
+    if s.malformed > len(s.issues):
+        print(f"  ... and {s.malformed - len(s.issues)} more", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from collectors.runtime import Runtime
+    from queries import DatabaseOwned
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = config.load(args.config)
+    try:
+        runtime = Runtime(cfg, backfill=not args.no_backfill).start()
+    except DatabaseOwned as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"collecting from {len(runtime.targets)} target(s) into {runtime.store.path}; Ctrl-C to stop",
+          file=sys.stderr)
+    try:
+        while not stop.wait(1.0):
+            if args.cycles and runtime.scheduler.cycles >= args.cycles:
+                break
+    finally:
+        runtime.stop()
+        runtime.store.close()
+    print(json.dumps(runtime.health(), default=str), file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config)
+    print(f"{cfg.directory}: OK: {len(cfg.sites)} site(s), {len(cfg.clusters)} cluster(s), "
+          f"{cfg.total_gpus()} GPU(s) described, {len(cfg.tenants)} tenant(s), "
+          f"{sum(len(s.targets) for s in cfg.sources)} configured target(s)"
+          + (" (none: the embedded simulator runs)" if cfg.simulated else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m collectors", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help=f"configuration directory (default: ${config.ENV_VAR} or config/)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pp = sub.add_parser("parse", help="parse exporter text and print canonical samples as JSON lines")
+    pp.add_argument("file", help="file with exporter text, or - for standard input")
+    pp.add_argument("--mapping", default="dcgm", help="mapping table in config/mappings (default: dcgm)")
+    pp.add_argument("--host", help="host name to use when the text carries none")
+    pr = sub.add_parser("run", help="headless collect-only mode (owns the database)")
+    pr.add_argument("--no-backfill", action="store_true", help="do not back-fill simulated history")
+    pr.add_argument("--cycles", type=int, default=0, help="stop after N collection cycles (0 = run until stopped)")
+    sub.add_parser("check-config", help="validate the configuration")
+    args = p.parse_args(argv)
+    try:
+        return {"parse": cmd_parse, "run": cmd_run, "check-config": cmd_check}[args.cmd](args)
+    except config.ConfigError as exc:
+        print(f"Configuration error:\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

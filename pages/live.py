@@ -1,0 +1,196 @@
+"""Live NOC page: fleet figures, host x GPU heatmap, problems, drill-down.
+
+Auto-refreshes with `st.fragment(run_every=...)` (interval from config). The
+cluster, heatmap metric and drill-down host live in the URL, so a view can be
+shared.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import ui
+
+t = ui.t
+C = ui.cfg()
+STALE_S = C.collection.stale_after_s
+METRICS = {"util": ("util_pct", "heatmap.util", "%", "Blues", 0, 100),
+           "temp": ("temp_c", "heatmap.temp", "°C", "YlOrRd", 25, 95),
+           "power": ("power_w", "heatmap.power", "W", "Viridis", 0, None)}
+STATE_MARK = {"lost": "✖", "xid": "!", "thermal": "▲", "no_data": "?"}
+
+st.title(t("live.title"))
+cluster = ui.cluster_filter()
+
+
+def _kind_text(row: pd.Series) -> str:
+    return t(f"problem.{row['kind']}")
+
+
+def _detail_text(row: pd.Series) -> str:
+    kind = row["kind"]
+    if kind == "xid":
+        code = int(row["code"])
+        meaning = t(f"xid.{code}") if ui.i18n_has(f"xid.{code}") else t("xid.other")
+        return t("problem.detail.xid", code=code, meaning=meaning)
+    if kind == "thermal":
+        return t("problem.detail.thermal", temp=row["detail"] or "—")
+    if kind == "lost":
+        return t("problem.detail.lost")
+    if kind == "exporter_down":
+        return t("problem.detail.exporter_down", error=row["detail"] or "—")
+    if kind == "stale":
+        return t("problem.detail.stale", last=row["detail"] or t("common.never"))
+    return str(row["detail"] or "")
+
+
+def fleet_figures(at) -> None:
+    s = ui.store().query("fleet_summary", now=at, stale_s=STALE_S, cluster=cluster).iloc[0]
+    owned = int(s["owned"])
+    if owned == 0:
+        st.info(t("live.waiting"), icon=":material/hourglass_top:")
+        return
+
+    def pct(n):
+        return t("live.pct_of_owned", pct=f"{100.0 * int(n) / owned:.0f}")
+
+    cols = st.columns(7)
+    cols[0].metric(t("fleet.owned"), f"{owned:,}", help=t("fleet.owned_help"))
+    cols[1].metric(t("fleet.healthy"), f"{int(s['healthy']):,}", pct(s["healthy"]), delta_color="off",
+                   help=t("fleet.healthy_help"))
+    cols[2].metric(t("fleet.allocated"), f"{int(s['allocated']):,}", pct(s["allocated"]), delta_color="off",
+                   help=t("fleet.allocated_help"))
+    cols[3].metric(t("fleet.busy"), f"{int(s['busy']):,}", pct(s["busy"]), delta_color="off",
+                   help=t("fleet.busy_help"))
+    cols[4].metric(t("fleet.allocated_idle"), f"{int(s['allocated_idle']):,}", pct(s["allocated_idle"]),
+                   delta_color="off", help=t("fleet.allocated_idle_help"))
+    cols[5].metric(t("fleet.faulted"), f"{int(s['faulted']):,}",
+                   t("fleet.throttled_n", n=int(s["throttled"])), delta_color="off", help=t("fleet.faulted_help"))
+    cols[6].metric(t("fleet.no_data"), f"{int(s['no_data']):,}", help=t("fleet.no_data_help"))
+
+    fac = ui.store().query("facility_live", now=at, stale_s=STALE_S * 4)
+    cols = st.columns(4)
+    cols[0].metric(t("fleet.power"), ui.fmt_num(s["power_w"] / 1000.0, 1, "kW"), help=t("fleet.power_help"))
+    installed = float(s["installed_pflops"])
+    delivered = float(s["delivered_pflops"])
+    share = f"{100 * delivered / installed:.0f}%" if installed else "—"
+    cols[1].metric(t("fleet.pflops"), f"{delivered:,.1f} / {installed:,.1f}",
+                   t("fleet.pflops_share", share=share), delta_color="off", help=t("fleet.pflops_help"))
+    if cluster is None and len(fac) and not ui.missing(fac.iloc[0]["pue"]):
+        f = fac.iloc[0]
+        cols[2].metric(t("fleet.pue"), f"{float(f['pue']):.2f}",
+                       t("fleet.pue_category", cat=int(f["pue_category"]) if not ui.missing(f["pue_category"]) else "—"),
+                       delta_color="off", help=t("fleet.pue_help"))
+    else:
+        cols[2].metric(t("fleet.pue"), "—", help=t("fleet.pue_help"))
+    cols[3].metric(t("fleet.data_age"), ui.fmt_age(s["newest_sample"], at), help=t("fleet.data_age_help"))
+
+
+def heatmap(at) -> None:
+    options = list(METRICS)
+    current = ui.param_choice("metric", options, "util")
+    metric = st.segmented_control(t("heatmap.metric"), options, default=current,
+                                  format_func=lambda m: t(METRICS[m][1]), key="heatmap_metric") or current
+    ui.set_param("metric", metric, "util")
+    col, label_key, unit, scale, zmin, zmax = METRICS[metric]
+    df = ui.store().query("heatmap", now=at, stale_s=STALE_S, cluster=cluster)
+    if df.empty:
+        return
+    hosts = list(dict.fromkeys(df["host"]))
+    gpus = sorted(df["gpu_index"].dropna().astype(int).unique())
+    z = df.pivot_table(index="gpu_index", columns="host", values=col, aggfunc="first", dropna=False)
+    z = z.reindex(index=gpus, columns=hosts)
+    states = df.pivot_table(index="gpu_index", columns="host", values="state", aggfunc="first")
+    states = states.reindex(index=gpus, columns=hosts)
+    tenants = df.pivot_table(index="gpu_index", columns="host", values="tenant", aggfunc="first")
+    tenants = tenants.reindex(index=gpus, columns=hosts)
+    marks = states.map(lambda s: STATE_MARK.get(s, "") if isinstance(s, str) else "")
+    state_text = states.map(lambda s: t(f"state.{s}") if isinstance(s, str) else t("state.no_data"))
+    tenant_text = tenants.map(lambda v: v if isinstance(v, str) else t("heatmap.unallocated"))
+    custom = [[[state_text.iat[i, j], tenant_text.iat[i, j]] for j in range(len(hosts))] for i in range(len(gpus))]
+    fig = go.Figure(go.Heatmap(
+        z=z.values, x=hosts, y=[f"GPU {g}" for g in gpus], colorscale=scale, zmin=zmin,
+        zmax=zmax if zmax is not None else None, text=marks.values, texttemplate="%{text}",
+        textfont={"size": 11, "color": "black"}, customdata=custom, xgap=1, ygap=1,
+        colorbar={"title": unit},
+        hovertemplate=("%{x} · %{y}<br>" + t(label_key) + ": %{z:.0f} " + unit
+                       + "<br>" + t("heatmap.state") + ": %{customdata[0]}"
+                       + "<br>" + t("heatmap.tenant") + ": %{customdata[1]}<extra></extra>"),
+    ))
+    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"tickangle": -90, "tickfont": {"size": 9}}, yaxis={"autorange": "reversed"})
+    st.plotly_chart(fig, width="stretch", key="heatmap_chart")
+    st.caption(t("heatmap.legend"))
+
+
+def problems(at) -> None:
+    df = ui.store().query("problems", now=at, stale_s=STALE_S, hours=24, cluster=cluster)
+    st.subheader(t("problems.title", n=len(df)))
+    if df.empty:
+        st.success(t("problems.none"), icon=":material/check_circle:")
+        return
+    ongoing = int(df["ongoing"].sum())
+    if ongoing:
+        st.error(t("problems.ongoing", n=ongoing), icon=":material/error:")
+    view = pd.DataFrame({
+        t("problems.col.time"): df["ts"].map(ui.fmt_time),
+        t("problems.col.kind"): df.apply(_kind_text, axis=1),
+        t("problems.col.now"): df["ongoing"].map(lambda v: t("problems.ongoing_yes") if v else ""),
+        t("problems.col.cluster"): df["cluster"].fillna("—"),
+        t("problems.col.host"): df["host"].fillna("—"),
+        t("problems.col.gpu"): df["gpu_index"].map(lambda v: "—" if ui.missing(v) else str(int(v))),
+        t("problems.col.detail"): df.apply(_detail_text, axis=1),
+    })
+    st.dataframe(view, hide_index=True, width="stretch", height=320)
+
+
+@st.fragment(run_every=C.ui.refresh_s)
+def live_view() -> None:
+    at = ui.now()
+    fleet_figures(at)
+    heatmap(at)
+    problems(at)
+    st.caption(t("live.updated", time=ui.fmt_time(at), every=f"{C.ui.refresh_s:g}"))
+
+
+def drill_down() -> None:
+    st.subheader(t("drill.title"))
+    hosts_df = ui.store().query("hosts", cluster=cluster)
+    if hosts_df.empty:
+        st.caption(t("drill.no_hosts"))
+        return
+    hosts = list(dict.fromkeys(hosts_df["host"]))
+    current = ui.param_choice("host", hosts, hosts[0])
+    c1, c2 = st.columns([2, 3])
+    host = c1.selectbox(t("drill.host"), hosts, index=hosts.index(current), key="drill_host")
+    ui.set_param("host", host, None)
+    devs = hosts_df[hosts_df["host"] == host]
+    dev_ids = ["all", *devs["device_id"].tolist()]
+    labels = {r.device_id: (f"GPU {int(r.gpu_index)}" if not ui.missing(r.gpu_index) else r.device_id)
+              + (f" · {r.mig_profile}" if isinstance(r.mig_profile, str) else "") for r in devs.itertuples()}
+    dev = c2.selectbox(t("drill.gpu"), dev_ids, key="drill_gpu",
+                       format_func=lambda d: t("drill.all_gpus") if d == "all" else labels.get(d, d))
+    hist = ui.store().query("device_history", now=ui.now(), minutes=60, host=host,
+                            device_id=None if dev == "all" else dev)
+    if hist.empty:
+        st.caption(t("drill.no_data"))
+        return
+    hist["label"] = hist["device_id"].map(labels)
+    charts = [("util_pct", "drill.util", "%"), ("temp_c", "drill.temp", "°C"), ("power_w", "drill.power", "W")]
+    cols = st.columns(3)
+    for (col, key, unit), place in zip(charts, cols):
+        fig = go.Figure()
+        for label, g in hist.groupby("label", sort=False):
+            fig.add_trace(go.Scatter(x=g["ts"], y=g[col], mode="lines", name=label))
+        fig.update_layout(title=f"{t(key)} ({unit})", height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                          showlegend=dev == "all" and place is cols[2], legend={"font": {"size": 9}})
+        place.plotly_chart(fig, width="stretch", key=f"drill_{col}")
+    st.download_button(t("drill.download"), hist.drop(columns=["label"]).to_csv(index=False).encode(),
+                       file_name=f"{host}-last-hour.csv", mime="text/csv")
+
+
+live_view()
+st.divider()
+drill_down()

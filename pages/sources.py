@@ -1,0 +1,71 @@
+"""Sources page: every scrape target, its newest attempt and its last error in words."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from collectors.runtime import current
+from pages import ui
+
+t = ui.t
+C = ui.cfg()
+
+st.title(t("sources.title"))
+st.caption(t("sources.caption"))
+
+
+@st.fragment(run_every=C.ui.refresh_s)
+def sources_view() -> None:
+    at = ui.now()
+    df = ui.store().query("sources", now=at)
+    total = len(df)
+    failing = int((df["ok"] == False).sum()) if total else 0  # noqa: E712 (NA-aware)
+    never = int(df["last_scrape"].isna().sum()) if total else 0
+    cols = st.columns(4)
+    cols[0].metric(t("sources.targets"), f"{total:,}")
+    cols[1].metric(t("sources.answering"), f"{total - failing - never:,}")
+    cols[2].metric(t("sources.failing"), f"{failing:,}")
+    runtime = current()
+    if runtime is not None:
+        status = runtime.backfill_status
+        cols[3].metric(t("sources.backfill"), t(f"sources.backfill.{status}") if status in ("off", "done") else status)
+        rep = runtime.scheduler.last_report if runtime.scheduler else None
+        if rep is not None and rep.write_error:
+            st.error(t("sources.write_error", error=rep.write_error), icon=":material/database:")
+        elif rep is not None:
+            st.caption(t("sources.last_cycle", targets=rep.targets, ok=rep.ok, failed=rep.failed,
+                         rows=f"{rep.rows:,}", scrape=f"{rep.scrape_s:.2f}", write=f"{rep.write_s:.2f}"))
+    if total == 0:
+        st.info(t("sources.none"))
+        return
+    if failing:
+        st.error(t("sources.failing_banner", n=failing), icon=":material/error:")
+
+    def status(row: pd.Series) -> str:
+        if ui.missing(row["ok"]):
+            return t("sources.status.never")
+        return t("sources.status.ok") if row["ok"] else t("sources.status.failing")
+
+    view = pd.DataFrame({
+        t("sources.col.status"): df.apply(status, axis=1),
+        t("sources.col.kind"): df["kind"].map(lambda k: t(f"sources.kind.{k}")),
+        t("sources.col.cluster"): df["cluster"].fillna("—"),
+        t("sources.col.host"): df["host"].fillna("—"),
+        t("sources.col.last_scrape"): df["last_scrape"].map(lambda v: ui.fmt_age(v, at)),
+        t("sources.col.duration"): df["duration_s"].map(lambda v: ui.fmt_num(None if ui.missing(v) else v * 1000, 0, "ms")),
+        t("sources.col.rows"): df["rows"].map(lambda v: ui.fmt_num(v)),
+        t("sources.col.failures"): df.apply(lambda r: f"{int(r['failures_1h'])} / {int(r['attempts_1h'])}", axis=1),
+        t("sources.col.last_ok"): df["last_ok"].map(lambda v: ui.fmt_age(v, at)),
+        t("sources.col.error"): df.apply(
+            lambda r: "" if ui.missing(r["last_error"]) else f"{r['last_error']} ({ui.fmt_age(r['last_error_at'], at)})",
+            axis=1),
+        t("sources.col.target"): df["target"],
+    })
+    st.dataframe(view, hide_index=True, width="stretch", height=min(38 + 35 * len(view), 640))
+    st.download_button(t("sources.download"), df.to_csv(index=False).encode(), file_name="sources.csv",
+                       mime="text/csv")
+    st.caption(t("sources.updated", time=ui.fmt_time(at)))
+
+
+sources_view()

@@ -1,0 +1,141 @@
+"""Shared page plumbing: config, the store, language, formatting, navigation.
+
+Pages get the database through `store()`: in the server it is the store the
+collector runtime opened at start (one owner per file); where no runtime runs
+(AppTest, a read-only look at a copied file) it opens the configured file once
+per process.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import pandas as pd
+import streamlit as st
+
+import config
+import i18n
+from queries import Store
+from queries.store import shared_store
+
+
+@st.cache_resource(show_spinner=False)
+def cfg() -> config.Config:
+    return config.load()
+
+
+@st.cache_resource(show_spinner=False)
+def _own_store(path: str) -> Store:
+    return Store(path)
+
+
+def store() -> Store:
+    return shared_store() or _own_store(str(cfg().db_path))
+
+
+def lang() -> str:
+    return i18n.normalise(st.query_params.get("lang") or cfg().centre.default_language)
+
+
+def t(key: str, **values: object) -> str:
+    return i18n.t(key, lang(), **values)
+
+
+def i18n_has(key: str) -> bool:
+    return i18n.has(key)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def param_choice(name: str, options: list[str], default: str) -> str:
+    """A query-parameter value restricted to `options` (so shared URLs can't inject)."""
+    value = st.query_params.get(name)
+    return value if value in options else default
+
+
+def set_param(name: str, value: str | None, default: str | None = None) -> None:
+    if value is None or value == default:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
+
+
+def missing(v: object) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+def fmt_num(v: object, digits: int = 0, unit: str = "") -> str:
+    if missing(v):
+        return "—"
+    text = f"{float(v):,.{digits}f}"
+    return f"{text} {unit}".rstrip()
+
+
+def fmt_age(ts: object, at: datetime | None = None) -> str:
+    if missing(ts):
+        return t("common.never")
+    at = at or now()
+    secs = max(0, int((at - pd.Timestamp(ts).to_pydatetime()).total_seconds()))
+    if secs < 90:
+        return t("common.ago_s", n=secs)
+    if secs < 90 * 60:
+        return t("common.ago_m", n=secs // 60)
+    if secs < 36 * 3600:
+        return t("common.ago_h", n=secs // 3600)
+    return t("common.ago_d", n=secs // 86400)
+
+
+def fmt_time(ts: object) -> str:
+    if missing(ts):
+        return "—"
+    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def cluster_filter() -> str | None:
+    """Sidebar cluster picker, kept in the URL; returns None for all clusters."""
+    ids = [c.id for c in cfg().clusters]
+    names = {c.id: c.name for c in cfg().clusters}
+    options = ["all", *ids]
+    current = param_choice("cluster", options, "all")
+    choice = st.sidebar.selectbox(
+        t("filter.cluster"), options, index=options.index(current),
+        format_func=lambda c: t("filter.all_clusters") if c == "all" else f"{names.get(c, c)} ({c})",
+        key="cluster_filter")
+    set_param("cluster", choice, "all")
+    return None if choice == "all" else choice
+
+
+def language_switch() -> None:
+    options = list(i18n.LANGUAGES)
+    current = lang()
+    choice = st.sidebar.selectbox(
+        "Language / 语言", options, index=options.index(current),
+        format_func=lambda code: i18n.LANGUAGES[code], key="language")
+    set_param("lang", choice, None)
+    if choice != current:
+        st.rerun()
+
+
+def main() -> None:
+    """Entry point of every session: page setup, sidebar, navigation."""
+    try:
+        centre = cfg()
+    except config.ConfigError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.set_page_config(page_title=centre.centre.name, page_icon=":material/memory:", layout="wide")
+    language_switch()
+    pages = [
+        st.Page("pages/live.py", title=t("nav.live"), icon=":material/monitor_heart:", url_path="live",
+                default=True),
+        st.Page("pages/sources.py", title=t("nav.sources"), icon=":material/lan:", url_path="sources"),
+    ]
+    nav = st.navigation(pages)
+    st.sidebar.caption(centre.centre.name)
+    if centre.simulated:
+        st.sidebar.info(t("common.simulated_note"), icon=":material/science:")
+    nav.run()

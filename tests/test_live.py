@@ -1,0 +1,120 @@
+"""Scheduler + live queries: the ladder, PFLOPS, states and problems, hand-computed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from collectors.dcgm import DcgmCollector
+from collectors.scheduler import Scheduler
+from collectors.targets import ScrapeError, Target
+from test_store import dcgm_text
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+A = Target(url="http://node-a:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="train-a", host="node-a")
+B = Target(url="http://node-b:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="infer-b", host="node-b")
+
+
+class FakeFloor:
+    """Per-URL responses: text, or an exception to raise."""
+
+    def __init__(self):
+        self.responses = {}
+
+    def fetch(self, url, timeout):
+        r = self.responses[url]
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+
+def text_b(**kw):
+    return dcgm_text(**kw).replace('Hostname="node-a"', 'Hostname="node-b"').replace("GPU-000", "GPU-B00")
+
+
+def setup(cfg, store):
+    floor = FakeFloor()
+    col = DcgmCollector(cfg, fetch=floor.fetch)
+    sched = Scheduler(store, [(col, [A, B])], interval_s=15, concurrency=4)
+    store.register_targets([A.as_row(), B.as_row()])
+    return floor, sched
+
+
+def summary(store, at, cluster=None):
+    return store.query("fleet_summary", now=at, stale_s=60, cluster=cluster).iloc[0]
+
+
+def test_ladder_and_pflops(cfg, store):
+    floor, sched = setup(cfg, store)
+    floor.responses[A.url] = dcgm_text(util=(87, 0), ns=("moonlake-train", None))
+    floor.responses[B.url] = text_b(util=(0, 40), ns=("cs-inference", None))
+    rep = sched.run_cycle(T0)
+    assert (rep.ok, rep.failed, rep.rows, rep.stored) == (2, 0, 4, 4)
+    s = summary(store, T0 + timedelta(seconds=5))
+    assert int(s.owned) == 4 and int(s.healthy) == 4
+    assert int(s.allocated) == 2                 # A0 (moonlake) and B0 (chatserve)
+    assert int(s.busy) == 2                      # A0 87 %, B1 40 %
+    assert int(s.allocated_idle) == 1            # B0: held by a pod at 0 %
+    assert int(s.faulted) == 0 and int(s.no_data) == 0
+    assert s.power_w == 300.5 + 301.5 + 300.5 + 301.5
+    assert abs(s.delivered_pflops - 4 * 0.5 * 989 / 1000) < 1e-9
+    assert abs(s.installed_pflops - 4 * 989 / 1000) < 1e-9
+    a_only = summary(store, T0 + timedelta(seconds=5), cluster="train-a")
+    assert int(a_only.owned) == 2 and int(a_only.busy) == 1
+
+
+def test_xid_thermal_lost_and_exporter_down(cfg, store):
+    floor, sched = setup(cfg, store)
+    floor.responses[A.url] = dcgm_text()
+    floor.responses[B.url] = text_b()
+    sched.run_cycle(T0)
+    t1 = T0 + timedelta(seconds=15)
+    floor.responses[A.url] = dcgm_text(xid=(79, 0), throttle=(0, 0x40))
+    floor.responses[B.url] = ScrapeError("no answer within 5 s")
+    rep = sched.run_cycle(t1)
+    assert (rep.ok, rep.failed) == (1, 1) and rep.errors[B.url] == "no answer within 5 s"
+    t2 = t1 + timedelta(seconds=15)
+    floor.responses[A.url] = dcgm_text(gpus=(1,), xid=(0, 0), throttle=(0, 0x40))   # GPU 0 fell off the bus
+    sched.run_cycle(t2)
+    at = t2 + timedelta(seconds=50)              # B's last data (T0) is now older than 60 s
+    s = summary(store, at)
+    assert int(s.owned) == 4
+    assert int(s.faulted) == 1                   # A0 lost
+    assert int(s.throttled) == 1                 # A1 hot
+    assert int(s.no_data) == 2                   # B's exporter is down
+    states = store.query("heatmap", now=at, stale_s=60, cluster=None)
+    st = {(r.host, r.gpu_index): r.state for r in states.itertuples()}
+    assert st == {("node-a", 0): "lost", ("node-a", 1): "thermal", ("node-b", 0): "no_data", ("node-b", 1): "no_data"}
+    probs = store.query("problems", now=at, stale_s=60, hours=24, cluster=None)
+    kinds = sorted(zip(probs["kind"], probs["host"], probs["gpu_index"].fillna(-1).astype(int)))
+    assert kinds == [("exporter_down", "node-b", -1), ("lost", "node-a", 0),
+                     ("thermal", "node-a", 1), ("xid", "node-a", 0)]
+    down = probs[probs.kind == "exporter_down"].iloc[0]
+    assert down.detail == "no answer within 5 s" and down.ts == t1 and bool(down.ongoing)
+    xid = probs[probs.kind == "xid"].iloc[0]
+    assert int(xid.code) == 79 and xid.ts == t1
+    src = store.query("sources", now=at)
+    b = src[src.target == B.url].iloc[0]
+    assert not b.ok and b.last_error == "no answer within 5 s" and int(b.failures_1h) == 2
+    a = src[src.target == A.url].iloc[0]
+    assert a.ok and int(a.rows) == 1
+
+
+def test_stale_when_collection_stops(cfg, store):
+    floor, sched = setup(cfg, store)
+    floor.responses[A.url] = dcgm_text()
+    floor.responses[B.url] = text_b()
+    sched.run_cycle(T0)
+    later = T0 + timedelta(minutes=10)
+    probs = store.query("problems", now=later, stale_s=60, hours=24, cluster=None)
+    assert sorted(probs[probs.kind == "stale"]["host"]) == ["node-a", "node-b"]
+    assert int(summary(store, later).no_data) == 4
+
+
+def test_write_failure_is_reported_not_raised(cfg, store):
+    floor, sched = setup(cfg, store)
+    floor.responses[A.url] = dcgm_text()
+    floor.responses[B.url] = text_b()
+    store.con.execute("DROP TABLE device_events")      # a broken store
+    store.con.execute("ALTER TABLE device_samples RENAME TO gone")
+    rep = sched.run_cycle(T0)
+    assert rep.write_error is not None and "device_samples" in rep.write_error

@@ -1,0 +1,148 @@
+"""Store: migrations, batch writes, idempotent delivery, ownership, every named query."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from collectors.dcgm import DcgmCollector
+from collectors.targets import Target
+from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
+from queries import DatabaseOwned, Store, migrate, query_names
+from queries.store import migrations
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+TARGET = Target(url="http://node-a:9400/metrics", source="test", kind="dcgm", site="sh-lingang",
+                cluster="train-a", host="node-a")
+
+
+def dcgm_text(util=(87, 0), xid=(0, 0), throttle=(0, 0), gpus=(0, 1), ns=("moonlake-train", None)):
+    lines = ["# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).", "# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
+    fields = [("DCGM_FI_DEV_GPU_UTIL", lambda i: util[i]), ("DCGM_FI_DEV_POWER_USAGE", lambda i: 300.5 + i),
+              ("DCGM_FI_DEV_FB_USED", lambda i: 1000 * (i + 1)), ("DCGM_FI_DEV_FB_FREE", lambda i: 80559 - 1000 * i),
+              ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", lambda i: 0.5), ("DCGM_FI_DEV_XID_ERRORS", lambda i: xid[i]),
+              ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", lambda i: throttle[i]),
+              ("DCGM_FI_DEV_GPU_TEMP", lambda i: 60 + i),
+              ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", lambda i: 5_000_000 + i)]
+    for name, value in fields:
+        for i in gpus:
+            pod = (f',container="pytorch",namespace="{ns[i]}",pod="job-{i}"' if ns[i] else "")
+            lines.append(f'{name}{{gpu="{i}",UUID="GPU-{i:04d}",pci_bus_id="00000000:1{i}:00.0",device="nvidia{i}",'
+                         f'modelName="NVIDIA H100 80GB HBM3",Hostname="node-a",DCGM_FI_DRIVER_VERSION="550.127.05"'
+                         f'{pod}}} {value(i)}')
+    return "\n".join(lines) + "\n"
+
+
+def scrape(cfg, ts, **kw):
+    return DcgmCollector(cfg).from_text(dcgm_text(**kw), TARGET, ts)
+
+
+def write(store, s):
+    return store.write_scrape(samples=s.samples, devices=s.devices, events=s.events)
+
+
+def test_migrations_from_empty_and_rerun(tmp_path):
+    path = tmp_path / "c.duckdb"
+    s = Store(path)
+    versions = [v for v, _, _ in migrations()]
+    assert [r[0] for r in s.con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == versions
+    assert migrate(s.con) == []          # re-run applies nothing
+    s.close()
+    s2 = Store(path)                     # reopening an up-to-date file applies nothing either
+    assert migrate(s2.con) == []
+    tables = {r[0] for r in s2.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert {"devices", "device_samples", "device_events", "facility_samples", "collector_runs", "targets"} <= tables
+    s2.close()
+
+
+def test_schema_matches_canonical_model(store):
+    cols = dict(store.con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'device_samples'").fetchall())
+    for name, typ in SAMPLE_MEASURES.items():
+        assert cols[name] == typ, name
+    for name in SAMPLE_LABELS:
+        assert cols[name] == "VARCHAR"
+    assert cols["ts"] == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_batch_write_values(cfg, store):
+    assert write(store, scrape(cfg, T0)) == 2
+    rows = store.con.execute("""SELECT device_id, util_pct, power_w, mem_used_mib, energy_j, tenant, namespace, ts
+                                FROM device_samples ORDER BY device_id""").fetchall()
+    assert rows[0][:7] == ("GPU-0000", 87.0, 300.5, 1000.0, 5000.0, "moonlake", "moonlake-train")
+    assert rows[1][:7] == ("GPU-0001", 0.0, 301.5, 2000.0, 5000.001, None, None)
+    assert rows[0][7] == T0
+    dev = store.con.execute("""SELECT device_id, catalogue_model, peak_dense_tflops, mem_total_mib, host, cluster,
+                                      first_seen, last_seen FROM devices ORDER BY 1""").fetchall()
+    assert dev[0] == ("GPU-0000", "H100-SXM", 989.0, 81559.0, "node-a", "train-a", T0, T0)
+
+
+def test_retried_scrape_stores_each_sample_once(cfg, store):
+    s = scrape(cfg, T0)
+    assert write(store, s) == 2
+    assert write(store, s) == 0          # the same scrape delivered again
+    assert write(store, s) == 0          # and a third time
+    later = scrape(cfg, T0 + timedelta(seconds=15))
+    assert write(store, later) == 2
+    assert store.con.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == 4
+    first, last = store.con.execute(
+        "SELECT first_seen, last_seen FROM devices WHERE device_id = 'GPU-0000'").fetchall()[0]
+    assert (first, last) == (T0, T0 + timedelta(seconds=15))
+
+
+def test_events_are_stored_once(cfg, store):
+    col = DcgmCollector(cfg)
+    s1 = col.from_text(dcgm_text(xid=(0, 79)), TARGET, T0)
+    write(store, s1)
+    write(store, s1)
+    ev = store.con.execute("SELECT device_id, kind, code FROM device_events").fetchall()
+    assert ev == [("GPU-0001", "xid", 79)]
+
+
+def test_out_of_order_delivery_keeps_newest_device_state(cfg, store):
+    write(store, scrape(cfg, T0 + timedelta(minutes=5)))
+    write(store, scrape(cfg, T0))        # a late back-fill batch
+    first, last = store.con.execute(
+        "SELECT first_seen, last_seen FROM devices WHERE device_id = 'GPU-0000'").fetchall()[0]
+    assert (first, last) == (T0, T0 + timedelta(minutes=5))
+
+
+def test_second_process_is_told_who_owns_the_file(tmp_path):
+    path = tmp_path / "owned.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            sys.path.insert(0, {str(__import__('config').PROJECT_ROOT)!r})
+            from queries import Store
+            s = Store({str(path)!r})
+            print("ready", flush=True)
+            time.sleep(30)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(DatabaseOwned) as err:
+            Store(path)
+        msg = str(err.value)
+        assert str(path) in msg and f"process {holder.pid}" in msg and "only one process" in msg
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_every_named_query_runs_against_the_schema(cfg, store):
+    col = DcgmCollector(cfg)
+    write(store, col.from_text(dcgm_text(), TARGET, T0))
+    write(store, col.from_text(dcgm_text(xid=(13, 0), throttle=(0, 0x40)), TARGET, T0 + timedelta(seconds=15)))
+    params = dict(now=T0 + timedelta(seconds=20), stale_s=60, cluster=None, hours=24, minutes=60,
+                  host="node-a", device_id=None)
+    names = query_names()
+    assert {"fleet_summary", "heatmap", "problems", "sources", "device_history"} <= set(names)
+    for name in names:
+        df = store.query(name, **params)
+        assert df is not None, name
+    hist = store.query("device_history", **params)
+    assert len(hist) == 4 and set(hist["util_pct"]) == {87.0, 0.0}
