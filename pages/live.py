@@ -47,9 +47,10 @@ def _detail_text(row: pd.Series) -> str:
 
 
 def fleet_figures(at) -> None:
-    s = ui.store().query("fleet_summary", now=at, stale_s=STALE_S, cluster=cluster).iloc[0]
+    inventory = sum(c.nodes * c.gpus_per_node for c in C.clusters if cluster is None or c.id == cluster)
+    s = ui.store().query("fleet_summary", now=at, stale_s=STALE_S, cluster=cluster, owned=inventory).iloc[0]
     owned = int(s["owned"])
-    if owned == 0:
+    if s["newest_sample"] is None or ui.missing(s["newest_sample"]):
         st.info(t("live.waiting"), icon=":material/hourglass_top:")
         return
 
@@ -91,8 +92,9 @@ def fleet_figures(at) -> None:
 def heatmap(at) -> None:
     options = list(METRICS)
     current = ui.param_choice("metric", options, "util")
+    names = {m: t(METRICS[m][1]) for m in options}
     metric = st.segmented_control(t("heatmap.metric"), options, default=current,
-                                  format_func=lambda m: t(METRICS[m][1]), key="heatmap_metric") or current
+                                  format_func=names.__getitem__, key="heatmap_metric") or current
     ui.set_param("metric", metric, "util")
     col, label_key, unit, scale, zmin, zmax = METRICS[metric]
     df = ui.store().query("heatmap", now=at, stale_s=STALE_S, cluster=cluster)
@@ -170,8 +172,8 @@ def drill_down() -> None:
     dev_ids = ["all", *devs["device_id"].tolist()]
     labels = {r.device_id: (f"GPU {int(r.gpu_index)}" if not ui.missing(r.gpu_index) else r.device_id)
               + (f" · {r.mig_profile}" if isinstance(r.mig_profile, str) else "") for r in devs.itertuples()}
-    dev = c2.selectbox(t("drill.gpu"), dev_ids, key="drill_gpu",
-                       format_func=lambda d: t("drill.all_gpus") if d == "all" else labels.get(d, d))
+    choice_labels = {"all": t("drill.all_gpus"), **labels}
+    dev = c2.selectbox(t("drill.gpu"), dev_ids, key="drill_gpu", format_func=choice_labels.__getitem__)
     hist = ui.store().query("device_history", now=ui.now(), minutes=60, host=host,
                             device_id=None if dev == "all" else dev)
     if hist.empty:

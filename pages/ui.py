@@ -100,11 +100,11 @@ def cluster_filter() -> str | None:
     ids = [c.id for c in cfg().clusters]
     names = {c.id: c.name for c in cfg().clusters}
     options = ["all", *ids]
+    labels = {"all": t("filter.all_clusters"), **{c: f"{names[c]} ({c})" for c in ids}}
     current = param_choice("cluster", options, "all")
-    choice = st.sidebar.selectbox(
-        t("filter.cluster"), options, index=options.index(current),
-        format_func=lambda c: t("filter.all_clusters") if c == "all" else f"{names.get(c, c)} ({c})",
-        key="cluster_filter")
+    # format_func must not read session state: widgets are re-serialised outside the script
+    choice = st.sidebar.selectbox(t("filter.cluster"), options, index=options.index(current),
+                                  format_func=labels.__getitem__, key="cluster_filter")
     set_param("cluster", choice, "all")
     return None if choice == "all" else choice
 

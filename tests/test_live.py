@@ -40,7 +40,7 @@ def setup(cfg, store):
 
 
 def summary(store, at, cluster=None):
-    return store.query("fleet_summary", now=at, stale_s=60, cluster=cluster).iloc[0]
+    return store.query("fleet_summary", now=at, stale_s=60, cluster=cluster, owned=None).iloc[0]
 
 
 def test_ladder_and_pflops(cfg, store):
@@ -81,6 +81,8 @@ def test_xid_thermal_lost_and_exporter_down(cfg, store):
     assert int(s.faulted) == 1                   # A0 lost
     assert int(s.throttled) == 1                 # A1 hot
     assert int(s.no_data) == 2                   # B's exporter is down
+    inv = store.query("fleet_summary", now=at, stale_s=60, cluster=None, owned=16).iloc[0]
+    assert int(inv.owned) == 16 and int(inv.no_data) == 2 + 12   # 12 boards in config never reported
     states = store.query("heatmap", now=at, stale_s=60, cluster=None)
     st = {(r.host, r.gpu_index): r.state for r in states.itertuples()}
     assert st == {("node-a", 0): "lost", ("node-a", 1): "thermal", ("node-b", 0): "no_data", ("node-b", 1): "no_data"}

@@ -137,7 +137,7 @@ def test_every_named_query_runs_against_the_schema(cfg, store):
     col = DcgmCollector(cfg)
     write(store, col.from_text(dcgm_text(), TARGET, T0))
     write(store, col.from_text(dcgm_text(xid=(13, 0), throttle=(0, 0x40)), TARGET, T0 + timedelta(seconds=15)))
-    params = dict(now=T0 + timedelta(seconds=20), stale_s=60, cluster=None, hours=24, minutes=60,
+    params = dict(now=T0 + timedelta(seconds=20), stale_s=60, cluster=None, hours=24, minutes=60, owned=None,
                   host="node-a", device_id=None)
     names = query_names()
     assert {"fleet_summary", "heatmap", "problems", "sources", "device_history"} <= set(names)

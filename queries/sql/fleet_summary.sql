@@ -1,12 +1,14 @@
 -- Live fleet figures: the utilisation ladder now, fleet power, delivered vs
 -- installed PFLOPS. GPUs count physical boards (MIG instances fold into their parent).
--- $now, $stale_s, $cluster (NULL = all clusters)
+-- Owned is the larger of the inventory in config ($owned) and the boards ever seen;
+-- boards owned but never reported count as no data.
+-- $now, $stale_s, $cluster (NULL = all clusters), $owned
 WITH s AS (
     SELECT * FROM device_state($now, $stale_s)
     WHERE $cluster IS NULL OR cluster = $cluster
 )
 SELECT
-    count(DISTINCT physical_id)                                                          AS owned,
+    greatest(coalesce($owned, 0), count(DISTINCT physical_id))                          AS owned,
     count(DISTINCT physical_id) FILTER (WHERE state IN ('ok', 'thermal'))                AS healthy,
     count(DISTINCT physical_id) FILTER (WHERE state IN ('ok', 'thermal') AND allocated)  AS allocated,
     count(DISTINCT physical_id) FILTER (WHERE state IN ('ok', 'thermal') AND util_pct > 0) AS busy,
@@ -14,7 +16,8 @@ SELECT
                                           AND coalesce(util_pct, 0) = 0)                 AS allocated_idle,
     count(DISTINCT physical_id) FILTER (WHERE state IN ('xid', 'lost'))                  AS faulted,
     count(DISTINCT physical_id) FILTER (WHERE state = 'thermal')                         AS throttled,
-    count(DISTINCT physical_id) FILTER (WHERE state = 'no_data')                         AS no_data,
+    count(DISTINCT physical_id) FILTER (WHERE state = 'no_data')
+      + greatest(coalesce($owned, 0) - count(DISTINCT physical_id), 0)                   AS no_data,
     coalesce(sum(power_w) FILTER (WHERE state <> 'no_data'), 0)                          AS power_w,
     coalesce(sum(tensor_active * peak_dense_tflops) FILTER (WHERE state <> 'no_data'), 0) / 1000.0 AS delivered_pflops,
     coalesce(sum(peak_dense_tflops), 0) / 1000.0                                         AS installed_pflops,
