@@ -1,0 +1,138 @@
+"""End to end: `./manage start` as the README says, then Debian's chromium via Playwright.
+
+Starts the real server on the simulated centre (a private config and database
+under tmp), waits for /healthz to report a collection cycle, opens the live
+page and the sources page, checks what a NOC operator would look for, and
+saves screenshots under artifacts/screenshots/ for a person to open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import config
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = config.PROJECT_ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="Debian's chromium is not installed (apt-get install chromium)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    cdir = tmp / "config"
+    shutil.copytree(config.CONFIG_DIR, cdir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    centre = (cdir / "centre.toml").read_text()
+    centre = centre.replace('path = "data/centre.duckdb"', f'path = "{tmp / "e2e.duckdb"}"')
+    centre = centre.replace("interval_s = 15 ", "interval_s = 5 ").replace("refresh_s = 15 ", "refresh_s = 5 ")
+    centre = centre.replace("backfill_days = 30 ", "backfill_days = 1 ")
+    (cdir / "centre.toml").write_text(centre)
+    port = free_port()
+    log = open(tmp / "server.log", "w")
+    env = {**os.environ, config.ENV_VAR: str(cdir)}
+    proc = subprocess.Popen([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(port),
+                             "--server.address", "127.0.0.1"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    health = None
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            status, health = get_json(base + "/healthz")
+            if status == 200 and health["cycles"] >= 1:
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    if health is None or health.get("cycles", 0) < 1:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail(f"server did not come up; log:\n{(tmp / 'server.log').read_text()[-3000:]}")
+    yield base, health
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_healthz_reports_collection(server):
+    _, health = server
+    assert health["simulated"] is True
+    assert health["targets"] == 64 + 1          # one exporter per node, one facility meter
+    assert health["last_cycle"]["ok"] >= 60
+
+
+def test_live_page_in_chromium(server, browser, cfg):
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1600, "height": 1300})
+    page.goto(base + "/", wait_until="domcontentloaded")
+    page.get_by_text("GPUs owned").first.wait_for(timeout=60_000)
+    owned = page.locator('[data-testid="stMetric"]', has_text="GPUs owned").locator('[data-testid="stMetricValue"]')
+    assert owned.inner_text().strip() == f"{cfg.total_gpus():,}"
+    page.get_by_text("Problems (").first.wait_for(timeout=30_000)
+    heading = page.get_by_text("Problems (").first.inner_text()
+    assert int(heading.split("(")[1].split(")")[0]) > 0
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)                  # let plotly finish drawing
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+    page.goto(base + "/?lang=zh-CN", wait_until="domcontentloaded")
+    page.get_by_text("GPU 总数").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "live-zh.png"), full_page=True)
+    page.close()
+
+
+def test_sources_page_in_chromium(server, browser):
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    page.goto(base + "/sources", wait_until="domcontentloaded")
+    page.get_by_text("Targets").first.wait_for(timeout=60_000)
+    targets = page.locator('[data-testid="stMetric"]', has_text="Targets").locator('[data-testid="stMetricValue"]')
+    assert targets.inner_text().strip() == "65"
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "sources.png"), full_page=True)
+    page.close()
