@@ -28,7 +28,7 @@ OUTPUT_KEYS = ("device_id", "host", "model", "gpu_index", "uuid", "pci_bus_id", 
 def _read(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         return fh.read()
 
 

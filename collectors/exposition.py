@@ -33,6 +33,7 @@ _FP64_BLANK_MAX = _FP64_BLANK_MIN + 16.0
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|\Z)', re.DOTALL)
+_SIMPLE_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"')
 _ESCAPE_RE = re.compile(r"\\(.)")
 _ESCAPES = {"n": "\n", "\\": "\\", '"': '"'}
 
@@ -110,6 +111,11 @@ def _unescape(value: str) -> str:
 
 def parse_labels(block: str) -> dict[str, str]:
     """Parse the inside of `{...}`; raise ValueError naming what is wrong."""
+    if "\\" not in block:
+        # fast path: one C-level findall, accepted only if it re-creates the block exactly
+        pairs = _SIMPLE_LABEL_RE.findall(block)
+        if ",".join(f'{k}="{v}"' for k, v in pairs) == block.rstrip(","):
+            return dict(pairs)
     labels: dict[str, str] = {}
     pos = 0
     end = len(block.rstrip())
@@ -121,6 +127,20 @@ def parse_labels(block: str) -> dict[str, str]:
         labels[m.group(1)] = _unescape(value) if "\\" in value else value
         pos = m.end()
     return labels
+
+
+def _is_number_and_ts(rest: str) -> bool:
+    """`value [timestamp]` as the text format allows (for lines without labels)."""
+    parts = rest.split()
+    if not 1 <= len(parts) <= 2:
+        return False
+    try:
+        float(parts[0])
+        if len(parts) == 2:
+            int(parts[1])
+    except ValueError:
+        return False
+    return True
 
 
 def _first(labels: dict[str, str], names: tuple[str, ...]) -> str | None:
@@ -191,6 +211,10 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
                 lst.append(None)
         return row
 
+    int64_blank, fp64_blank, fp64_blank_max = _INT64_BLANK_MIN, _FP64_BLANK_MIN, _FP64_BLANK_MAX
+    blanks = numbers = 0
+    if text.startswith("\ufeff"):
+        text = text[1:]
     lines = text.split("\n")
     stats.lines = len(lines) - (1 if lines and lines[-1] == "" else 0)
     for lineno, line in enumerate(lines, 1):
@@ -200,29 +224,51 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
             continue
         if line[-1] == "\r":
             line = line[:-1]
+            if not line:
+                continue
+        if line[0] in " \t":                       # the format allows leading blanks
+            line = line.lstrip()
+            if not line or line[0] == "#":
+                if line:
+                    stats.comments += 1
+                continue
         brace = line.find("{")
         if brace == -1:
             parts = line.split(None, 1)
-            if len(parts) != 2 or not _NAME_RE.match(parts[0]):
+            if len(parts) != 2 or not _NAME_RE.match(parts[0]) or not _is_number_and_ts(parts[1]):
                 if line.strip():
                     stats.add_issue(lineno, "not a sample line", line)
                 continue
             name, rest, block = parts[0], parts[1], ""
+            target = numeric.get(name)
         else:
             name = line[:brace]
             close = line.rfind("}")
+            target = numeric.get(name)
+            if target is None and name[-1:] in (" ", "\t"):   # `name {labels}` is allowed too
+                name = name.rstrip()
+                target = numeric.get(name)
+            if target is None:
+                attr = strings.get(name)
+                if attr is None:
+                    # not ours: only check it is a well-formed sample line
+                    ok = valid_names.get(name)
+                    if ok is None:
+                        ok = valid_names[name] = bool(_NAME_RE.match(name))
+                    if not ok:
+                        stats.add_issue(lineno, f"invalid metric name {name[:40]!r}", line)
+                    elif close < brace:
+                        stats.add_issue(lineno, "label block not closed", line)
+                    elif close == len(line) - 1 or not line[close + 1:].strip():
+                        stats.add_issue(lineno, "no value", line)
+                    else:
+                        stats.unmapped += 1
+                    continue
             if close < brace:
                 stats.add_issue(lineno, "label block not closed", line)
                 continue
             block = line[brace + 1:close]
             rest = line[close + 1:]
-            ok = valid_names.get(name)
-            if ok is None:
-                ok = valid_names[name] = bool(_NAME_RE.match(name))
-            if not ok:
-                stats.add_issue(lineno, f"invalid metric name {name[:40]!r}", line)
-                continue
-        target = numeric.get(name)
         if target is None:
             attr = strings.get(name)
             if attr is None:
@@ -248,6 +294,9 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
             if not value_text:
                 stats.add_issue(lineno, "no value", line)
                 continue
+            head, _, tail = value_text.rpartition(" ")
+            if head and tail.isdigit() and len(tail) >= 10:     # a millisecond timestamp
+                value_text = head.rstrip()
             meta[row][attr] = value_text
             stats.samples += 1
             continue
@@ -265,13 +314,14 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
                 continue
             if ts_ms[row] is None:
                 ts_ms[row] = ts
-        if v >= _INT64_BLANK_MIN or (_FP64_BLANK_MIN <= v <= _FP64_BLANK_MAX) or v != v:
-            stats.blanks += 1
-            stats.samples += 1
+        numbers += 1
+        if v >= int64_blank or (fp64_blank <= v <= fp64_blank_max) or v != v:
+            blanks += 1
             continue
         col, scale = target
         col_lists[col][row] = v * scale if scale != 1.0 else v
-        stats.samples += 1
+    stats.samples += numbers
+    stats.blanks += blanks
 
     if stats.well_formed == 0:
         raise NotExposition(
@@ -296,8 +346,8 @@ def parse_series(text: str) -> tuple[list[Series], ParseStats]:
     lines = text.split("\n")
     stats.lines = len(lines) - (1 if lines and lines[-1] == "" else 0)
     for lineno, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r")
-        if not line.strip():
+        line = raw.rstrip("\r").lstrip(" \t\ufeff")
+        if not line:
             continue
         if line[0] == "#":
             stats.comments += 1

@@ -19,7 +19,9 @@ STALE_S = C.collection.stale_after_s
 METRICS = {"util": ("util_pct", "heatmap.util", "%", "Blues", 0, 100),
            "temp": ("temp_c", "heatmap.temp", "°C", "YlOrRd", 25, 95),
            "power": ("power_w", "heatmap.power", "W", "Viridis", 0, None)}
-STATE_MARK = {"lost": "✖", "xid": "!", "thermal": "▲", "no_data": "?"}
+# heatmap overlay per problem state: (plotly marker symbol, colour)
+STATE_MARK = {"lost": ("x", "#d62728"), "xid": ("diamond", "#d62728"),
+              "thermal": ("triangle-up", "#ff7f0e"), "no_data": ("circle-open", "#7f7f7f")}
 
 st.title(t("live.title"))
 cluster = ui.cluster_filter()
@@ -59,16 +61,16 @@ def fleet_figures(at) -> None:
 
     cols = st.columns(7)
     cols[0].metric(t("fleet.owned"), f"{owned:,}", help=t("fleet.owned_help"))
-    cols[1].metric(t("fleet.healthy"), f"{int(s['healthy']):,}", pct(s["healthy"]), delta_color="off",
+    cols[1].metric(t("fleet.healthy"), f"{int(s['healthy']):,}", pct(s["healthy"]), delta_color="off", delta_arrow="off",
                    help=t("fleet.healthy_help"))
-    cols[2].metric(t("fleet.allocated"), f"{int(s['allocated']):,}", pct(s["allocated"]), delta_color="off",
+    cols[2].metric(t("fleet.allocated"), f"{int(s['allocated']):,}", pct(s["allocated"]), delta_color="off", delta_arrow="off",
                    help=t("fleet.allocated_help"))
-    cols[3].metric(t("fleet.busy"), f"{int(s['busy']):,}", pct(s["busy"]), delta_color="off",
+    cols[3].metric(t("fleet.busy"), f"{int(s['busy']):,}", pct(s["busy"]), delta_color="off", delta_arrow="off",
                    help=t("fleet.busy_help"))
     cols[4].metric(t("fleet.allocated_idle"), f"{int(s['allocated_idle']):,}", pct(s["allocated_idle"]),
-                   delta_color="off", help=t("fleet.allocated_idle_help"))
+                   delta_color="off", delta_arrow="off", help=t("fleet.allocated_idle_help"))
     cols[5].metric(t("fleet.faulted"), f"{int(s['faulted']):,}",
-                   t("fleet.throttled_n", n=int(s["throttled"])), delta_color="off", help=t("fleet.faulted_help"))
+                   t("fleet.throttled_n", n=int(s["throttled"])), delta_color="off", delta_arrow="off", help=t("fleet.faulted_help"))
     cols[6].metric(t("fleet.no_data"), f"{int(s['no_data']):,}", help=t("fleet.no_data_help"))
 
     fac = ui.store().query("facility_live", now=at, stale_s=STALE_S * 4)
@@ -78,12 +80,12 @@ def fleet_figures(at) -> None:
     delivered = float(s["delivered_pflops"])
     share = f"{100 * delivered / installed:.0f}%" if installed else "—"
     cols[1].metric(t("fleet.pflops"), f"{delivered:,.1f} / {installed:,.1f}",
-                   t("fleet.pflops_share", share=share), delta_color="off", help=t("fleet.pflops_help"))
+                   t("fleet.pflops_share", share=share), delta_color="off", delta_arrow="off", help=t("fleet.pflops_help"))
     if cluster is None and len(fac) and not ui.missing(fac.iloc[0]["pue"]):
         f = fac.iloc[0]
         cols[2].metric(t("fleet.pue"), f"{float(f['pue']):.2f}",
                        t("fleet.pue_category", cat=int(f["pue_category"]) if not ui.missing(f["pue_category"]) else "—"),
-                       delta_color="off", help=t("fleet.pue_help"))
+                       delta_color="off", delta_arrow="off", help=t("fleet.pue_help"))
     else:
         cols[2].metric(t("fleet.pue"), "—", help=t("fleet.pue_help"))
     cols[3].metric(t("fleet.data_age"), ui.fmt_age(s["newest_sample"], at), help=t("fleet.data_age_help"))
@@ -108,23 +110,34 @@ def heatmap(at) -> None:
     states = states.reindex(index=gpus, columns=hosts)
     tenants = df.pivot_table(index="gpu_index", columns="host", values="tenant", aggfunc="first")
     tenants = tenants.reindex(index=gpus, columns=hosts)
-    marks = states.map(lambda s: STATE_MARK.get(s, "") if isinstance(s, str) else "")
-    state_text = states.map(lambda s: t(f"state.{s}") if isinstance(s, str) else t("state.no_data"))
+    state_text = states.map(lambda v: t(f"state.{v}") if isinstance(v, str) else t("state.no_data"))
     tenant_text = tenants.map(lambda v: v if isinstance(v, str) else t("heatmap.unallocated"))
     custom = [[[state_text.iat[i, j], tenant_text.iat[i, j]] for j in range(len(hosts))] for i in range(len(gpus))]
+    y_labels = [f"GPU {g}" for g in gpus]
     fig = go.Figure(go.Heatmap(
-        z=z.values, x=hosts, y=[f"GPU {g}" for g in gpus], colorscale=scale, zmin=zmin,
-        zmax=zmax if zmax is not None else None, text=marks.values, texttemplate="%{text}",
-        textfont={"size": 11, "color": "black"}, customdata=custom, xgap=1, ygap=1,
-        colorbar={"title": unit},
+        z=z.values, x=hosts, y=y_labels, colorscale=scale, zmin=zmin, zmax=zmax,
+        customdata=custom, xgap=1, ygap=1, colorbar={"title": unit, "thickness": 12},
         hovertemplate=("%{x} · %{y}<br>" + t(label_key) + ": %{z:.0f} " + unit
                        + "<br>" + t("heatmap.state") + ": %{customdata[0]}"
                        + "<br>" + t("heatmap.tenant") + ": %{customdata[1]}<extra></extra>"),
     ))
-    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      xaxis={"tickangle": -90, "tickfont": {"size": 9}}, yaxis={"autorange": "reversed"})
+    # problem cells get a marker on top, so they stand out on any colour
+    cells = df[df["state"].isin(list(STATE_MARK))]
+    for state, (symbol, colour) in STATE_MARK.items():
+        sel = cells[cells["state"] == state]
+        if sel.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=sel["host"], y=[f"GPU {int(g)}" for g in sel["gpu_index"]], mode="markers",
+            name=t(f"state.{state}"), hoverinfo="skip",
+            marker={"symbol": symbol, "size": 11, "color": colour, "line": {"color": "white", "width": 1.5}}))
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"tickangle": -90, "tickfont": {"size": 9}, "categoryorder": "array",
+                             "categoryarray": hosts},
+                      yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": y_labels},
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+                      plot_bgcolor="white")
     st.plotly_chart(fig, width="stretch", key="heatmap_chart")
-    st.caption(t("heatmap.legend"))
 
 
 def problems(at) -> None:

@@ -120,3 +120,21 @@ def test_write_failure_is_reported_not_raised(cfg, store):
     store.con.execute("ALTER TABLE device_samples RENAME TO gone")
     rep = sched.run_cycle(T0)
     assert rep.write_error is not None and "device_samples" in rep.write_error
+
+
+def test_mig_instances_count_one_board_and_its_power_once(cfg, store):
+    lines = []
+    for name, value in [("DCGM_FI_DEV_POWER_USAGE", 350.0), ("DCGM_FI_DEV_GPU_UTIL", 50),
+                        ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", 0.7)]:
+        for gi, prof in [(1, "3g.40gb"), (2, "3g.40gb"), (9, "1g.10gb")]:
+            lines.append(f'{name}{{gpu="0",UUID="GPU-M",device="nvidia0",modelName="NVIDIA H100 80GB HBM3",'
+                         f'GPU_I_PROFILE="{prof}",GPU_I_ID="{gi}",Hostname="node-a"}} {value}')
+    floor, sched = setup(cfg, store)
+    floor.responses[A.url] = "\n".join(lines) + "\n"
+    floor.responses[B.url] = text_b()
+    sched.run_cycle(T0)
+    s = summary(store, T0, cluster="train-a")
+    assert int(s.owned) == 1 and int(s.busy) == 1
+    assert s.power_w == 350.0                                  # not 3 x 350
+    assert abs(s.installed_pflops - 989 * 7 / 7 / 1000) < 1e-9  # 3/7 + 3/7 + 1/7 of one H100
+    assert abs(s.delivered_pflops - 0.7 * 989 / 1000) < 1e-9

@@ -18,7 +18,9 @@ SELECT
     count(DISTINCT physical_id) FILTER (WHERE state = 'thermal')                         AS throttled,
     count(DISTINCT physical_id) FILTER (WHERE state = 'no_data')
       + greatest(coalesce($owned, 0) - count(DISTINCT physical_id), 0)                   AS no_data,
-    coalesce(sum(power_w) FILTER (WHERE state <> 'no_data'), 0)                          AS power_w,
+    -- MIG instances repeat their GPU's board power: count each board once
+    coalesce((SELECT sum(p) FROM (SELECT max(power_w) AS p FROM s WHERE state <> 'no_data'
+                                  GROUP BY physical_id)), 0)                             AS power_w,
     coalesce(sum(tensor_active * peak_dense_tflops) FILTER (WHERE state <> 'no_data'), 0) / 1000.0 AS delivered_pflops,
     coalesce(sum(peak_dense_tflops), 0) / 1000.0                                         AS installed_pflops,
     avg(util_pct) FILTER (WHERE state <> 'no_data')                                      AS mean_util_pct,

@@ -4,7 +4,7 @@ SELECT
     host, cluster, gpu_index,
     avg(util_pct)  AS util_pct,
     max(temp_c)    AS temp_c,
-    sum(power_w)   AS power_w,
+    max(power_w)   AS power_w,      -- MIG instances repeat the board's power
     CASE WHEN bool_or(state = 'lost') THEN 'lost'
          WHEN bool_or(state = 'xid') THEN 'xid'
          WHEN bool_or(state = 'thermal') THEN 'thermal'

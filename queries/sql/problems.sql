@@ -36,7 +36,9 @@ current AS (SELECT device_id, state FROM device_state($now, $stale_s)),
 events AS (
     SELECT e.ts, e.kind, e.site, e.cluster, e.host, e.gpu_index, e.device_id, e.code, e.detail,
            CAST(NULL AS VARCHAR) AS target,
-           coalesce(c.state = e.kind, FALSE) AS ongoing
+           -- only a device's newest event of a kind can still be going on
+           coalesce(c.state = e.kind, FALSE)
+             AND row_number() OVER (PARTITION BY e.device_id, e.kind ORDER BY e.ts DESC) = 1 AS ongoing
     FROM device_events e LEFT JOIN current c USING (device_id)
     WHERE e.ts > $now - to_hours(CAST($hours AS BIGINT)) AND e.ts <= $now AND e.kind <> 'back'
 )
