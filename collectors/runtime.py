@@ -46,7 +46,10 @@ class Runtime:
         self.targets: list[Target] = []
         self._backfill_thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.backfill_status = "off"
+        self.backfill_state = "off"        # off | running | done | paused | failed
+        self.backfill_done = 0
+        self.backfill_total = 0
+        self.backfill_error: str | None = None
         self.started = False
 
     # ---- lifecycle ----------------------------------------------------
@@ -108,7 +111,8 @@ class Runtime:
                 "ts": rep.ts.isoformat(), "ok": rep.ok, "failed": rep.failed, "rows": rep.rows,
                 "stored": rep.stored, "scrape_s": round(rep.scrape_s, 3), "write_s": round(rep.write_s, 3),
                 "write_error": rep.write_error},
-            "backfill": self.backfill_status,
+            "backfill": {"state": self.backfill_state, "done": self.backfill_done,
+                         "total": self.backfill_total, "error": self.backfill_error},
             "database": self.store.path if self.store else None,
         }
 
@@ -118,7 +122,8 @@ class Runtime:
         try:
             self.backfill()
         except Exception as exc:
-            self.backfill_status = f"failed: {exc}"
+            self.backfill_state = "failed"
+            self.backfill_error = f"{type(exc).__name__}: {exc}"
             log.exception("back-fill failed")
 
     def backfill(self, end: datetime | None = None) -> int:
@@ -144,6 +149,7 @@ class Runtime:
         fac_targets = [t for t in self.targets if t.kind == "facility"]
         total = max(0, int((end - start).total_seconds() // step))
         written = 0
+        self.backfill_state, self.backfill_done, self.backfill_total = "running", 0, total
         pending = []
         t = start
         while t < end and not self._stop.is_set():
@@ -157,7 +163,7 @@ class Runtime:
             for target in fac_targets:
                 pending.append(facility.from_text(self.floor.facility_text(target.site, epoch), target, t))
             written += 1
-            self.backfill_status = f"{written}/{total}"
+            self.backfill_done = written
             if written % BACKFILL_STEPS_PER_WRITE == 0 or t + timedelta(seconds=step) >= end:
                 self._write(pending)
                 pending = []
@@ -166,7 +172,7 @@ class Runtime:
         if pending:
             self._write(pending)
             self.store.set_kv(BACKFILL_KEY, (t - timedelta(seconds=step)).isoformat())
-        self.backfill_status = "done" if not self._stop.is_set() else f"paused at {written}/{total}"
+        self.backfill_state = "paused" if self._stop.is_set() else "done"
         return written
 
     def _write(self, scrapes) -> None:

@@ -133,6 +133,9 @@ class Scheduler:
             report.write_error = describe_error(exc)
             log.error("writing cycle %s failed: %s", ts.isoformat(), report.write_error)
         report.write_s = time.perf_counter() - t1
+        log.info("cycle %s: %d/%d targets answered, %d rows, %d stored; scrape %.2f s, store %.2f s",
+                 ts.strftime("%H:%M:%S"), report.ok, report.targets, report.rows, report.stored,
+                 report.scrape_s, report.write_s)
         self.last_report = report
         self.cycles += 1
         return report

@@ -28,8 +28,16 @@ def sources_view() -> None:
     cols[2].metric(t("sources.failing"), f"{failing:,}")
     runtime = current()
     if runtime is not None:
-        status = runtime.backfill_status
-        cols[3].metric(t("sources.backfill"), t(f"sources.backfill.{status}") if status in ("off", "done") else status)
+        state = runtime.backfill_state
+        value = t(f"sources.backfill.{state}")
+        if state in ("running", "paused") and runtime.backfill_total:
+            value = f"{100 * runtime.backfill_done / runtime.backfill_total:.0f}%"
+        cols[3].metric(t("sources.backfill"), value,
+                       t("sources.backfill.steps", done=f"{runtime.backfill_done:,}", total=f"{runtime.backfill_total:,}")
+                       if state != "off" else None, delta_color="off", delta_arrow="off",
+                       help=t("sources.backfill_help"))
+        if state == "failed":
+            st.warning(t("sources.backfill.failed_detail", error=runtime.backfill_error), icon=":material/history:")
         rep = runtime.scheduler.last_report if runtime.scheduler else None
         if rep is not None and rep.write_error:
             st.error(t("sources.write_error", error=rep.write_error), icon=":material/database:")
@@ -62,7 +70,9 @@ def sources_view() -> None:
             axis=1),
         t("sources.col.target"): df["target"],
     })
-    st.dataframe(view, hide_index=True, width="stretch", height=min(38 + 35 * len(view), 640))
+    st.dataframe(view, hide_index=True, width="stretch", height=min(38 + 35 * len(view), 640),
+                 column_config={t("sources.col.error"): st.column_config.TextColumn(width="large"),
+                                t("sources.col.target"): st.column_config.TextColumn(width="medium")})
     st.download_button(t("sources.download"), df.to_csv(index=False).encode(), file_name="sources.csv",
                        mime="text/csv")
     st.caption(t("sources.updated", time=ui.fmt_time(at)))

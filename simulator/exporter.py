@@ -199,36 +199,57 @@ class NodeRenderer:
         self.max_templates = max_templates
         self._templates: dict = {}
 
-    def _build(self, labels: list[str], rows: list[tuple]) -> str:
-        parts = []
+    def _build(self, labels: list[str], rows: list[tuple]) -> tuple[str, ...]:
+        """The page's literal text between value slots: len(slots) + 1 pieces."""
+        pieces = []
+        cur = []
         for i, (m, header) in enumerate(zip(METRICS, _HEADERS)):
-            parts.append(header.replace("%", "%%"))
-            fmt = _line_format(m, False)
+            cur.append(header)
+            xid = m.name == "DCGM_FI_DEV_XID_ERRORS"
             for lab, row in zip(labels, rows):
-                lab = lab.replace("%", "%%")
-                if m.name == "DCGM_FI_DEV_XID_ERRORS":
-                    line = fmt.replace("{%s,", "{" + lab + ",", 1)
-                else:
-                    line = fmt.replace("{%s}", "{" + lab + "}", 1)
+                cur.append(f"{m.name}{{{lab}")
                 if i in STATIC_FIELDS:
-                    line = (line % row[i]).replace("%", "%%")
-                parts.append(line + "\n")
-        return "".join(parts)
+                    cur.append("} " + ("%.6f" % row[i] if m.is_float else str(row[i])) + "\n")
+                    continue
+                if xid:
+                    cur.append(',err_code="')
+                    pieces.append("".join(cur))
+                    pieces.append('",err_msg="')
+                    cur = ['"} ']
+                else:
+                    cur.append("} ")
+                pieces.append("".join(cur))
+                cur = ["\n"]
+        pieces.append("".join(cur))
+        return tuple(pieces)
 
     def render(self, key, labels: list[str], rows: list[tuple]) -> str:
-        tmpl = self._templates.get(key)
-        if tmpl is None:
+        pieces = self._templates.get(key)
+        if pieces is None:
             if len(self._templates) >= self.max_templates:
                 self._templates = {}
-            tmpl = self._templates[key] = self._build(labels, rows)
+            pieces = self._templates[key] = self._build(labels, rows)
         if not rows:
-            return tmpl % ()
+            return pieces[0]
         cols = list(zip(*rows))
-        if any(cols[XID_POS]):
-            cols[XID_POS] = [v for x in cols[XID_POS] for v in (x, XID_MESSAGES.get(x, "Unknown Error"), x)]
-        else:
-            cols[XID_POS] = (0, "Unknown Error", 0) * len(rows)
-        return tmpl % tuple(chain.from_iterable([cols[i] for i in _DYNAMIC]))
+        vals: list[str] = []
+        ext = vals.extend
+        for i in _DYNAMIC:
+            if i == XID_POS:
+                codes = cols[i]
+                if any(codes):
+                    ext([v for x in codes for v in (str(x), XID_MESSAGES.get(x, "Unknown Error"), str(x))])
+                else:
+                    ext(("0", "Unknown Error", "0") * len(rows))
+            elif METRICS[i].is_float:
+                ext(map(_F6, cols[i]))
+            else:
+                ext(map(str, cols[i]))
+        vals.append("")
+        return "".join(chain.from_iterable(zip(pieces, vals)))
+
+
+_F6 = "%.6f".__mod__
 
 
 def render_facility(site_id: str, facility_w: float, it_w: float, cooling_w: float,

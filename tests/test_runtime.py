@@ -1,0 +1,117 @@
+"""The owner process's runtime: simulator -> HTTP scrape -> store, back-fill, headless mode."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import config
+from collectors.runtime import BACKFILL_KEY, Runtime
+from queries import Store
+
+
+def wait_for(cond, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_runtime_collects_the_simulated_centre_over_http(cfg, store):
+    rt = Runtime(cfg, store, backfill=False).start()
+    try:
+        assert wait_for(lambda: rt.scheduler.cycles >= 1), "no collection cycle within 60 s"
+        rep = rt.scheduler.last_report
+        assert rep.targets == 65 and rep.write_error is None
+        assert rep.ok >= 60                                   # an exporter or two may be in an outage
+        at = rep.ts + timedelta(seconds=1)
+        s = store.query("fleet_summary", now=at, stale_s=60, cluster=None, owned=cfg.total_gpus()).iloc[0]
+        assert int(s.owned) == 512
+        assert int(s.healthy) + int(s.faulted) + int(s.no_data) >= 500
+        assert 0 < s.delivered_pflops < s.installed_pflops
+        fac = store.query("facility_live", now=at, stale_s=60)
+        assert len(fac) == 1 and 1.1 < fac.iloc[0].pue < 1.5 and int(fac.iloc[0].pue_category) == 1
+        runs = store.con.execute("SELECT count(*), count(*) FILTER (WHERE ok) FROM collector_runs").fetchall()[0]
+        assert runs[0] == 65
+        health = rt.health()
+        assert health["targets"] == 65 and health["cycles"] >= 1 and health["simulated"]
+        url = rt.server.base_url
+    finally:
+        rt.stop()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "/", timeout=2)          # the simulator stopped with the runtime
+
+
+def test_backfill_is_resumable_and_idempotent(cfg, store):
+    small = replace(cfg, simulator=cfg.simulator.model_copy(update={"backfill_days": 0.125}))   # 3 h
+    rt = Runtime(small, store, backfill=False)
+    from simulator import Floor, SimulatorServer
+
+    rt.floor = Floor(small)
+    server = SimulatorServer(rt.floor)
+    from collectors.targets import Target
+    rt.targets = [Target(url=t.url, source="simulator", kind=t.kind, site=t.site, cluster=t.cluster, host=t.host)
+                  for t in server.targets()]
+    end = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+    steps = rt.backfill(end=end)
+    assert steps == 12                                        # 3 h at 900 s
+    assert rt.backfill_state == "done" and rt.backfill_done == 12
+    n = store.con.execute("SELECT count(*), min(ts), max(ts), count(DISTINCT ts) FROM device_samples").fetchall()[0]
+    assert n[0] > 12 * 480 and n[3] == 12
+    assert n[1] == end - timedelta(hours=3) and n[2] == end - timedelta(seconds=900)
+    fac = store.con.execute("SELECT count(DISTINCT ts) FROM facility_samples").fetchall()[0][0]
+    assert fac == 12
+    assert store.get_kv(BACKFILL_KEY) == (end - timedelta(seconds=900)).isoformat()
+    assert rt.backfill(end=end) == 0                          # resumes after the last step: nothing left
+    again = Runtime(small, store, backfill=False)
+    again.floor, again.targets = rt.floor, rt.targets
+    store.set_kv(BACKFILL_KEY, (end - timedelta(hours=4)).isoformat())   # forget progress: redo all
+    assert again.backfill(end=end) == 12
+    assert store.con.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == n[0]   # no duplicates
+
+
+@pytest.fixture
+def headless_cfg(tmp_path):
+    d = tmp_path / "cfg"
+    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    text = (d / "centre.toml").read_text()
+    text = text.replace('path = "data/centre.duckdb"', f'path = "{tmp_path / "h.duckdb"}"')
+    text = text.replace("interval_s = 15 ", "interval_s = 2 ")
+    (d / "centre.toml").write_text(text)
+    return d, tmp_path / "h.duckdb"
+
+
+def test_headless_mode_and_a_second_owner(headless_cfg):
+    d, db = headless_cfg
+    cmd = [sys.executable, "-m", "collectors", "--config", str(d), "run", "--no-backfill"]
+    first = subprocess.Popen(cmd, cwd=config.PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = first.stderr.readline()
+        while line and "collecting from 65 target(s)" not in line:
+            line = first.stderr.readline()
+        assert "collecting from 65 target(s)" in line
+        while line and "targets answered" not in line:     # the first cycle is stored
+            line = first.stderr.readline()
+        second = subprocess.run(cmd, cwd=config.PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 3
+        assert f"The database {db} is in use by process {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.terminate()
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err[-2000:]
+    s = Store(db)
+    try:
+        assert s.con.execute("SELECT count(DISTINCT device_id) FROM device_samples").fetchall()[0][0] >= 480
+    finally:
+        s.close()
