@@ -171,28 +171,19 @@ class Store:
                      events: pa.Table | None = None, facility: pa.Table | None = None,
                      runs: pa.Table | None = None) -> int:
         """Write one or more scrapes' batches in one transaction; return samples stored."""
+        steps = [(devices, "batch_devices", _UPSERT_DEVICES), (samples, "batch_samples", _INSERT_SAMPLES),
+                 (events, "batch_events", _INSERT_EVENTS), (facility, "batch_facility", _INSERT_FACILITY),
+                 (runs, "batch_runs", _INSERT_RUNS)]
         stored = 0
         with self._tx() as cur:
-            if devices is not None and devices.num_rows:
-                cur.register("batch_devices", devices)
-                cur.execute(_UPSERT_DEVICES).fetchall()
-                cur.unregister("batch_devices")
-            if samples is not None and samples.num_rows:
-                cur.register("batch_samples", samples)
-                stored = cur.execute(_INSERT_SAMPLES).fetchall()[0][0]
-                cur.unregister("batch_samples")
-            if events is not None and events.num_rows:
-                cur.register("batch_events", events)
-                cur.execute(_INSERT_EVENTS).fetchall()
-                cur.unregister("batch_events")
-            if facility is not None and facility.num_rows:
-                cur.register("batch_facility", facility)
-                cur.execute(_INSERT_FACILITY).fetchall()
-                cur.unregister("batch_facility")
-            if runs is not None and runs.num_rows:
-                cur.register("batch_runs", runs)
-                cur.execute("INSERT INTO collector_runs BY NAME SELECT * FROM batch_runs").fetchall()
-                cur.unregister("batch_runs")
+            for table, name, sql in steps:
+                if table is None or not table.num_rows:
+                    continue
+                cur.register(name, table)
+                result = cur.execute(sql).fetchall()
+                cur.unregister(name)
+                if name == "batch_samples":
+                    stored = result[0][0]
         return stored
 
     def register_targets(self, rows: list[dict]) -> None:
@@ -247,6 +238,8 @@ WHERE NOT EXISTS (
     WHERE s.ts BETWEEN (SELECT min(ts) FROM batch_samples) AND (SELECT max(ts) FROM batch_samples)
       AND s.device_id = b.device_id AND s.ts = b.ts)
 """
+
+_INSERT_RUNS = "INSERT INTO collector_runs BY NAME SELECT * FROM batch_runs"
 
 _INSERT_EVENTS = """
 INSERT INTO device_events BY NAME

@@ -5,7 +5,6 @@ thermal, lost and back events, on the fixtures in tests/fixtures/dcgm."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -16,19 +15,10 @@ from collectors.dcgm import (
 from collectors.exposition import NotExposition
 from collectors.targets import Target
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
+from test_parser import K8S_GPU0, K8S_GPU1, K8S_GPU2, MIG_GPU, read
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dcgm"
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)
-
-K8S_GPU0 = "GPU-3f2a9c41-7d1e-4b8a-9c55-0e1f2a3b4c5d"
-K8S_GPU1 = "GPU-8b7c6d5e-1a2b-4c3d-8e9f-a0b1c2d3e4f5"
-K8S_GPU2 = "GPU-c0ffee00-5a5a-4b4b-8c8c-0d0d0e0e0f0f"
-MIG_GPU = "GPU-9e8d7c6b-5a49-4382-b1c0-d9e8f7a6b5c4"
-
-
-def read(name: str) -> str:
-    return (FIXTURES / name).read_bytes().decode("utf-8")
 
 
 def target(url: str = "http://gpu-node-017:9400/metrics", host: str | None = "gpu-node-017") -> Target:
