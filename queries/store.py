@@ -187,12 +187,18 @@ class Store:
         return stored
 
     def register_targets(self, rows: list[dict]) -> None:
-        if not rows:
-            return
+        """Make `rows` the current scrape targets; targets no longer configured are retired
+        (their collector_runs history stays). The simulator's URLs change port on every
+        start, so without this the sources page would fill with dead endpoints."""
         now = datetime.now(timezone.utc)
-        table = pa.Table.from_pylist([{**r, "registered_at": now} for r in rows])
+        table = pa.Table.from_pylist([{**r, "registered_at": now} for r in rows],
+                                     schema=pa.schema([("target", pa.string()), ("source", pa.string()),
+                                                       ("kind", pa.string()), ("site", pa.string()),
+                                                       ("cluster", pa.string()), ("host", pa.string()),
+                                                       ("registered_at", pa.timestamp("us", tz="UTC"))]))
         with self._tx() as cur:
             cur.register("batch_targets", table)
+            cur.execute("DELETE FROM targets WHERE target NOT IN (SELECT target FROM batch_targets)").fetchall()
             cur.execute("""INSERT INTO targets BY NAME SELECT * FROM batch_targets
                 ON CONFLICT (target) DO UPDATE SET source = excluded.source, kind = excluded.kind,
                 site = excluded.site, cluster = excluded.cluster, host = excluded.host""").fetchall()

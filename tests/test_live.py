@@ -138,3 +138,16 @@ def test_mig_instances_count_one_board_and_its_power_once(cfg, store):
     assert s.power_w == 350.0                                  # not 3 x 350
     assert abs(s.installed_pflops - 989 * 7 / 7 / 1000) < 1e-9  # 3/7 + 3/7 + 1/7 of one H100
     assert abs(s.delivered_pflops - 0.7 * 989 / 1000) < 1e-9
+
+
+def test_retired_targets_leave_the_sources_page_and_problems(cfg, store):
+    floor, sched = setup(cfg, store)
+    floor.responses[A.url] = dcgm_text()
+    floor.responses[B.url] = ScrapeError("connection refused (is the exporter running?)")
+    sched.run_cycle(T0)
+    at = T0 + timedelta(seconds=5)
+    assert set(store.query("problems", now=at, stale_s=60, hours=24, cluster=None)["kind"]) == {"exporter_down"}
+    store.register_targets([A.as_row()])          # a restart whose config no longer has B
+    assert list(store.query("sources", now=at)["target"]) == [A.url]
+    assert store.query("problems", now=at, stale_s=60, hours=24, cluster=None).empty
+    assert store.con.execute("SELECT count(*) FROM collector_runs").fetchall()[0][0] == 2   # history kept

@@ -4,7 +4,7 @@
 -- $now, $stale_s, $hours, $cluster (NULL = all)
 WITH runs AS (
     SELECT r.*, t.site, t.cluster, t.host
-    FROM collector_runs r LEFT JOIN targets t USING (target)
+    FROM collector_runs r JOIN targets t USING (target)      -- current targets only
     WHERE r.started_at > $now - to_hours(CAST($hours AS BIGINT)) AND r.started_at <= $now
 ),
 per_target AS (
