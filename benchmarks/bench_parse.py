@@ -13,6 +13,7 @@ Goal (issue 2): parse+store >= 3x the baseline's speed; 10,000 GPUs stored < 1 s
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import tempfile
@@ -85,6 +86,8 @@ def main() -> None:
             print(f"{r['gpus']:>6} {r['lines']:>8} {r['mib']:>6.1f} | {r['parse']:>8.3f} {r['build']:>8.3f} "
                   f"{r['store']:>8.3f} {r['total']:>8.3f} {r['lines'] / r['total']:>10,.0f} | "
                   f"{r['baseline']:>10.3f} {r['lines'] / r['baseline']:>10,.0f} {r['baseline'] / r['total']:>5.1f}x")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:,.0f} MiB (includes the rendered texts and the baseline's objects)")
     print("samples = exporter value lines; total = parse + Arrow batches + DuckDB insert (with de-duplication);"
           " baseline = prometheus_client parse only.")
 

@@ -11,6 +11,7 @@ page fills within one interval.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -147,7 +148,7 @@ class Runtime:
         facility = FacilityCollector(self.cfg)
         dcgm_targets = [t for t in self.targets if t.kind == "dcgm"]
         fac_targets = [t for t in self.targets if t.kind == "facility"]
-        total = max(0, int((end - start).total_seconds() // step))
+        total = max(0, math.ceil((end - start).total_seconds() / step))
         written = 0
         self.backfill_state, self.backfill_done, self.backfill_total = "running", 0, total
         pending = []

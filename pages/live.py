@@ -136,7 +136,7 @@ def heatmap(at) -> None:
                              "categoryarray": hosts},
                       yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": y_labels},
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-                      plot_bgcolor="white")
+                      plot_bgcolor="white", showlegend=True)
     st.plotly_chart(fig, width="stretch", key="heatmap_chart")
 
 

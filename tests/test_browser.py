@@ -105,7 +105,7 @@ def test_healthz_reports_collection(server):
 
 def test_live_page_in_chromium(server, browser, cfg):
     base, _ = server
-    page = browser.new_page(viewport={"width": 1600, "height": 1300})
+    page = browser.new_page(viewport={"width": 1600, "height": 2300})
     page.goto(base + "/", wait_until="domcontentloaded")
     page.get_by_text("GPUs owned").first.wait_for(timeout=60_000)
     owned = page.locator('[data-testid="stMetric"]', has_text="GPUs owned").locator('[data-testid="stMetricValue"]')
