@@ -27,24 +27,27 @@ else:
 
     import config
     from collectors.runtime import Runtime, set_current
-    from queries import DatabaseOwned
+    from queries import DatabaseOwned, Store
     from queries.store import set_shared_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    # Both checks run when the server imports this file, before it serves anything, so a
+    # bad config or a database owned by another process ends start-up with one clear message.
     try:
         CONFIG = config.load()
     except config.ConfigError as exc:
         print(f"Configuration error, dashboard not started:\n{exc}", file=sys.stderr)
         sys.exit(2)
+    try:
+        STORE = Store(CONFIG.db_path)
+    except DatabaseOwned as exc:
+        print(f"Dashboard not started: {exc}", file=sys.stderr)
+        sys.exit(3)
 
     @asynccontextmanager
     async def lifespan(_app):
-        try:
-            runtime = Runtime(CONFIG).start()
-        except DatabaseOwned as exc:
-            print(f"Dashboard not started: {exc}", file=sys.stderr)
-            raise SystemExit(3) from None
+        runtime = Runtime(CONFIG, STORE).start()
         set_current(runtime)
         set_shared_store(runtime.store)
         try:

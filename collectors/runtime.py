@@ -98,6 +98,8 @@ class Runtime:
             self._backfill_thread.join(30)
         if self.server is not None:
             self.server.stop()
+        if self.started:
+            log.info("collector runtime stopped")
         self.started = False
 
     def health(self) -> dict:

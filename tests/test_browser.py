@@ -34,6 +34,9 @@ pytestmark = [
 ]
 
 
+_STATE: dict = {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,6 +64,7 @@ def server(tmp_path_factory):
     proc = subprocess.Popen([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(port),
                              "--server.address", "127.0.0.1"],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    _STATE.update(proc=proc, env=env, log=tmp / "server.log", db=tmp / "e2e.duckdb")
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     health = None
@@ -78,12 +82,15 @@ def server(tmp_path_factory):
         os.killpg(proc.pid, signal.SIGTERM)
         pytest.fail(f"server did not come up; log:\n{(tmp / 'server.log').read_text()[-3000:]}")
     yield base, health
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
+    if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server_proc(server, tmp_path_factory):
+    """The running server's process and environment, for the ownership and shutdown tests."""
+    return _STATE
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +143,22 @@ def test_sources_page_in_chromium(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "sources.png"), full_page=True)
     page.close()
+
+
+def test_second_dashboard_is_told_who_owns_the_database(server, server_proc):
+    proc = subprocess.run([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(free_port()),
+                           "--server.address", "127.0.0.1"], env=server_proc["env"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    assert f"The database {server_proc['db']} is in use by process" in proc.stderr
+    assert "streamlit run app.py" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_zz_server_stops_cleanly(server, server_proc):
+    """Last in this module: SIGTERM stops the collector runtime through the lifespan."""
+    proc = server_proc["proc"]
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+    log = server_proc["log"].read_text()
+    assert "collector runtime stopped" in log
+    assert "Traceback" not in log
