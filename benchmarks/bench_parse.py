@@ -52,7 +52,7 @@ def bench(n: int, repeat: int, cfg: config.Config, tmp: Path) -> dict:
         a = time.perf_counter()
         batch = parse_devices(text, col.mapping)
         b = time.perf_counter()
-        scrape = col.build(batch, TARGET, ts)
+        scrape = col.builder.build(batch, TARGET, ts)
         c = time.perf_counter()
         stored = store.write_scrape(samples=scrape.samples, devices=scrape.devices)
         d = time.perf_counter()

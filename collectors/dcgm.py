@@ -1,148 +1,39 @@
-"""DCGM collector: dcgm-exporter `/metrics` -> canonical device rows and events.
+"""Exporter collectors: dcgm-exporter (and any exporter a mapping table describes)
+-> canonical device rows and events.
 
-The field and label names live in config/mappings/dcgm.toml; this module only
-knows how to turn a parsed scrape into the store's columnar batches and how to
-notice transitions worth an event: a new XID, the start of thermal throttling,
-a GPU missing from an exporter that otherwise answered (fallen off the bus),
-and its return.
+Field and label names live in config/mappings/<name>.toml; this module fetches
+the text, parses it with that table and hands the result to the shared
+`BatchBuilder` and `EventTracker` (collectors/batch.py).
 """
 
 from __future__ import annotations
 
-import re
-import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
 
-from collectors.exposition import CompiledMapping, DeviceBatch, LineIssue, parse_devices
+from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
+from collectors.exposition import CompiledMapping, parse_devices
 from collectors.targets import Fetch, Target, fetch
 from config import Config
-from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES, THERMAL_THROTTLE_MASK
-
-TS = pa.timestamp("us", tz="UTC")
-_INT_COLUMNS = {c for c, t in SAMPLE_MEASURES.items() if t == "BIGINT"}
-_MIG_SLICES = re.compile(r"^(\d+)g\.")
-# A full GPU has 7 compute slices on A100/H100-class MIG.
-MIG_SLICES_PER_GPU = 7
-
-SAMPLE_SCHEMA = pa.schema(
-    [("ts", TS), ("device_id", pa.string()), ("site", pa.string()), ("cluster", pa.string()),
-     ("host", pa.string())]
-    + [(c, pa.int64() if c in _INT_COLUMNS else pa.float64()) for c in SAMPLE_MEASURES]
-    + [("tenant", pa.string())] + [(c, pa.string()) for c in SAMPLE_LABELS] + [("source", pa.string())]
-)
-DEVICE_SCHEMA = pa.schema([
-    ("device_id", pa.string()), ("vendor", pa.string()), ("model", pa.string()),
-    ("catalogue_model", pa.string()), ("peak_dense_tflops", pa.float64()), ("host", pa.string()),
-    ("cluster", pa.string()), ("site", pa.string()), ("gpu_index", pa.int32()), ("uuid", pa.string()),
-    ("pci_bus_id", pa.string()), ("mig_parent", pa.string()), ("mig_profile", pa.string()),
-    ("mem_total_mib", pa.float64()), ("driver_version", pa.string()), ("source", pa.string()),
-    ("target", pa.string()), ("first_seen", TS), ("last_seen", TS),
-])
-EVENT_SCHEMA = pa.schema([
-    ("ts", TS), ("device_id", pa.string()), ("site", pa.string()), ("cluster", pa.string()),
-    ("host", pa.string()), ("gpu_index", pa.int32()), ("kind", pa.string()), ("code", pa.int64()),
-    ("detail", pa.string()), ("source", pa.string()),
-])
 
 
-@dataclass
-class Scrape:
-    """What one scrape of one target produced, ready for Store.write_scrape."""
+class ExporterCollector:
+    """Scrape Prometheus-text exporters (or parse their text) into canonical batches."""
 
-    target: Target
-    ts: datetime
-    samples: pa.Table | None = None
-    devices: pa.Table | None = None
-    events: pa.Table | None = None
-    facility: pa.Table | None = None
-    rows: int = 0
-    lines_skipped: int = 0
-    issues: list[LineIssue] = field(default_factory=list)
-    parse_s: float = 0.0
+    kind = "exporter"
+    mapping_name = ""
+    vendor = "other"
 
-
-class EventTracker:
-    """Remembers each device's last XID and throttle state and each target's devices.
-
-    State is per collector instance; `prime` seeds it from the store on start so a
-    restart does not report the same XID twice.
-    """
-
-    def __init__(self) -> None:
-        self.xid: dict[str, int] = {}
-        self.thermal: dict[str, bool] = {}
-        self.present: dict[str, dict[str, dict]] = {}   # target -> device_id -> identity
-        self.lost: set[str] = set()
-        self._lock = threading.Lock()
-
-    def prime(self, rows: list[dict]) -> None:
-        """rows: device_id, xid_last, throttle_reasons from each device's newest sample."""
-        for r in rows:
-            self.xid[r["device_id"]] = int(r["xid_last"] or 0)
-            self.thermal[r["device_id"]] = bool(int(r["throttle_reasons"] or 0) & THERMAL_THROTTLE_MASK)
-
-    def observe(self, target: Target, ts: datetime, batch: DeviceBatch) -> list[dict]:
-        events: list[dict] = []
-        xids = batch.columns.get("xid_last", [None] * len(batch))
-        thr = batch.columns.get("throttle_reasons", [None] * len(batch))
-        temps = batch.columns.get("temp_c", [None] * len(batch))
-        now_present: dict[str, dict] = {}
-        with self._lock:
-            for i, dev in enumerate(batch.ids):
-                m = batch.meta[i]
-                ident = {"device_id": dev, "host": m["host"], "gpu_index": m["gpu_index"]}
-                now_present[dev] = ident
-                x = int(xids[i]) if xids[i] is not None else None
-                if x is not None:
-                    if x != 0 and self.xid.get(dev, 0) != x:
-                        events.append({**ident, "kind": "xid", "code": x, "detail": None})
-                    self.xid[dev] = x
-                t = thr[i]
-                if t is not None:
-                    hot = bool(int(t) & THERMAL_THROTTLE_MASK)
-                    if hot and not self.thermal.get(dev, False):
-                        temp = temps[i]
-                        events.append({**ident, "kind": "thermal", "code": int(t),
-                                       "detail": None if temp is None else f"{temp:.0f}"})
-                    self.thermal[dev] = hot
-                if dev in self.lost:
-                    self.lost.discard(dev)
-                    events.append({**ident, "kind": "back", "code": None, "detail": None})
-            previous = self.present.get(target.url)
-            if previous is not None:
-                for dev, ident in previous.items():
-                    if dev not in now_present and dev not in self.lost:
-                        self.lost.add(dev)
-                        events.append({**ident, "kind": "lost", "code": None, "detail": None})
-                        now_present[dev] = ident
-                    elif dev in self.lost and dev not in now_present:
-                        now_present[dev] = ident   # keep watching for its return
-            self.present[target.url] = now_present
-        for e in events:
-            e.update(ts=ts, site=target.site, cluster=target.cluster, source=target.source)
-        return events
-
-
-class DcgmCollector:
-    """Scrape dcgm-exporter targets (or parse their text) into canonical batches."""
-
-    kind = "dcgm"
-    vendor = "nvidia"
-
-    def __init__(self, cfg: Config, *, fetch: Fetch = fetch, mapping: str = "dcgm",
+    def __init__(self, cfg: Config, *, fetch: Fetch = fetch, mapping: str | None = None,
                  host_from_label: bool = True, tracker: EventTracker | None = None):
-        self.mapping = CompiledMapping.from_config(cfg.mappings[mapping])
-        self.catalogue = cfg.catalogue
-        self.tenant_of_ns = cfg.tenant_for_namespace()
+        self.mapping = CompiledMapping.from_config(cfg.mappings[mapping or self.mapping_name])
+        self.builder = BatchBuilder(cfg, self.vendor)
         self.timeout = cfg.collection.timeout_s
         self.fetch = fetch
         self.host_from_label = host_from_label
         self.tracker = tracker or EventTracker()
-        self._peak_cache: dict[tuple[str | None, str | None], tuple[str | None, str, float | None]] = {}
 
     def collect(self, target: Target, ts: datetime) -> Scrape:
         """Fetch and parse one target. Raises ScrapeError / NotExposition on failure."""
@@ -153,71 +44,21 @@ class DcgmCollector:
         t0 = time.perf_counter()
         batch = parse_devices(text, self.mapping, default_host=target.host,
                               host_from_label=self.host_from_label)
-        scrape = self.build(batch, target, ts)
+        events = None
         if track:
+            batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
             events = self.tracker.observe(target, ts, batch)
-            if events:
-                scrape.events = pa.Table.from_pylist(events, schema=EVENT_SCHEMA)
+        scrape = self.builder.build(batch, target, ts)
+        if events:
+            scrape.events = pa.Table.from_pylist(events, schema=EVENT_SCHEMA)
         scrape.parse_s = time.perf_counter() - t0
         return scrape
 
-    def _model_info(self, model: str | None, mig_profile: str | None):
-        key = (model, mig_profile)
-        hit = self._peak_cache.get(key)
-        if hit is None:
-            cat = self.catalogue.lookup(model)
-            peak = cat.peak_dense_tflops if cat else None
-            if peak is not None and mig_profile:
-                m = _MIG_SLICES.match(mig_profile)
-                peak = peak * int(m.group(1)) / MIG_SLICES_PER_GPU if m else None
-            hit = (cat.id if cat else None, cat.vendor if cat else self.vendor, peak)
-            self._peak_cache[key] = hit
-        return hit
 
-    def build(self, batch: DeviceBatch, target: Target, ts: datetime) -> Scrape:
-        n = len(batch)
-        scrape = Scrape(target=target, ts=ts, rows=n, lines_skipped=batch.stats.malformed,
-                        issues=batch.stats.issues)
-        if n == 0:
-            return scrape
-        meta = batch.meta
-        row_ts = [ts if t is None else datetime.fromtimestamp(t / 1000, ts.tzinfo) for t in batch.ts_ms]
-        cols: dict[str, pa.Array] = {
-            "ts": pa.array(row_ts, TS),
-            "device_id": pa.array(batch.ids, pa.string()),
-            "site": pa.array([target.site] * n, pa.string()),
-            "cluster": pa.array([target.cluster] * n, pa.string()),
-            "host": pa.array([m["host"] for m in meta], pa.string()),
-        }
-        for c, typ in SAMPLE_MEASURES.items():
-            values = batch.columns.get(c)
-            if values is None:
-                cols[c] = pa.nulls(n, pa.int64() if typ == "BIGINT" else pa.float64())
-            elif typ == "BIGINT":
-                cols[c] = pa.array([None if v is None else int(v) for v in values], pa.int64())
-            else:
-                cols[c] = pa.array(values, pa.float64())
-        tenant_of = self.tenant_of_ns
-        cols["tenant"] = pa.array([tenant_of.get(m["namespace"]) for m in meta], pa.string())
-        for c in SAMPLE_LABELS:
-            cols[c] = pa.array([m[c] for m in meta], pa.string())
-        cols["source"] = pa.array([target.source] * n, pa.string())
-        scrape.samples = pa.Table.from_pydict(cols, schema=SAMPLE_SCHEMA)
 
-        used = batch.columns.get("mem_used_mib")
-        free = batch.columns.get("mem_free_mib")
-        dev_rows = []
-        for i, m in enumerate(meta):
-            cat_id, vendor, peak = self._model_info(m["model"], m["mig_profile"])
-            total = (used[i] + free[i]) if used and free and used[i] is not None and free[i] is not None else None
-            dev_rows.append({
-                "device_id": batch.ids[i], "vendor": vendor, "model": m["model"],
-                "catalogue_model": cat_id, "peak_dense_tflops": peak, "host": m["host"],
-                "cluster": target.cluster, "site": target.site, "gpu_index": m["gpu_index"],
-                "uuid": m["uuid"], "pci_bus_id": m["pci_bus_id"], "mig_parent": m["mig_parent"],
-                "mig_profile": m["mig_profile"], "mem_total_mib": total,
-                "driver_version": m["driver_version"], "source": target.source, "target": target.url,
-                "first_seen": row_ts[i], "last_seen": row_ts[i],
-            })
-        scrape.devices = pa.Table.from_pylist(dev_rows, schema=DEVICE_SCHEMA)
-        return scrape
+class DcgmCollector(ExporterCollector):
+    """NVIDIA dcgm-exporter `/metrics`."""
+
+    kind = "dcgm"
+    mapping_name = "dcgm"
+    vendor = "nvidia"

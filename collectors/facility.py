@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from collectors.dcgm import TS, Scrape
+from collectors.batch import TS, Scrape
 from collectors.exposition import parse_series
 from collectors.targets import Fetch, Target, fetch
 from config import Config

@@ -16,7 +16,8 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from collectors.dcgm import DcgmCollector, EventTracker
+from collectors.batch import EventTracker
+from collectors.dcgm import DcgmCollector
 from collectors.facility import FacilityCollector
 from collectors.scheduler import Scheduler, concat
 from collectors.targets import Target

@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 
 import pyarrow as pa
 
-from collectors.dcgm import TS, Scrape
+from collectors.batch import TS, Scrape
 from collectors.exposition import NotExposition
 from collectors.targets import ScrapeError, Target
 from queries import Store

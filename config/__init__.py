@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.canonical import (
-    DEVICE_ATTRIBUTES, FACILITY_LABEL_ROLES, FACILITY_MEASURES, LABEL_ROLES, SAMPLE_MEASURES,
+    DERIVED_MEASURES, DEVICE_ATTRIBUTES, FACILITY_LABEL_ROLES, FACILITY_MEASURES, LABEL_ROLES, SAMPLE_MEASURES,
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -93,15 +93,32 @@ class Simulator(_Strict):
     site_overhead_kw: Annotated[float, Field(ge=0, strict=False)] = 180.0
 
 
+EXPORTER_KINDS = ("dcgm", "amd", "ascend")
+SOURCE_KINDS = (*EXPORTER_KINDS, "prometheus", "nvml")
+# the mapping tables a source reads when `mappings` is not given
+DEFAULT_MAPPINGS = {"dcgm": ["dcgm"], "amd": ["amd"], "ascend": ["ascend"], "prometheus": ["dcgm"], "nvml": []}
+
+
 class Source(_Strict):
     name: Ident
-    kind: Literal["dcgm"]
+    kind: Literal["dcgm", "amd", "ascend", "prometheus", "nvml"]
     site: str
     cluster: str
-    targets: Annotated[list[str], Field(min_length=1)]
+    # exporter URLs (dcgm/amd/ascend), or the one Prometheus base URL; none for nvml
+    targets: list[str] = []
     # where a sample's host comes from: the exporter's Hostname label, or the
     # target's host (for Kubernetes exporters whose Hostname is the pod name)
     host_from: Literal["label", "target"] = "label"
+    # mapping tables in mappings/ (default by kind; prometheus may list several,
+    # e.g. ["dcgm", "facility"], and queries each table's metric names)
+    mappings: list[str] | None = None
+    timeout_s: PosFloat | None = None           # overrides collection.timeout_s
+    retries: Annotated[int, Field(ge=0, le=5)] = 2
+    host: str | None = None                     # nvml: host name to report (default: this machine's)
+
+    @property
+    def mapping_names(self) -> list[str]:
+        return list(self.mappings) if self.mappings is not None else list(DEFAULT_MAPPINGS[self.kind])
 
 
 class CentreFile(_Strict):
@@ -265,11 +282,11 @@ def _validate(path: Path, model: type[_Strict], data: dict):
         raise ConfigError(_format_validation(path, exc)) from None
 
 
-def _check_unique(path: Path, key: str, ids: list[str]) -> None:
+def _check_unique(path: Path, key: str, ids: list[str], *, field: str = "id") -> None:
     seen: set[str] = set()
     for i, v in enumerate(ids):
         if v in seen:
-            raise ConfigError(f"{path}: key '{key}[{i}].id': duplicate id {v!r}")
+            raise ConfigError(f"{path}: key '{key}[{i}].{field}': duplicate {field} {v!r}")
         seen.add(v)
 
 
@@ -293,14 +310,27 @@ def _cross_check(path: Path, cf: CentreFile, cat: Catalogue) -> None:
                 raise ConfigError(f"{path}: key 'tenants[{i}].namespaces': namespace {ns!r} "
                                   f"already belongs to tenant {owner[ns]!r}")
             owner[ns] = t.id
+    _check_unique(path, "sources", [s.name for s in cf.sources], field="name")
     for i, s in enumerate(cf.sources):
         if s.site not in site_ids:
             raise ConfigError(f"{path}: key 'sources[{i}].site': unknown site {s.site!r}")
         if s.cluster not in cluster_ids:
             raise ConfigError(f"{path}: key 'sources[{i}].cluster': unknown cluster {s.cluster!r}")
+        if s.kind in EXPORTER_KINDS and not s.targets:
+            raise ConfigError(f"{path}: key 'sources[{i}].targets': a {s.kind} source needs at least one "
+                              "exporter URL")
+        if s.kind == "prometheus" and len(s.targets) != 1:
+            raise ConfigError(f"{path}: key 'sources[{i}].targets': a prometheus source takes exactly one "
+                              f"base URL (e.g. [\"http://prometheus:9090\"]), got {len(s.targets)}")
+        if s.kind == "nvml" and s.targets:
+            raise ConfigError(f"{path}: key 'sources[{i}].targets': an nvml source reads the local GPUs "
+                              "and takes no targets")
+        for t in s.targets:
+            if not t.startswith(("http://", "https://")):
+                raise ConfigError(f"{path}: key 'sources[{i}].targets': {t!r} is not an http(s) URL")
 
 
-_ALLOWED_COLUMNS = set(SAMPLE_MEASURES) | set(DEVICE_ATTRIBUTES)
+_ALLOWED_COLUMNS = (set(SAMPLE_MEASURES) - set(DERIVED_MEASURES)) | set(DEVICE_ATTRIBUTES)
 
 
 def _check_mapping(path: Path, m: MappingFile) -> None:
@@ -353,6 +383,11 @@ def load(directory: str | os.PathLike | None = None) -> Config:
         mappings[mp.stem] = m
     if "dcgm" not in mappings:
         raise ConfigError(f"{map_dir}/dcgm.toml: file not found; the DCGM mapping table is required")
+    for i, src in enumerate(cf.sources):
+        for name in src.mapping_names:
+            if name not in mappings:
+                raise ConfigError(f"{centre_path}: key 'sources[{i}].mappings': no mapping table {name!r} "
+                                  f"in {map_dir} (have {sorted(mappings)})")
 
     return Config(
         directory=d, centre=cf.centre, database=cf.database, collection=cf.collection, ui=cf.ui,

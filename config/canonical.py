@@ -24,7 +24,12 @@ SAMPLE_MEASURES: dict[str, str] = {
     "throttle_reasons": "BIGINT",  # NVML/DCGM clocks-event bitmask
     "xid_last": "BIGINT",          # last XID seen (0 = none)
     "ecc_dbe_volatile": "BIGINT",
+    "health": "BIGINT",            # exporter's own verdict: 1 healthy, 0 unhealthy (Ascend, AMD)
+    "energy_delta_j": "DOUBLE",    # energy since this device's previous sample; counter resets handled
 }
+
+# measures the collector derives rather than reads from a source
+DERIVED_MEASURES: tuple[str, ...] = ("energy_delta_j",)
 
 # device_samples attribution/identity columns (strings)
 SAMPLE_LABELS: tuple[str, ...] = ("namespace", "pod", "container", "job")

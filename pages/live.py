@@ -20,7 +20,7 @@ METRICS = {"util": ("util_pct", "heatmap.util", "%", "Blues", 0, 100),
            "temp": ("temp_c", "heatmap.temp", "°C", "YlOrRd", 25, 95),
            "power": ("power_w", "heatmap.power", "W", "Viridis", 0, None)}
 # heatmap overlay per problem state: (plotly marker symbol, colour)
-STATE_MARK = {"lost": ("x", "#d62728"), "xid": ("diamond", "#d62728"),
+STATE_MARK = {"lost": ("x", "#d62728"), "unhealthy": ("square", "#d62728"), "xid": ("diamond", "#d62728"),
               "thermal": ("triangle-up", "#ff7f0e"), "no_data": ("circle-open", "#7f7f7f")}
 
 st.title(t("live.title"))

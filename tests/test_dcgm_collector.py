@@ -9,9 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from collectors.dcgm import (
-    DEVICE_SCHEMA, EVENT_SCHEMA, MIG_SLICES_PER_GPU, SAMPLE_SCHEMA, DcgmCollector, EventTracker,
-)
+from collectors.batch import DEVICE_SCHEMA, EVENT_SCHEMA, MIG_SLICES_PER_GPU, SAMPLE_SCHEMA, EventTracker
+from collectors.dcgm import DcgmCollector
 from collectors.exposition import NotExposition
 from collectors.targets import Target
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES

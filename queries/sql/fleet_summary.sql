@@ -14,7 +14,7 @@ SELECT
     count(DISTINCT physical_id) FILTER (WHERE state IN ('ok', 'thermal') AND util_pct > 0) AS busy,
     count(DISTINCT physical_id) FILTER (WHERE state IN ('ok', 'thermal') AND allocated
                                           AND coalesce(util_pct, 0) = 0)                 AS allocated_idle,
-    count(DISTINCT physical_id) FILTER (WHERE state IN ('xid', 'lost'))                  AS faulted,
+    count(DISTINCT physical_id) FILTER (WHERE state IN ('xid', 'lost', 'unhealthy'))                  AS faulted,
     count(DISTINCT physical_id) FILTER (WHERE state = 'thermal')                         AS throttled,
     count(DISTINCT physical_id) FILTER (WHERE state = 'no_data')
       + greatest(coalesce($owned, 0) - count(DISTINCT physical_id), 0)                   AS no_data,

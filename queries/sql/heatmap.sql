@@ -6,6 +6,7 @@ SELECT
     max(temp_c)    AS temp_c,
     max(power_w)   AS power_w,      -- MIG instances repeat the board's power
     CASE WHEN bool_or(state = 'lost') THEN 'lost'
+         WHEN bool_or(state = 'unhealthy') THEN 'unhealthy'
          WHEN bool_or(state = 'xid') THEN 'xid'
          WHEN bool_or(state = 'thermal') THEN 'thermal'
          WHEN bool_and(state = 'no_data') THEN 'no_data'
