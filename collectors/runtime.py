@@ -15,11 +15,13 @@ import math
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from collectors.batch import EventTracker
 from collectors.dcgm import DcgmCollector
 from collectors.facility import FacilityCollector
 from collectors.scheduler import Scheduler, concat
+from collectors.spool import WriteSpool
 from collectors.targets import Target
 from config import Config
 from queries import Store
@@ -81,8 +83,10 @@ class Runtime:
         self.facility = FacilityCollector(cfg)
         by_kind = {"dcgm": self.dcgm, "facility": self.facility}
         jobs = [(by_kind[k], [t for t in self.targets if t.kind == k]) for k in by_kind]
+        spool_dir = None if self.store.path == ":memory:" else Path(self.store.path).parent / "spool"
         self.scheduler = Scheduler(self.store, jobs, interval_s=cfg.collection.interval_s,
-                                   concurrency=cfg.collection.concurrency, clock=self.clock)
+                                   concurrency=cfg.collection.concurrency, clock=self.clock,
+                                   spool=WriteSpool(spool_dir))
         self.scheduler.start()
         if cfg.simulated and self.want_backfill and cfg.simulator.backfill_days > 0:
             self._backfill_thread = threading.Thread(target=self._backfill_safe, name="backfill", daemon=True)
@@ -115,6 +119,7 @@ class Runtime:
                 "ts": rep.ts.isoformat(), "ok": rep.ok, "failed": rep.failed, "rows": rep.rows,
                 "stored": rep.stored, "scrape_s": round(rep.scrape_s, 3), "write_s": round(rep.write_s, 3),
                 "write_error": rep.write_error},
+            "spool": vars(self.scheduler.spool.stats).copy() if self.scheduler else None,
             "backfill": {"state": self.backfill_state, "done": self.backfill_done,
                          "total": self.backfill_total, "error": self.backfill_error},
             "database": self.store.path if self.store else None,

@@ -6,6 +6,13 @@ scheduler times every scrape, turns any failure into words, and writes one
 see every target's health. All targets of one cycle share the cycle's tick
 time as their sample time: fleet sums line up, and a retried delivery of the
 same scrape is recognised as a duplicate by the store.
+
+Faults stay local: each target has its own timeout (in its collector) and is
+retried with backoff while the cycle has time; one that keeps failing is
+tried less often (every 2, then 4 intervals) until it answers. Completed
+scrapes are stored every FLUSH_EVERY_S, so a hanging target delays only its
+own data. Every batch goes through the write spool, so a failing database
+write loses nothing (collectors/spool.py).
 """
 
 from __future__ import annotations
@@ -13,15 +20,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Protocol
 
 import pyarrow as pa
 
 from collectors.batch import TS, Scrape
 from collectors.exposition import NotExposition
+from collectors.spool import Batch, WriteSpool
 from collectors.targets import ScrapeError, Target
 from queries import Store
 
@@ -30,7 +38,7 @@ log = logging.getLogger(__name__)
 RUN_SCHEMA = pa.schema([
     ("started_at", TS), ("source", pa.string()), ("kind", pa.string()), ("target", pa.string()),
     ("duration_s", pa.float64()), ("rows", pa.int32()), ("lines_skipped", pa.int32()),
-    ("ok", pa.bool_()), ("error", pa.string()),
+    ("ok", pa.bool_()), ("error", pa.string()), ("sample_ts", TS),
 ])
 
 
@@ -46,6 +54,7 @@ class CycleReport:
     targets: int = 0
     ok: int = 0
     failed: int = 0
+    skipped: int = 0             # targets backing off after repeated failures
     rows: int = 0
     stored: int = 0
     scrape_s: float = 0.0
@@ -69,76 +78,135 @@ def concat(tables: list[pa.Table | None]) -> pa.Table | None:
     return present[0] if len(present) == 1 else pa.concat_tables(present)
 
 
+@dataclass
+class TargetHealth:
+    """Per-target retry state across cycles."""
+
+    failures: int = 0            # consecutive failed cycles
+    next_attempt: float = 0.0    # epoch seconds; a failing target backs off
+
+
 class Scheduler:
-    def __init__(self, store: Store, jobs: list[tuple[Collector, list[Target]]], *,
-                 interval_s: float, concurrency: int = 32, clock: Callable[[], float] = time.time):
+    """See module docstring. `jobs`: (collector, targets) or (collector, targets, retries)."""
+
+    FLUSH_EVERY_S = 0.5          # completed scrapes are stored at least this often
+    RETRY_BASE_S = 0.5           # in-cycle retry backoff: 0.5 s, 1 s, 2 s ...
+    MAX_SKIP_INTERVALS = 4       # a target failing for several cycles is tried every 2, 4, at most 4 intervals
+
+    def __init__(self, store: Store, jobs: list[tuple], *, interval_s: float, concurrency: int = 32,
+                 clock: Callable[[], float] = time.time, spool: WriteSpool | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.store = store
-        self.jobs = jobs
+        self.jobs = [(j[0], j[1], j[2] if len(j) > 2 else 2) for j in jobs]
         self.interval_s = interval_s
         self.clock = clock
+        self.sleep = sleep
+        self.spool = spool or WriteSpool()
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="scrape")
+        self.health: dict[str, TargetHealth] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_report: CycleReport | None = None
         self.cycles = 0
 
-    def _scrape(self, collector: Collector, target: Target, ts: datetime):
-        t0 = time.perf_counter()
-        try:
-            scrape = collector.collect(target, ts)
-            return scrape, None, time.perf_counter() - t0
-        except Exception as exc:  # every failure is recorded, none stops the cycle
-            return None, describe_error(exc), time.perf_counter() - t0
+    def _attempts(self, collector: Collector, target: Target, ts: datetime, retries: int, deadline: float,
+                  cycle_t0: float):
+        """Scrape with retries and backoff while the cycle has time; one run row per attempt.
 
-    def run_cycle(self, ts: datetime | None = None) -> CycleReport:
-        if ts is None:
-            now = self.clock()
-            ts = datetime.fromtimestamp(now - now % self.interval_s, timezone.utc)
-        report = CycleReport(ts=ts)
-        t0 = time.perf_counter()
-        futures = [(target, self.pool.submit(self._scrape, collector, target, ts))
-                   for collector, targets in self.jobs for target in targets]
-        scrapes: list[Scrape] = []
+        An attempt's time is the cycle's tick plus the time elapsed since the cycle began."""
         runs = []
-        for target, fut in futures:
-            scrape, error, duration = fut.result()
-            report.targets += 1
-            if scrape is not None:
-                scrapes.append(scrape)
-                report.ok += 1
-                report.rows += scrape.rows
+        for attempt in range(retries + 1):
+            t0 = time.perf_counter()
+            started = ts + timedelta(seconds=t0 - cycle_t0)
+            try:
+                scrape = collector.collect(target, ts)
+                duration = time.perf_counter() - t0
                 note = None
                 if scrape.lines_skipped:
                     first = scrape.issues[0] if scrape.issues else None
                     note = f"{scrape.lines_skipped} malformed line(s) skipped" + (f"; first: {first}" if first else "")
-                runs.append({"started_at": ts, "source": target.source, "kind": target.kind,
-                             "target": target.url, "duration_s": duration, "rows": scrape.rows,
-                             "lines_skipped": scrape.lines_skipped, "ok": True, "error": note})
-            else:
-                report.failed += 1
-                report.errors[target.url] = error
-                runs.append({"started_at": ts, "source": target.source, "kind": target.kind,
-                             "target": target.url, "duration_s": duration, "rows": 0,
-                             "lines_skipped": 0, "ok": False, "error": error})
+                runs.append(_run(started, ts, target, duration, scrape.rows, scrape.lines_skipped, True, note))
+                return scrape, runs
+            except Exception as exc:  # every failure is recorded, none stops the cycle
+                duration = time.perf_counter() - t0
+                error = describe_error(exc)
+                if attempt < retries:
+                    error += f" (attempt {attempt + 1} of {retries + 1}; retrying)"
+                runs.append(_run(started, ts, target, duration, 0, 0, False, error))
+                wait = self.RETRY_BASE_S * 2 ** attempt
+                if attempt == retries or self._stop.is_set() or time.monotonic() + wait + duration > deadline:
+                    return None, runs
+                self.sleep(wait)
+        return None, runs
+
+    def run_cycle(self, ts: datetime | None = None) -> CycleReport:
+        now = self.clock()
+        if ts is None:
+            ts = datetime.fromtimestamp(now - now % self.interval_s, timezone.utc)
+        report = CycleReport(ts=ts)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + self.interval_s * 0.8
+        pending = {}
+        for collector, targets, retries in self.jobs:
+            for target in targets:
+                h = self.health.setdefault(target.url, TargetHealth())
+                if h.next_attempt > now:
+                    report.skipped += 1
+                    continue
+                fut = self.pool.submit(self._attempts, collector, target, ts, retries, deadline, t0)
+                pending[fut] = target
+        report.targets = len(pending)
+        ready: list[Scrape] = []
+        runs: list[dict] = []
+        last_flush = time.perf_counter()
+        while pending:
+            done, _ = wait(list(pending), timeout=self.FLUSH_EVERY_S, return_when=FIRST_COMPLETED)
+            for fut in done:
+                target = pending.pop(fut)
+                scrape, attempts = fut.result()
+                runs.extend(attempts)
+                h = self.health[target.url]
+                if scrape is not None:
+                    ready.append(scrape)
+                    report.ok += 1
+                    report.rows += scrape.rows
+                    h.failures, h.next_attempt = 0, 0.0
+                else:
+                    report.failed += 1
+                    report.errors[target.url] = attempts[-1]["error"]
+                    h.failures += 1
+                    skip = min(2 ** (h.failures - 1), self.MAX_SKIP_INTERVALS) if h.failures > 1 else 0
+                    h.next_attempt = now + skip * self.interval_s
+            # store what has arrived so a slow target delays nobody's data but its own
+            if (ready or runs) and (not pending or time.perf_counter() - last_flush >= self.FLUSH_EVERY_S):
+                self._flush(ready, runs, report)
+                ready, runs = [], []
+                last_flush = time.perf_counter()
+        if ready or runs:
+            self._flush(ready, runs, report)
         report.scrape_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        try:
-            report.stored = self.store.write_scrape(
-                samples=concat([s.samples for s in scrapes]),
-                devices=concat([s.devices for s in scrapes]),
-                events=concat([s.events for s in scrapes]),
-                facility=concat([s.facility for s in scrapes]),
-                runs=pa.Table.from_pylist(runs, schema=RUN_SCHEMA))
-        except Exception as exc:
-            report.write_error = describe_error(exc)
-            log.error("writing cycle %s failed: %s", ts.isoformat(), report.write_error)
-        report.write_s = time.perf_counter() - t1
-        log.info("cycle %s: %d/%d targets answered, %d rows, %d stored; scrape %.2f s, store %.2f s",
-                 ts.strftime("%H:%M:%S"), report.ok, report.targets, report.rows, report.stored,
-                 report.scrape_s, report.write_s)
+        st = self.spool.stats
+        log.info("cycle %s: %d/%d targets answered (%d backing off), %d rows, %d stored; %.2f s; "
+                 "spool %d batch(es)%s", ts.strftime("%H:%M:%S"), report.ok, report.targets, report.skipped,
+                 report.rows, report.stored, report.scrape_s, st.pending_batches,
+                 f", write error: {report.write_error}" if report.write_error else "")
         self.last_report = report
         self.cycles += 1
         return report
+
+    def _flush(self, scrapes: list[Scrape], runs: list[dict], report: CycleReport) -> None:
+        t1 = time.perf_counter()
+        self.spool.put(Batch.of(
+            samples=concat([s.samples for s in scrapes]), devices=concat([s.devices for s in scrapes]),
+            events=concat([s.events for s in scrapes]), facility=concat([s.facility for s in scrapes]),
+            runs=pa.Table.from_pylist(runs, schema=RUN_SCHEMA) if runs else None))
+        stored, error = self.spool.flush(self.store.write_scrape)
+        report.stored += stored
+        if error is not None:
+            report.write_error = error
+            log.error("store write failed, %d batch(es) kept in the spool: %s",
+                      self.spool.stats.pending_batches, error)
+        report.write_s += time.perf_counter() - t1
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -147,8 +215,7 @@ class Scheduler:
             except Exception:
                 log.exception("collection cycle failed")
             now = self.clock()
-            wait = self.interval_s - (now % self.interval_s)
-            self._stop.wait(wait)
+            self._stop.wait(self.interval_s - (now % self.interval_s))
 
     def start(self) -> None:
         if self._thread is None:
@@ -161,3 +228,11 @@ class Scheduler:
             self._thread.join(timeout)
             self._thread = None
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.spool.flush(self.store.write_scrape)      # last chance to store what is queued
+
+
+def _run(started: datetime, sample_ts: datetime, target: Target, duration: float, rows: int, skipped: int,
+         ok: bool, error: str | None) -> dict:
+    return {"started_at": started, "source": target.source, "kind": target.kind, "target": target.url,
+            "duration_s": duration, "rows": rows, "lines_skipped": skipped, "ok": ok, "error": error,
+            "sample_ts": sample_ts}

@@ -45,6 +45,10 @@ def fetch(url: str, timeout: float) -> str:
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = resp.read(MAX_BODY_BYTES + 1)
+            declared = resp.headers.get("Content-Length")
+            # read(n) returns short data, not an error, when the peer closes early
+            if declared and declared.isdigit() and len(body) < int(declared) <= MAX_BODY_BYTES:
+                raise ScrapeError(f"connection closed mid-response after {len(body)} of {declared} bytes")
     except urllib.error.HTTPError as exc:
         raise ScrapeError(f"HTTP {exc.code} {exc.reason}") from None
     except (TimeoutError, socket.timeout):

@@ -39,11 +39,19 @@ def sources_view() -> None:
         if state == "failed":
             st.warning(t("sources.backfill.failed_detail", error=runtime.backfill_error), icon=":material/history:")
         rep = runtime.scheduler.last_report if runtime.scheduler else None
+        spool = runtime.scheduler.spool.stats if runtime.scheduler else None
         if rep is not None and rep.write_error:
             st.error(t("sources.write_error", error=rep.write_error), icon=":material/database:")
-        elif rep is not None:
+        if spool is not None and spool.pending_batches:
+            st.warning(t("sources.backlog", batches=spool.pending_batches, rows=f"{spool.pending_rows:,}",
+                         mib=f"{spool.disk_bytes / 2**20:,.1f}"), icon=":material/pending:")
+        if spool is not None and spool.dropped_batches:
+            st.error(t("sources.dropped", batches=spool.dropped_batches, rows=f"{spool.dropped_rows:,}"),
+                     icon=":material/delete_forever:")
+        if rep is not None:
             st.caption(t("sources.last_cycle", targets=rep.targets, ok=rep.ok, failed=rep.failed,
-                         rows=f"{rep.rows:,}", scrape=f"{rep.scrape_s:.2f}", write=f"{rep.write_s:.2f}"))
+                         rows=f"{rep.rows:,}", scrape=f"{rep.scrape_s:.2f}", write=f"{rep.write_s:.2f}")
+                       + (" " + t("sources.backing_off", n=rep.skipped) if rep.skipped else ""))
     if total == 0:
         st.info(t("sources.none"))
         return
