@@ -16,6 +16,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from collectors.attribution import Attributor
 from collectors.exposition import DeviceBatch, LineIssue
 from collectors.targets import Target
 from config import Config
@@ -167,7 +168,7 @@ class BatchBuilder:
 
     def __init__(self, cfg: Config, vendor: str):
         self.catalogue = cfg.catalogue
-        self.tenant_of_ns = cfg.tenant_for_namespace()
+        self.attributor = Attributor(cfg)
         self.vendor = vendor
         self._peak_cache: dict[tuple[str | None, str | None], tuple[str | None, str, float | None]] = {}
 
@@ -207,8 +208,9 @@ class BatchBuilder:
                 cols[c] = pa.array([None if v is None else int(v) for v in values], pa.int64())
             else:
                 cols[c] = pa.array(values, pa.float64())
-        tenant_of = self.tenant_of_ns
-        cols["tenant"] = pa.array([tenant_of.get(m["namespace"]) for m in meta], pa.string())
+        tenant = self.attributor.tenant
+        cols["tenant"] = pa.array([tenant(dev, m["host"], t, m["namespace"], m["pod"], m["job"])
+                                   for dev, m, t in zip(batch.ids, meta, row_ts)], pa.string())
         for c in SAMPLE_LABELS:
             cols[c] = pa.array([m[c] for m in meta], pa.string())
         cols["source"] = pa.array([target.source] * n, pa.string())

@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -84,6 +85,25 @@ class Tenant(_Strict):
     workload: Literal["training", "inference"] = "training"
 
 
+class AttributionRule(_Strict):
+    """Labels -> tenant. Patterns are shell globs (`*`, `?`, `[...]`); every given one must match."""
+
+    tenant: str
+    namespace: str | None = None
+    pod: str | None = None
+    job: str | None = None          # Slurm / HPC job label (hpc_job, job_id)
+
+
+class Lease(_Strict):
+    """A static lease: hosts or devices rented to a tenant over [start, end) (bare-metal rental)."""
+
+    tenant: str
+    hosts: list[str] = []
+    devices: list[str] = []
+    start: datetime
+    end: datetime | None = None     # open-ended when absent
+
+
 class Simulator(_Strict):
     seed: int = 1
     bind: str = "127.0.0.1"
@@ -131,6 +151,8 @@ class CentreFile(_Strict):
     tenants: list[Tenant] = []
     simulator: Simulator = Simulator()
     sources: list[Source] = []
+    attribution: list[AttributionRule] = []
+    leases: list[Lease] = []
 
 
 class AcceleratorModel(_Strict):
@@ -199,6 +221,8 @@ class Config:
     tenants: tuple[Tenant, ...]
     simulator: Simulator
     sources: tuple[Source, ...]
+    attribution: tuple[AttributionRule, ...]
+    leases: tuple[Lease, ...]
     catalogue: Catalogue
     mappings: dict[str, MappingFile]
 
@@ -311,6 +335,22 @@ def _cross_check(path: Path, cf: CentreFile, cat: Catalogue) -> None:
                                   f"already belongs to tenant {owner[ns]!r}")
             owner[ns] = t.id
     _check_unique(path, "sources", [s.name for s in cf.sources], field="name")
+    tenant_ids = {t.id for t in cf.tenants}
+    for i, r in enumerate(cf.attribution):
+        if r.tenant not in tenant_ids:
+            raise ConfigError(f"{path}: key 'attribution[{i}].tenant': unknown tenant {r.tenant!r}")
+        if r.namespace is None and r.pod is None and r.job is None:
+            raise ConfigError(f"{path}: key 'attribution[{i}]': a rule needs at least one of namespace, pod, job")
+    for i, lease in enumerate(cf.leases):
+        if lease.tenant not in tenant_ids:
+            raise ConfigError(f"{path}: key 'leases[{i}].tenant': unknown tenant {lease.tenant!r}")
+        if not lease.hosts and not lease.devices:
+            raise ConfigError(f"{path}: key 'leases[{i}]': a lease needs hosts or devices")
+        for key, when in (("start", lease.start), ("end", lease.end)):
+            if when is not None and when.tzinfo is None:
+                raise ConfigError(f"{path}: key 'leases[{i}].{key}': give a time zone, e.g. 2026-11-01T00:00:00+08:00")
+        if lease.end is not None and lease.end <= lease.start:
+            raise ConfigError(f"{path}: key 'leases[{i}].end': must be after start")
     for i, s in enumerate(cf.sources):
         if s.site not in site_ids:
             raise ConfigError(f"{path}: key 'sources[{i}].site': unknown site {s.site!r}")
@@ -392,5 +432,6 @@ def load(directory: str | os.PathLike | None = None) -> Config:
     return Config(
         directory=d, centre=cf.centre, database=cf.database, collection=cf.collection, ui=cf.ui,
         sites=tuple(cf.sites), clusters=tuple(cf.clusters), tenants=tuple(cf.tenants),
-        simulator=cf.simulator, sources=tuple(cf.sources), catalogue=catalogue, mappings=mappings,
+        simulator=cf.simulator, sources=tuple(cf.sources), attribution=tuple(cf.attribution),
+        leases=tuple(cf.leases), catalogue=catalogue, mappings=mappings,
     )

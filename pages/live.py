@@ -111,7 +111,11 @@ def heatmap(at) -> None:
     tenants = df.pivot_table(index="gpu_index", columns="host", values="tenant", aggfunc="first")
     tenants = tenants.reindex(index=gpus, columns=hosts)
     state_text = states.map(lambda v: t(f"state.{v}") if isinstance(v, str) else t("state.no_data"))
-    tenant_text = tenants.map(lambda v: v if isinstance(v, str) else t("heatmap.unallocated"))
+    spaces = df.pivot_table(index="gpu_index", columns="host", values="namespace", aggfunc="first")
+    spaces = spaces.reindex(index=gpus, columns=hosts)
+    tenant_text = tenants.combine(spaces, lambda ten, ns: ten.where(
+        ten.map(lambda v: isinstance(v, str)),
+        ns.map(lambda v: t("heatmap.unattributed", ns=v) if isinstance(v, str) else t("heatmap.unallocated"))))
     custom = [[[state_text.iat[i, j], tenant_text.iat[i, j]] for j in range(len(hosts))] for i in range(len(gpus))]
     y_labels = [f"GPU {g}" for g in gpus]
     fig = go.Figure(go.Heatmap(

@@ -1,0 +1,100 @@
+"""Tenant attribution: leases, rules, namespaces, unattributed; the precedence in collectors/attribution.py."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+
+import pytest
+
+import config
+from collectors.attribution import Attributor
+from collectors.dcgm import DcgmCollector
+from collectors.targets import Target
+from test_store import dcgm_text
+
+UTC = timezone.utc
+RULES = '''
+[[attribution]]
+tenant = "autodrive"
+namespace = "ad-*"
+pod = "*-eval-*"
+
+[[attribution]]
+tenant = "bioforge"
+job = "bf-*"
+
+[[attribution]]
+tenant = "chatserve"
+namespace = "cs-*"
+
+[[leases]]
+tenant = "edu-cloud"
+hosts = ["node-a"]
+start = 2026-11-01T00:00:00+08:00
+end = 2026-12-01T00:00:00+08:00
+
+[[leases]]
+tenant = "zhipu-lab"
+devices = ["GPU-0001"]
+start = 2026-11-10T00:00:00Z
+'''
+
+
+@pytest.fixture
+def attributed_cfg(tmp_path):
+    d = tmp_path / "cfg"
+    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (d / "centre.toml").write_text((d / "centre.toml").read_text() + RULES)
+    return config.load(d)
+
+
+def test_precedence(attributed_cfg):
+    a = Attributor(attributed_cfg)
+    t_lease = datetime(2026, 11, 20, tzinfo=UTC)
+    t_before = datetime(2026, 10, 20, tzinfo=UTC)
+    # 1. a device lease beats the host lease and the labels
+    assert a.tenant("GPU-0001", "node-a", t_lease, "moonlake-train", "p", None) == "zhipu-lab"
+    # 2. a host lease beats the labels
+    assert a.tenant("GPU-0000", "node-a", t_lease, "moonlake-train", "p", None) == "edu-cloud"
+    # ... only inside its time range ([start, end), with its own time zone)
+    assert a.tenant("GPU-0000", "node-a", t_before, "moonlake-train", "p", None) == "moonlake"
+    assert a.tenant("GPU-0000", "node-a", datetime(2026, 11, 30, 16, 0, tzinfo=UTC), None, None, None) is None
+    assert a.tenant("GPU-0000", "node-a", datetime(2026, 11, 30, 15, 59, tzinfo=UTC), None, None, None) == "edu-cloud"
+    # 3. rules in file order; every pattern of a rule must match
+    assert a.tenant("x", "node-z", t_lease, "ad-perception", "det-eval-7", None) == "autodrive"
+    assert a.tenant("x", "node-z", t_lease, "ad-perception", "train-7", None) == "autodrive"   # 4: namespaces list
+    assert a.tenant("x", "node-z", t_lease, "ad-sandbox", "train-7", None) is None            # no rule, not listed
+    assert a.tenant("x", "node-z", t_lease, None, None, "bf-fold-1234") == "bioforge"         # Slurm job pattern
+    assert a.tenant("x", "node-z", t_lease, "cs-canary", "web-1", None) == "chatserve"
+    # 5. nothing matches: unattributed
+    assert a.tenant("x", "node-z", t_lease, "research-sandbox", "nb-0", None) is None
+
+
+def test_unattributed_samples_are_kept(attributed_cfg, store):
+    col = DcgmCollector(attributed_cfg)
+    target = Target(url="http://node-z:9400/metrics", source="t", kind="dcgm", site="sh-lingang",
+                    cluster="train-a", host="node-z")
+    text = dcgm_text(ns=("research-sandbox", "cs-canary")).replace('Hostname="node-a"', 'Hostname="node-z"')
+    s = col.from_text(text, target, datetime(2026, 10, 1, tzinfo=UTC))
+    assert store.write_scrape(samples=s.samples, devices=s.devices) == 2
+    rows = store.con.execute("SELECT device_id, tenant, namespace FROM device_samples ORDER BY 1").fetchall()
+    assert rows == [("GPU-0000", None, "research-sandbox"), ("GPU-0001", "chatserve", "cs-canary")]
+    summary = store.query("fleet_summary", now=datetime(2026, 10, 1, 0, 0, 5, tzinfo=UTC), stale_s=60,
+                          cluster=None, owned=None).iloc[0]
+    assert int(summary.allocated) == 2                # a pod holds it, tenant or not
+
+
+def test_bad_rules_are_rejected(tmp_path):
+    d = tmp_path / "cfg"
+    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    base = (d / "centre.toml").read_text()
+    (d / "centre.toml").write_text(base + '\n[[attribution]]\ntenant = "nobody"\nnamespace = "x"\n')
+    with pytest.raises(config.ConfigError, match=r"attribution\[0\].tenant': unknown tenant 'nobody'"):
+        config.load(d)
+    (d / "centre.toml").write_text(base + '\n[[leases]]\ntenant = "moonlake"\nhosts = ["h"]\nstart = 2026-11-01T00:00:00\n')
+    with pytest.raises(config.ConfigError, match=r"leases\[0\].start': give a time zone"):
+        config.load(d)
+    (d / "centre.toml").write_text(base + '\n[[attribution]]\ntenant = "moonlake"\n')
+    with pytest.raises(config.ConfigError, match=r"attribution\[0\]': a rule needs at least one"):
+        config.load(d)
