@@ -5,6 +5,9 @@ parse FILE   read exporter text (FILE or - for stdin), print one JSON object per
              parsed, 1 when the input was not exposition text at all.
 run          headless collect-only mode: own the database and collect until
              interrupted (for sites that run the dashboard elsewhere or later).
+import-meters FILE
+             import facility meter readings (CSV) into the database; bad rows are
+             rejected with their line numbers, good rows kept, re-import changes nothing.
 check-config validate config/ and say what was found.
 """
 
@@ -102,6 +105,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_meters(args: argparse.Namespace) -> int:
+    from collectors.meter_csv import parse_readings
+    from queries import DatabaseOwned, Store
+
+    cfg = config.load(args.config)
+    try:
+        with open(args.file, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    parsed = parse_readings(data, cfg, source_file=args.file)
+    if parsed.error:
+        print(parsed.error, file=sys.stderr)
+        return 2
+    try:
+        store = Store(cfg.db_path)
+    except DatabaseOwned as exc:
+        print(f"{exc}\nWhile the dashboard runs, import the file on its Sources page instead.", file=sys.stderr)
+        return 3
+    try:
+        result = store.import_facility_readings(parsed.rows)
+    finally:
+        store.close()
+    print(f"{args.file}: {len(parsed.rows) + len(parsed.rejected)} row(s): {len(result['inserted'])} imported, "
+          f"{len(result['unchanged'])} already present, {len(result['conflicts'])} conflicting, "
+          f"{len(parsed.rejected)} rejected")
+    for r in parsed.rejected:
+        print(f"  line {r.line}: rejected: {r.reason}", file=sys.stderr)
+    for r in result["conflicts"]:
+        print(f"  line {r['source_line']}: conflict: {r['meter']} {r['period_start']:%Y-%m-%d}..{r['period_end']:%Y-%m-%d} "
+              f"is stored with {r['stored_kwh']:g} kWh, the file says {r['energy_kwh']:g}; kept the stored value",
+              file=sys.stderr)
+    return 1 if parsed.rejected or result["conflicts"] else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     print(f"{cfg.directory}: OK: {len(cfg.sites)} site(s), {len(cfg.clusters)} cluster(s), "
@@ -123,10 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("run", help="headless collect-only mode (owns the database)")
     pr.add_argument("--no-backfill", action="store_true", help="do not back-fill simulated history")
     pr.add_argument("--cycles", type=int, default=0, help="stop after N collection cycles (0 = run until stopped)")
+    pi = sub.add_parser("import-meters", help="import facility meter readings from CSV (see collectors/meter_csv.py)")
+    pi.add_argument("file", help="CSV with columns site,meter,category,period_start,period_end,kwh")
     sub.add_parser("check-config", help="validate the configuration")
     args = p.parse_args(argv)
     try:
-        return {"parse": cmd_parse, "run": cmd_run, "check-config": cmd_check}[args.cmd](args)
+        return {"parse": cmd_parse, "run": cmd_run, "import-meters": cmd_import_meters,
+                "check-config": cmd_check}[args.cmd](args)
     except config.ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2

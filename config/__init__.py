@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -66,6 +67,7 @@ class Site(_Strict):
     id: Ident
     name: str
     grid_emission_kg_per_kwh: Annotated[float, Field(ge=0, strict=False)] = 0.58
+    timezone: str = "Asia/Shanghai"      # local time of meter readings and bills
 
 
 class Cluster(_Strict):
@@ -319,6 +321,12 @@ def _cross_check(path: Path, cf: CentreFile, cat: Catalogue) -> None:
     _check_unique(path, "clusters", [c.id for c in cf.clusters])
     _check_unique(path, "tenants", [t.id for t in cf.tenants])
     site_ids = {s.id for s in cf.sites}
+    for i, site in enumerate(cf.sites):
+        try:
+            ZoneInfo(site.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{path}: key 'sites[{i}].timezone': unknown time zone {site.timezone!r} "
+                              "(expected an IANA name such as Asia/Shanghai)") from None
     cluster_ids = {c.id for c in cf.clusters}
     for i, c in enumerate(cf.clusters):
         if c.site not in site_ids:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from collectors.meter_csv import parse_readings
 from collectors.runtime import current
 from pages import ui
 
@@ -87,3 +88,28 @@ def sources_view() -> None:
 
 
 sources_view()
+
+
+def meter_import() -> None:
+    st.subheader(t("meters.title"))
+    st.caption(t("meters.caption"))
+    upload = st.file_uploader(t("meters.file"), type=["csv"], key="meter_csv")
+    if upload is None or not st.button(t("meters.import"), key="meter_import"):
+        return
+    parsed = parse_readings(upload.getvalue(), C, source_file=upload.name)
+    if parsed.error:
+        st.error(parsed.error)
+        return
+    result = ui.store().import_facility_readings(parsed.rows)
+    st.success(t("meters.result", imported=len(result["inserted"]), unchanged=len(result["unchanged"]),
+                 conflicts=len(result["conflicts"]), rejected=len(parsed.rejected)))
+    problems = [{t("meters.col.line"): r.line, t("meters.col.reason"): r.reason} for r in parsed.rejected]
+    problems += [{t("meters.col.line"): r["source_line"],
+                  t("meters.col.reason"): t("meters.conflict", stored=f"{r['stored_kwh']:g}", given=f"{r['energy_kwh']:g}")}
+                 for r in result["conflicts"]]
+    if problems:
+        st.warning(t("meters.rejected_note"))
+        st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
+
+
+meter_import()

@@ -204,6 +204,33 @@ class Store:
                 site = excluded.site, cluster = excluded.cluster, host = excluded.host""").fetchall()
             cur.unregister("batch_targets")
 
+    def import_facility_readings(self, rows: list[dict]) -> dict[str, list]:
+        """Insert meter readings; one already stored with the same value is unchanged, one with a
+        different value is a conflict (never overwritten). Returns inserted/unchanged/conflicts rows."""
+        out: dict[str, list] = {"inserted": [], "unchanged": [], "conflicts": []}
+        if not rows:
+            return out
+        now = datetime.now(timezone.utc)
+        table = pa.Table.from_pylist([{**r, "imported_at": now} for r in rows])
+        with self._tx() as cur:
+            cur.register("batch_readings", table)
+            existing = cur.execute("""
+                SELECT b.source_line, f.energy_kwh FROM batch_readings b JOIN facility_readings f
+                  ON f.site = b.site AND f.meter = b.meter
+                 AND f.period_start = b.period_start AND f.period_end = b.period_end""").fetchall()
+            cur.execute("""INSERT INTO facility_readings BY NAME SELECT * FROM batch_readings
+                           ON CONFLICT DO NOTHING""").fetchall()
+            cur.unregister("batch_readings")
+        stored = dict(existing)
+        for r in rows:
+            if r["source_line"] not in stored:
+                out["inserted"].append(r)
+            elif abs(stored[r["source_line"]] - r["energy_kwh"]) < 1e-9:
+                out["unchanged"].append(r)
+            else:
+                out["conflicts"].append({**r, "stored_kwh": stored[r["source_line"]]})
+        return out
+
     def get_kv(self, key: str) -> str | None:
         with self.cursor() as cur:
             rows = cur.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchall()
