@@ -55,6 +55,7 @@ class CycleReport:
     ok: int = 0
     failed: int = 0
     skipped: int = 0             # targets backing off after repeated failures
+    answered_s: float = 0.0      # when the last answering target's scrape completed
     rows: int = 0
     stored: int = 0
     scrape_s: float = 0.0
@@ -130,11 +131,14 @@ class Scheduler:
             except Exception as exc:  # every failure is recorded, none stops the cycle
                 duration = time.perf_counter() - t0
                 error = describe_error(exc)
-                if attempt < retries:
+                wait = self.RETRY_BASE_S * 2 ** attempt
+                # a timeout is not retried within the cycle: it would cost another full timeout
+                retry = (attempt < retries and not getattr(exc, "timeout", False) and not self._stop.is_set()
+                         and time.monotonic() + wait + duration <= deadline)
+                if retry:
                     error += f" (attempt {attempt + 1} of {retries + 1}; retrying)"
                 runs.append(_run(started, ts, target, duration, 0, 0, False, error))
-                wait = self.RETRY_BASE_S * 2 ** attempt
-                if attempt == retries or self._stop.is_set() or time.monotonic() + wait + duration > deadline:
+                if not retry:
                     return None, runs
                 self.sleep(wait)
         return None, runs
@@ -146,15 +150,19 @@ class Scheduler:
         report = CycleReport(ts=ts)
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.interval_s * 0.8
-        pending = {}
+        due = []
         for collector, targets, retries in self.jobs:
             for target in targets:
                 h = self.health.setdefault(target.url, TargetHealth())
                 if h.next_attempt > now:
                     report.skipped += 1
                     continue
-                fut = self.pool.submit(self._attempts, collector, target, ts, retries, deadline, t0)
-                pending[fut] = target
+                due.append((h.failures, collector, target, retries))
+        # targets that failed last time go first: if they time out again, their timeout
+        # runs alongside everyone else's scrapes instead of after them
+        due.sort(key=lambda d: -d[0])
+        pending = {self.pool.submit(self._attempts, collector, target, ts, retries, deadline, t0): target
+                   for _, collector, target, retries in due}
         report.targets = len(pending)
         ready: list[Scrape] = []
         runs: list[dict] = []
@@ -167,6 +175,7 @@ class Scheduler:
                 runs.extend(attempts)
                 h = self.health[target.url]
                 if scrape is not None:
+                    report.answered_s = time.perf_counter() - t0
                     ready.append(scrape)
                     report.ok += 1
                     report.rows += scrape.rows

@@ -21,6 +21,10 @@ MAX_BODY_BYTES = 256 * 1024 * 1024
 class ScrapeError(Exception):
     """A target could not be scraped; the message is shown on the sources page."""
 
+    def __init__(self, message: str, *, timeout: bool = False):
+        super().__init__(message)
+        self.timeout = timeout      # the target did not answer in time (not retried within a cycle)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -52,7 +56,7 @@ def fetch(url: str, timeout: float) -> str:
     except urllib.error.HTTPError as exc:
         raise ScrapeError(f"HTTP {exc.code} {exc.reason}") from None
     except (TimeoutError, socket.timeout):
-        raise ScrapeError(f"no answer within {timeout:g} s") from None
+        raise ScrapeError(f"no answer within {timeout:g} s", timeout=True) from None
     except http.client.IncompleteRead as exc:
         raise ScrapeError(f"connection closed mid-response after {len(exc.partial)} bytes") from None
     except http.client.RemoteDisconnected:
@@ -60,7 +64,7 @@ def fetch(url: str, timeout: float) -> str:
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise ScrapeError(f"no answer within {timeout:g} s") from None
+            raise ScrapeError(f"no answer within {timeout:g} s", timeout=True) from None
         if isinstance(reason, ConnectionRefusedError):
             raise ScrapeError("connection refused (is the exporter running?)") from None
         raise ScrapeError(f"cannot reach target: {reason}") from None

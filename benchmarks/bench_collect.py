@@ -1,0 +1,139 @@
+"""Collection cycle time, CPU and memory for N targets of 8 GPUs on loopback.
+
+    .venv/bin/python benchmarks/bench_collect.py [--targets 1000] [--minutes 60] [--interval 15]
+
+A simulator process serves N dcgm-exporter endpoints (8 GPUs each) on
+127.0.0.1; this process collects them as the dashboard does (Scheduler +
+DcgmCollector + write spool + DuckDB file) every --interval seconds for
+--minutes. Per cycle it prints the cycle time (all scrapes, parse, store), the
+CPU seconds this collector process used, and its resident memory; at the end
+the medians, the CPU share, peak memory (VmHWM) and the memory trend (first
+vs last ten minutes), i.e. whether memory stays flat.
+Goal (issue 3): one cycle < 5 s on the 2-core machine; memory flat over an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import config  # noqa: E402
+from collectors.dcgm import DcgmCollector  # noqa: E402
+from collectors.facility import FacilityCollector  # noqa: E402
+from collectors.scheduler import Scheduler  # noqa: E402
+from collectors.spool import WriteSpool  # noqa: E402
+from collectors.targets import Target  # noqa: E402
+from queries import Store  # noqa: E402
+
+SERVE = """
+import sys, time
+sys.path.insert(0, {root!r})
+import config
+from simulator import Floor, SimulatorServer
+cfg = config.load({cdir!r})
+srv = SimulatorServer(Floor(cfg), bind="127.0.0.1", port=0)
+srv.start()
+for t in srv.targets():
+    print(t.kind, t.site, t.cluster or "-", t.host or "-", t.url, flush=True)
+print("READY", flush=True)
+time.sleep(10**6)
+"""
+
+
+def status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) // 1024        # MiB
+    return 0
+
+
+def make_config(tmp: Path, targets: int) -> Path:
+    d = tmp / "cfg"
+    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    text = (d / "centre.toml").read_text()
+    half = targets // 2
+    text = text.replace("nodes = 32\n", f"nodes = {half}\n", 1).replace("nodes = 32\n", f"nodes = {targets - half}\n", 1)
+    (d / "centre.toml").write_text(text)
+    return d
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", type=int, default=1000)
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--interval", type=float, default=15)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-collect-"))
+    cdir = make_config(tmp, args.targets)
+    cfg = config.load(cdir)
+    server = subprocess.Popen([sys.executable, "-c", SERVE.format(root=str(ROOT), cdir=str(cdir))],
+                              stdout=subprocess.PIPE, text=True)
+    targets = []
+    for line in server.stdout:
+        if line.strip() == "READY":
+            break
+        kind, site, cluster, host, url = line.split()
+        targets.append(Target(url=url, source="simulator", kind=kind, site=site,
+                              cluster=None if cluster == "-" else cluster, host=None if host == "-" else host))
+    try:
+        store = Store(tmp / "bench.duckdb")
+        jobs = [(DcgmCollector(cfg), [t for t in targets if t.kind == "dcgm"]),
+                (FacilityCollector(cfg), [t for t in targets if t.kind == "facility"])]
+        sched = Scheduler(store, jobs, interval_s=args.interval, concurrency=cfg.collection.concurrency,
+                          spool=WriteSpool(tmp / "spool"))
+        n_dcgm = len(jobs[0][1])
+        print(f"{n_dcgm} exporters x 8 GPUs + {len(jobs[1][1])} facility meter(s); interval {args.interval:g} s; "
+              f"{args.minutes:g} min; {os.cpu_count()} cores")
+        print(f"{'cycle':>5} {'wall s':>7} {'answered':>9} {'cpu s':>6} {'ok':>5} {'fail':>4} {'rows':>6} {'rss MiB':>8}")
+        rows = []
+        end = time.time() + args.minutes * 60
+        i = 0
+        while time.time() < end:
+            cpu0 = time.process_time()
+            rep = sched.run_cycle()
+            cpu = time.process_time() - cpu0
+            rss = status("VmRSS")
+            rows.append((time.time(), rep.scrape_s, cpu, rss, rep.answered_s))
+            print(f"{i:>5} {rep.scrape_s:>7.2f} {rep.answered_s:>9.2f} {cpu:>6.2f} {rep.ok:>5} {rep.failed:>4} "
+                  f"{rep.rows:>6} {rss:>8}", flush=True)
+            i += 1
+            now = time.time()
+            time.sleep(max(0.0, args.interval - now % args.interval))
+        sched.pool.shutdown()
+        walls = [r[1] for r in rows]
+        answered = [r[4] for r in rows]
+        cpus = [r[2] for r in rows]
+        elapsed = rows[-1][0] - rows[0][0] + args.interval if len(rows) > 1 else args.interval
+        t0 = rows[0][0]
+        first = [r[3] for r in rows if r[0] - t0 <= 600]
+        last = [r[3] for r in rows if rows[-1][0] - r[0] <= 600]
+        print()
+        print(f"cycles: {len(rows)}; cycle time median {statistics.median(walls):.2f} s, "
+              f"p95 {sorted(walls)[int(0.95 * (len(walls) - 1))]:.2f} s, max {max(walls):.2f} s "
+              f"(a cycle ends when every target answered or timed out)")
+        print(f"all answering targets scraped and stored: median {statistics.median(answered):.2f} s, "
+              f"max {max(answered):.2f} s")
+        print(f"collector CPU: median {statistics.median(cpus):.2f} s per cycle, "
+              f"{100 * sum(cpus) / elapsed:.0f} % of one core on average")
+        print(f"collector memory: RSS first 10 min median {statistics.median(first)} MiB, "
+              f"last 10 min median {statistics.median(last)} MiB, peak (VmHWM) {status('VmHWM')} MiB")
+        store.close()
+        print(f"database: {os.path.getsize(tmp / 'bench.duckdb') / 2**20:.0f} MiB")
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
