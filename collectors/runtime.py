@@ -20,6 +20,7 @@ from pathlib import Path
 from collectors.batch import EventTracker
 from collectors.dcgm import DcgmCollector
 from collectors.facility import FacilityCollector
+from collectors.registry import build_jobs, collector_class, source_targets
 from collectors.scheduler import Scheduler, concat
 from collectors.spool import WriteSpool
 from collectors.targets import Target
@@ -30,11 +31,6 @@ log = logging.getLogger(__name__)
 
 BACKFILL_KEY = "simulator.backfill"
 BACKFILL_STEPS_PER_WRITE = 8
-
-
-def configured_targets(cfg: Config) -> list[Target]:
-    return [Target(url=u, source=s.name, kind=s.kind, site=s.site, cluster=s.cluster)
-            for s in cfg.sources for u in s.targets]
 
 
 class Runtime:
@@ -50,6 +46,7 @@ class Runtime:
         self.targets: list[Target] = []
         self._backfill_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.collectors: list = []
         self.backfill_state = "off"        # off | running | done | paused | failed
         self.backfill_done = 0
         self.backfill_total = 0
@@ -74,15 +71,27 @@ class Runtime:
             self.targets = [Target(url=t.url, source="simulator", kind=t.kind, site=t.site,
                                    cluster=t.cluster, host=t.host) for t in self.server.targets()]
         else:
-            self.targets = configured_targets(cfg)
+            self.targets = [t for source in cfg.sources for t in source_targets(source)]
         self.store.register_targets([t.as_row() for t in self.targets])
 
         tracker = EventTracker()
         tracker.prime(self.store.query("device_latest_state").to_dict("records"))
-        self.dcgm = DcgmCollector(cfg, tracker=tracker)
-        self.facility = FacilityCollector(cfg)
-        by_kind = {"dcgm": self.dcgm, "facility": self.facility}
-        jobs = [(by_kind[k], [t for t in self.targets if t.kind == k]) for k in by_kind]
+        if cfg.simulated:
+            self.dcgm = DcgmCollector(cfg, tracker=tracker)
+            by_kind = {"dcgm": self.dcgm, "facility": FacilityCollector(cfg)}
+            for kind in ("amd", "ascend"):
+                if any(t.kind == kind for t in self.targets):
+                    by_kind[kind] = collector_class(kind)(cfg, tracker=tracker)
+            jobs = [(c, [t for t in self.targets if t.kind == k]) for k, c in by_kind.items()]
+        else:
+            jobs, self.collectors = build_jobs(cfg, tracker)
+            newest = dict(self.store.query("source_newest").itertuples(index=False))
+            for source, collector in self.collectors:
+                if hasattr(collector, "resume_from") and source.name in newest:
+                    for target in source_targets(source):       # catch up on what was missed while down
+                        collector.resume_from(target, newest[source.name].to_pydatetime())
+                if hasattr(collector, "start"):
+                    collector.start()                          # e.g. NVML's XID event thread
         spool_dir = None if self.store.path == ":memory:" else Path(self.store.path).parent / "spool"
         self.scheduler = Scheduler(self.store, jobs, interval_s=cfg.collection.interval_s,
                                    concurrency=cfg.collection.concurrency, clock=self.clock,
@@ -99,6 +108,10 @@ class Runtime:
         self._stop.set()
         if self.scheduler is not None:
             self.scheduler.stop()
+        for _, collector in self.collectors:
+            for name in ("stop", "close"):
+                if hasattr(collector, name):
+                    getattr(collector, name)()
         if self._backfill_thread is not None:
             self._backfill_thread.join(30)
         if self.server is not None:
@@ -152,9 +165,11 @@ class Runtime:
         done = self.store.get_kv(BACKFILL_KEY)
         if done:
             start = max(start, datetime.fromisoformat(done) + timedelta(seconds=step))
-        dcgm = DcgmCollector(self.cfg)           # own tracker: history runs in time order
+        history = EventTracker()                  # its own: history runs in time order
+        device_collectors = {k: collector_class(k)(self.cfg, tracker=history) for k in ("dcgm", "amd", "ascend")
+                             if any(t.kind == k for t in self.targets)}
         facility = FacilityCollector(self.cfg)
-        dcgm_targets = [t for t in self.targets if t.kind == "dcgm"]
+        device_targets = [t for t in self.targets if t.kind in device_collectors]
         fac_targets = [t for t in self.targets if t.kind == "facility"]
         total = max(0, math.ceil((end - start).total_seconds() / step))
         written = 0
@@ -163,12 +178,12 @@ class Runtime:
         t = start
         while t < end and not self._stop.is_set():
             epoch = t.timestamp()
-            for target in dcgm_targets:
+            for target in device_targets:
                 try:
                     text = self.floor.node_text(target.host, epoch)
                 except ExporterDown:
                     continue
-                pending.append(dcgm.from_text(text, target, t))
+                pending.append(device_collectors[target.kind].from_text(text, target, t))
             for target in fac_targets:
                 pending.append(facility.from_text(self.floor.facility_text(target.site, epoch), target, t))
             written += 1

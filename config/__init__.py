@@ -115,15 +115,16 @@ class Simulator(_Strict):
     site_overhead_kw: Annotated[float, Field(ge=0, strict=False)] = 180.0
 
 
-EXPORTER_KINDS = ("dcgm", "amd", "ascend")
+EXPORTER_KINDS = ("dcgm", "amd", "ascend", "facility")
 SOURCE_KINDS = (*EXPORTER_KINDS, "prometheus", "nvml")
 # the mapping tables a source reads when `mappings` is not given
-DEFAULT_MAPPINGS = {"dcgm": ["dcgm"], "amd": ["amd"], "ascend": ["ascend"], "prometheus": ["dcgm"], "nvml": []}
+DEFAULT_MAPPINGS = {"dcgm": ["dcgm"], "amd": ["amd"], "ascend": ["ascend"], "facility": ["facility"],
+                    "prometheus": ["dcgm"], "nvml": []}
 
 
 class Source(_Strict):
     name: Ident
-    kind: Literal["dcgm", "amd", "ascend", "prometheus", "nvml"]
+    kind: Literal["dcgm", "amd", "ascend", "facility", "prometheus", "nvml"]
     site: str
     cluster: str
     # exporter URLs (dcgm/amd/ascend), or the one Prometheus base URL; none for nvml
