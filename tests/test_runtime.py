@@ -116,3 +116,45 @@ def test_headless_mode_and_a_second_owner(headless_cfg):
         assert s.con.execute("SELECT count(DISTINCT device_id) FROM device_samples").fetchall()[0][0] >= 480
     finally:
         s.close()
+
+
+def test_configured_sources_are_collected_with_their_own_settings(cfg, tmp_path, store):
+    """A real-floor config: a dcgm source (per-source timeout, retries) and a direct facility meter."""
+    from simulator import Floor, SimulatorServer
+
+    with SimulatorServer(Floor(cfg)) as server:
+        nodes = [t.url for t in server.targets() if t.kind == "dcgm" and t.cluster == "train-a"][:4]
+        meter = next(t.url for t in server.targets() if t.kind == "facility")
+        d = tmp_path / "cfg"
+        shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        (d / "centre.toml").write_text((d / "centre.toml").read_text() + f'''
+[[sources]]
+name = "hall-a-dcgm"
+kind = "dcgm"
+site = "sh-lingang"
+cluster = "train-a"
+targets = {nodes!r}
+timeout_s = 2.0
+retries = 1
+
+[[sources]]
+name = "hall-a-meters"
+kind = "facility"
+site = "sh-lingang"
+cluster = "train-a"
+targets = ["{meter}"]
+'''.replace("'", '"'))
+        real = config.load(d)
+        assert not real.simulated
+        rt = Runtime(real, store, backfill=False).start()
+        try:
+            assert wait_for(lambda: rt.scheduler.cycles >= 1)
+            assert rt.server is None and len(rt.targets) == 5
+            dcgm = next(c for s, c in rt.collectors if s.name == "hall-a-dcgm")
+            assert dcgm.timeout == 2.0 and rt.scheduler.jobs[0][2] == 1
+        finally:
+            rt.stop()
+    got = dict(store.con.execute("SELECT source, count(DISTINCT device_id) FROM device_samples GROUP BY 1").fetchall())
+    assert 24 <= got["hall-a-dcgm"] <= 32              # 4 nodes x 8 GPUs (one may be off the bus or down)
+    fac = store.con.execute("SELECT DISTINCT source, scope FROM facility_samples ORDER BY 2").fetchall()
+    assert fac == [("hall-a-meters", "cooling"), ("hall-a-meters", "facility"), ("hall-a-meters", "it")]
