@@ -129,6 +129,45 @@ def parse_labels(block: str) -> dict[str, str]:
     return labels
 
 
+def is_blank(v: float) -> bool:
+    """DCGM's blank sentinels and NaN: "no value". (parse_devices inlines this test.)"""
+    return v >= _INT64_BLANK_MIN or _FP64_BLANK_MIN <= v <= _FP64_BLANK_MAX or v != v
+
+
+def device_identity(labels: dict[str, str], roles: dict[str, tuple[str, ...]],
+                    host: str | None) -> tuple[str, dict]:
+    """(device id, identity/attribution meta) of a label set; ValueError if it names no device.
+
+    The id is the UUID, `UUID/GPU_I_ID` for a MIG instance, or `host/gpu<index>` when
+    an old exporter prints no UUID. Every collector that reads labels uses this rule.
+    """
+    uuid = _first(labels, roles.get("uuid", ()))
+    mig = _first(labels, roles.get("mig_instance", ()))
+    idx = _first(labels, roles.get("gpu_index", ()))
+    if uuid:
+        key = uuid if mig is None else f"{uuid}/{mig}"
+    elif host and idx is not None:
+        key = f"{host}/gpu{idx}" if mig is None else f"{host}/gpu{idx}/{mig}"
+    else:
+        raise ValueError("cannot identify the device: no UUID label and no host + gpu labels")
+    try:
+        gpu_index = int(idx) if idx is not None else None
+    except ValueError:
+        gpu_index = None
+    meta = {
+        "host": host, "gpu_index": gpu_index, "uuid": uuid,
+        "model": _first(labels, roles.get("model", ())),
+        "pci_bus_id": _first(labels, roles.get("pci_bus_id", ())),
+        "driver_version": _first(labels, roles.get("driver_version", ())),
+        "mig_profile": _first(labels, roles.get("mig_profile", ())),
+        "mig_instance": mig,
+        "mig_parent": uuid if (mig is not None and uuid) else None,
+    }
+    for role in SAMPLE_LABELS:
+        meta[role] = _first(labels, roles.get(role, ()))
+    return key, meta
+
+
 def _is_number_and_ts(rest: str) -> bool:
     """`value [timestamp]` as the text format allows (for lines without labels)."""
     parts = rest.split()
@@ -175,36 +214,13 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
 
     def new_row(block: str) -> int:
         labels = parse_labels(block)
-        uuid = _first(labels, roles.get("uuid", ()))
-        mig = _first(labels, roles.get("mig_instance", ()))
         host = default_host if not host_from_label else (_first(labels, roles.get("host", ())) or default_host)
-        idx = _first(labels, roles.get("gpu_index", ()))
-        if uuid:
-            key = uuid if mig is None else f"{uuid}/{mig}"
-        elif host and idx is not None:
-            key = f"{host}/gpu{idx}" if mig is None else f"{host}/gpu{idx}/{mig}"
-        else:
-            raise ValueError("cannot identify the device: no UUID label and no host + gpu labels")
+        key, m = device_identity(labels, roles, host)
         row = row_of_key.get(key)
         if row is None:
             row = len(ids)
             row_of_key[key] = row
             ids.append(key)
-            try:
-                gpu_index = int(idx) if idx is not None else None
-            except ValueError:
-                gpu_index = None
-            m = {
-                "host": host, "gpu_index": gpu_index, "uuid": uuid,
-                "model": _first(labels, roles.get("model", ())),
-                "pci_bus_id": _first(labels, roles.get("pci_bus_id", ())),
-                "driver_version": _first(labels, roles.get("driver_version", ())),
-                "mig_profile": _first(labels, roles.get("mig_profile", ())),
-                "mig_instance": mig,
-                "mig_parent": uuid if (mig is not None and uuid) else None,
-            }
-            for role in SAMPLE_LABELS:
-                m[role] = _first(labels, roles.get(role, ()))
             meta.append(m)
             ts_ms.append(None)
             for lst in col_lists.values():
@@ -379,7 +395,7 @@ def parse_series(text: str) -> tuple[list[Series], ParseStats]:
         except (ValueError, IndexError):
             stats.add_issue(lineno, f"value is not a number: {rest.strip()[:40]!r}", line)
             continue
-        if value >= _INT64_BLANK_MIN or (_FP64_BLANK_MIN <= value <= _FP64_BLANK_MAX) or value != value:
+        if is_blank(value):
             stats.blanks += 1
             value = None
         stats.samples += 1

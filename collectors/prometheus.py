@@ -1,0 +1,628 @@
+"""Prometheus collector: PromQL through prometheus-api-client -> canonical device and facility rows.
+
+For centres where only Prometheus can reach the exporters. The mapping tables
+(config/mappings) are reused as they are: every field name is a metric name, so
+one query per table, `{__name__=~"A|B|C"}`, reads every series of that table;
+a table with `table = "facility_samples"` becomes facility rows.
+
+Why raw samples and not instant or `query_range` values: both of those stamp a
+value with the *evaluation* time and resample (a value repeats or is skipped
+when the step differs from the scrape interval), so a back-filled row and a
+live row of the same scrape would land twice in the store under different
+times. Here every query is a range-vector selection, `{...}[<w>ms]` evaluated
+at the window's end, which returns each series' raw samples with the time
+Prometheus stored them under (ms). A row is stamped with that time, so every
+delivery of one scrape is the same (device_id, ts) and the store keeps it once.
+
+Delivery is incremental and in time order. Per target the collector remembers,
+for each exporter Prometheus scrapes (job, instance, host), the newest sample it
+has delivered (its cursor), and each `collect` delivers only what is newer, up
+to the cycle's tick. A read starts at the oldest cursor, so a scrape Prometheus
+committed after the previous read is still delivered, but never before what is
+settled (read at least LATE_S after its time), so a silent exporter or a gap
+with no data does not hold the window open. After an outage of Prometheus the
+next collect continues where the last one stopped, in windows sized to a sample
+budget (a long gap is caught up over a few cycles), so no interval Prometheus
+still holds goes missing. `backfill` reads (since, until] the same way for a
+restart, with `since` the newest stored sample; `resume_from` lets the
+scheduler's collects do that catch-up instead.
+
+Because samples reach the shared EventTracker in time order, energy deltas and
+XID/thermal/lost events are computed exactly as DcgmCollector computes them:
+each exporter's scrape is one `observe` call, a GPU missing from its exporter's
+scrape is "lost", an exporter Prometheus could not scrape is simply absent (not
+every GPU lost). A device's `devices.target` is `<prometheus url>#<job>/<instance>`,
+the exporter behind Prometheus that reported it.
+
+`step_s` thins the delivered samples to at most one per exporter per step (the
+collection interval by default), so a Prometheus scraping every 5 s does not
+triple the store; 0 keeps every raw sample.
+
+Every HTTP call has a timeout (the source's `timeout_s`) and no client-side
+retries (the scheduler retries); Prometheus also gets it as its query timeout.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Protocol
+
+import pyarrow as pa
+
+from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
+from collectors.exposition import (
+    MAX_REPORTED_ISSUES, CompiledMapping, DeviceBatch, LineIssue, ParseStats, _first, device_identity, is_blank,
+)
+from collectors.facility import FACILITY_SCHEMA
+from collectors.targets import ScrapeError, Target
+from config import Config, Source
+
+# the vendor a device mapping's devices default to when the catalogue does not know the model
+VENDOR_OF_MAPPING = {"dcgm": "nvidia", "amd": "amd", "ascend": "huawei"}
+
+FIRST_LOOKBACK_S = 120.0        # a target's first collect, with nothing to resume from, reads this far back
+LATE_S = 20.0                   # a scrape is committed within this long of its timestamp (scrape_timeout 10 s)
+SAMPLE_BUDGET = 250_000         # samples per query, sizes the windows of a catch-up or back-fill
+MAX_WINDOW_S = 3600.0
+MIN_WINDOW_S = 1.0
+UNKNOWN_RATE_WINDOW_S = 300.0   # window while the sample rate of a target is not known yet
+MAX_CHUNKS_PER_COLLECT = 4      # a collect catching up reads at most this many windows
+_TOO_MANY_SAMPLES = "too many samples"
+_QUERY_SHOWN = 200              # characters of a query quoted in an error
+
+
+class PrometheusClient(Protocol):
+    """What the collector needs of prometheus_api_client.PrometheusConnect."""
+
+    def custom_query(self, query: str, params: dict | None = None) -> list[dict]: ...
+
+
+ClientFactory = Callable[[str, float], PrometheusClient]
+
+
+def default_client(url: str, timeout: float) -> PrometheusClient:
+    """PrometheusConnect with `timeout` on every request and no retries of its own.
+
+    prometheus-api-client 0.7 takes `timeout` in the constructor and passes it to
+    every requests call; its default Retry (3 tries with backoff) would turn a
+    refused connection into seconds of waiting, so retries are off here."""
+    from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
+
+    return PrometheusConnect(url=url.rstrip("/"), timeout=timeout, retry=Retry(total=0, raise_on_status=False))
+
+
+class BackfillIncomplete(ScrapeError):
+    """A back-fill stopped at a failing window; `scrapes` holds what was read before it (store them)."""
+
+    def __init__(self, message: str, scrapes: list[Scrape]):
+        super().__init__(message)
+        self.scrapes = scrapes
+
+
+# ---------------------------------------------------------------- tables
+
+@dataclass
+class _DeviceTable:
+    name: str
+    mapping: CompiledMapping
+    builder: BatchBuilder
+
+
+@dataclass
+class _FacilityTable:
+    name: str
+    fields: dict[str, tuple[str, float]]
+    labels: dict[str, tuple[str, ...]]
+
+
+@dataclass
+class _Progress:
+    """What one target has delivered (see module docstring)."""
+
+    floor_ms: int | None = None           # samples at or before this are not delivered for an exporter without cursor
+    settled_ms: int | None = None         # everything at or before this has been read after Prometheus committed it
+    cursors: dict[tuple, int] = field(default_factory=dict)   # (table, group) -> newest delivered sample
+    rate: float | None = None             # samples per second of data, sizes windows
+    max_window_ms: int | None = None      # the largest window Prometheus accepted after refusing a bigger one
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Acc:
+    """Rows of one Scrape in the making, in time order."""
+
+    dev: dict[str, dict] = field(default_factory=dict)        # table -> {ids, meta, columns, ts_ms, target}
+    facility: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    stats: ParseStats = field(default_factory=ParseStats)
+    parse_s: float = 0.0
+
+
+def _ms(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        raise ValueError("timestamps given to the Prometheus collector must be timezone-aware")
+    return round(ts.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def _host_of(instance: str) -> str | None:
+    """The host part of an `instance` label: `10.0.0.5:9400` -> `10.0.0.5`, `[::1]:9400` -> `::1`."""
+    if not instance:
+        return None
+    if instance.startswith("["):
+        end = instance.find("]")
+        return instance[1:end] if end > 0 else instance
+    head, sep, port = instance.rpartition(":")
+    return head if sep and port.isdigit() and head else instance
+
+
+def _value(text: str) -> float | None:
+    """A Prometheus JSON sample value; DCGM's blank sentinels and NaN become None (as in exposition.py)."""
+    v = float(text)
+    if is_blank(v):
+        return None
+    return v
+
+
+def _api_error(exc: Exception) -> tuple[int | None, str, bool]:
+    """(HTTP status, Prometheus' own error text, whether Prometheus said it) out of a
+    PrometheusApiClientException ("HTTP Status Code 400 (b'{...}')")."""
+    text = str(exc)
+    m = re.match(r"HTTP Status Code (\d+) \((.*)\)\Z", text, re.DOTALL)
+    if m is None:
+        return None, text, False
+    code, body = int(m.group(1)), m.group(2)
+    try:
+        raw = ast.literal_eval(body)
+        body = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        doc = json.loads(body)
+        return code, f"{doc.get('errorType', 'error')}: {doc.get('error', '')}", True
+    except (ValueError, AttributeError):
+        return code, " ".join(body.split())[:200] or "(empty body)", False
+
+
+def _reason(exc: Exception, timeout: float) -> str:
+    text = str(exc)
+    if "timed out" in text or "TimeoutError" in text:      # with retries off urllib3 wraps timeouts too
+        return f"no answer within {timeout:g} s"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "Failed to resolve" in text or "nodename nor servname" in text:
+        return "host name not found"
+    if "Connection reset" in text:
+        return "connection reset"
+    if "RemoteDisconnected" in text or "closed connection without response" in text:
+        return "connection closed before any response"
+    return text[-200:]
+
+
+# ---------------------------------------------------------------- collector
+
+class PrometheusCollector:
+    """See module docstring. `collect(target, ts)`: target.url is the Prometheus base URL."""
+
+    kind = "prometheus"
+
+    def __init__(self, cfg: Config, source: Source, *, client_factory: ClientFactory | None = None,
+                 tracker: EventTracker | None = None, step_s: float | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.source = source
+        self.timeout = float(source.timeout_s or cfg.collection.timeout_s)
+        self.step_s = cfg.collection.interval_s if step_s is None else float(step_s)
+        self.host_from_label = source.host_from == "label"
+        self.client_factory = client_factory or default_client
+        self.tracker = tracker or EventTracker()
+        self.clock = clock
+        self.device_tables: list[_DeviceTable] = []
+        self.facility_tables: list[_FacilityTable] = []
+        self.queries: dict[str, str] = {}          # table -> selector
+        for name in source.mapping_names:
+            m = cfg.mappings[name]
+            if m.table == "facility_samples":
+                fields = {k: (f.column, float(f.scale)) for k, f in m.fields.items() if f.kind == "number"}
+                self.facility_tables.append(_FacilityTable(name, fields, {r: tuple(v) for r, v in m.labels.items()}))
+            else:
+                cm = CompiledMapping.from_config(m)
+                fields = list(cm.numeric)           # string-valued fields cannot live in Prometheus
+                builder = BatchBuilder(cfg, VENDOR_OF_MAPPING.get(name, "other"))
+                self.device_tables.append(_DeviceTable(name, cm, builder))
+            if fields:
+                self.queries[name] = '{__name__=~"' + "|".join(fields) + '"}'
+        self._clients: dict[str, PrometheusClient] = {}
+        self._progress: dict[str, _Progress] = {}
+        self._targets: dict[tuple, Target] = {}
+        self._guard = threading.Lock()
+
+    # ---- public API ------------------------------------------------
+
+    def collect(self, target: Target, ts: datetime) -> Scrape:
+        """Every sample Prometheus holds for this target newer than what was delivered, up to `ts`.
+
+        Raises ScrapeError when Prometheus is unreachable or rejects a query. While
+        catching up after an outage at most MAX_CHUNKS_PER_COLLECT windows are read;
+        if a later window fails, what was read before it is returned."""
+        p = self._state(target.url)
+        hi = _ms(ts)
+        acc = _Acc()
+        with p.lock:
+            lo = self._lower(p, hi)
+            chunks = 0
+            while lo < hi and chunks < MAX_CHUNKS_PER_COLLECT:
+                end = min(hi, lo + self._window_ms(p))
+                try:
+                    results, end = self._fetch(target.url, p, lo, end)
+                except ScrapeError:
+                    if chunks == 0:
+                        raise
+                    break
+                self._process(target, p, results, p.floor_ms if p.floor_ms is not None else lo, end, acc)
+                lo = end
+                chunks += 1
+        return self._build(acc, target, ts)
+
+    def backfill(self, target: Target, since: datetime, until: datetime, step_s: float | None = None) -> list[Scrape]:
+        """Samples in (since, until] not delivered yet, one Scrape per window, in time order.
+
+        Raises BackfillIncomplete (a ScrapeError carrying the Scrapes read so far) if
+        a window fails after others succeeded, ScrapeError if the first one fails."""
+        out: list[Scrape] = []
+        try:
+            for s in self.iter_backfill(target, since, until, step_s):
+                out.append(s)
+        except ScrapeError as exc:
+            if not out:
+                raise
+            raise BackfillIncomplete(f"back-fill stopped after {len(out)} window(s): {exc}", out) from None
+        return out
+
+    def iter_backfill(self, target: Target, since: datetime, until: datetime,
+                      step_s: float | None = None) -> Iterator[Scrape]:
+        """`backfill` as a generator: store each Scrape as it comes."""
+        lo, hi = _ms(since), _ms(until)
+        if lo >= hi:
+            return
+        p = self._state(target.url)
+        while lo < hi:
+            acc = _Acc()
+            with p.lock:            # collects of the same target interleave between windows, never inside one
+                end = min(hi, lo + self._window_ms(p))
+                results, end = self._fetch(target.url, p, lo, end)
+                self._process(target, p, results, _ms(since), end, acc, step_s=step_s)
+            lo = end
+            yield self._build(acc, target, _dt(end))
+
+    def resume_from(self, target: Target, since: datetime) -> None:
+        """Let the next collects deliver everything after `since` (the newest stored sample) first."""
+        p = self._state(target.url)
+        with p.lock:
+            if not p.cursors:
+                p.floor_ms = _ms(since)
+
+    def close(self) -> None:
+        with self._guard:
+            clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            close = getattr(c, "close", None)
+            if close is not None:
+                close()
+
+    # ---- state --------------------------------------------------------
+
+    def _state(self, url: str) -> _Progress:
+        with self._guard:
+            p = self._progress.get(url)
+            if p is None:
+                p = self._progress[url] = _Progress()
+            return p
+
+    def _client(self, url: str) -> PrometheusClient:
+        with self._guard:
+            c = self._clients.get(url)
+            if c is None:
+                c = self._clients[url] = self.client_factory(url, self.timeout)
+            return c
+
+    def _lower(self, p: _Progress, hi: int) -> int:
+        """Where the next read starts: the oldest cursor (a scrape committed after the last read is
+        still fetched), but never before what is settled (an exporter gone silent, or a gap that
+        held no data, does not hold the window open)."""
+        if not p.cursors and p.floor_ms is None:
+            p.floor_ms = hi - int(FIRST_LOOKBACK_S * 1000)
+            return p.floor_ms
+        candidates = list(p.cursors.values())
+        if p.floor_ms is not None:
+            candidates.append(p.floor_ms)
+        lower = min(candidates)
+        return lower if p.settled_ms is None else max(lower, p.settled_ms)
+
+    def _window_ms(self, p: _Progress) -> int:
+        if p.rate is None or p.rate <= 0:
+            w = UNKNOWN_RATE_WINDOW_S
+        else:
+            w = min(MAX_WINDOW_S, max(MIN_WINDOW_S, SAMPLE_BUDGET / p.rate))
+        return int(w * 1000) if p.max_window_ms is None else min(int(w * 1000), p.max_window_ms)
+
+    # ---- queries --------------------------------------------------------
+
+    def _query(self, url: str, query: str, at_ms: int) -> list[dict]:
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
+        params = {"time": f"{at_ms / 1000:.3f}", "timeout": f"{self.timeout:g}"}
+        shown = query if len(query) <= _QUERY_SHOWN else query[:_QUERY_SHOWN] + "..."
+        try:
+            result = self._client(url).custom_query(query, params=params)
+        except requests.exceptions.Timeout:
+            raise ScrapeError(f"Prometheus at {url} not reachable: no answer within {self.timeout:g} s") from None
+        except requests.exceptions.RequestException as exc:
+            raise ScrapeError(f"Prometheus at {url} not reachable: {_reason(exc, self.timeout)}") from None
+        except PrometheusApiClientException as exc:
+            code, detail, from_prometheus = _api_error(exc)
+            if not from_prometheus and code is not None and code >= 500:
+                # a proxy's 502/504, or Prometheus still starting (503): not an answer to the query
+                raise ScrapeError(f"Prometheus at {url} not reachable: HTTP {code}, {detail}") from None
+            raise ScrapeError(f"Prometheus at {url} failed query {shown}: "
+                              + (detail if code is None else f"HTTP {code}, {detail}")) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScrapeError(f"Prometheus at {url} answered query {shown} with something that is not "
+                              f"Prometheus JSON ({type(exc).__name__}: {str(exc)[:100]})") from None
+        if not isinstance(result, list):
+            raise ScrapeError(f"Prometheus at {url} answered query {shown} with a {type(result).__name__}, "
+                              "not a list of series")
+        return result
+
+    def _fetch(self, url: str, p: _Progress, lo: int, hi: int) -> tuple[dict[str, list[dict]], int]:
+        """Every table's raw samples in (lo, hi]; a window Prometheus finds too big is halved,
+        and later windows stay within the size that worked.
+
+        Returns the results and the window's end (earlier than `hi` after halving)."""
+        halved = False
+        while True:
+            read_at = int(self.clock() * 1000)
+            try:
+                out = {name: self._query(url, f"{sel}[{hi - lo}ms]", hi) for name, sel in self.queries.items()}
+            except ScrapeError as exc:
+                if _TOO_MANY_SAMPLES in str(exc) and hi - lo > MIN_WINDOW_S * 1000:
+                    hi = lo + (hi - lo) // 2
+                    halved = True
+                    continue
+                raise
+            if halved:
+                p.max_window_ms = hi - lo
+            settled = min(hi, read_at - int(LATE_S * 1000))
+            p.settled_ms = settled if p.settled_ms is None else max(p.settled_ms, settled)
+            n = sum(len(s.get("values") or ()) for res in out.values() for s in res)
+            if n:
+                p.rate = n / max((hi - lo) / 1000, 1e-3)
+            return out, hi
+
+    # ---- pivot --------------------------------------------------------------
+
+    def _group_target(self, target: Target, kind: str, group: tuple) -> Target:
+        """A stand-in target per exporter: the tracker's presence and devices.target are per exporter."""
+        key = (target, kind, group)
+        t = self._targets.get(key)
+        if t is None:
+            job, instance = group[0], group[1]
+            url = f"{target.url}#{job}/{instance}"
+            if kind == "tracker":
+                url += f"/{group[2] or ''}"
+            t = self._targets[key] = Target(url=url, source=target.source, kind=target.kind, site=target.site,
+                                            cluster=target.cluster, host=target.host)
+        return t
+
+    def _select(self, p: _Progress, table: str, keys, floor: int, step_s: float) -> list[tuple[tuple, int]]:
+        """The (group, time) instants to deliver, oldest first; moves the cursors."""
+        step_ms = step_s * 1000
+        slack = min(step_ms * 0.1, 1000.0)
+        kept = []
+        for group, t in sorted(keys, key=lambda k: k[1]):
+            ck = (table, group)
+            last = p.cursors.get(ck)
+            # an exporter with a cursor gets everything after it (a scrape Prometheus committed
+            # late is still delivered); one without gets what is newer than the floor
+            if t <= (floor if last is None else last):
+                continue
+            if last is not None and step_ms > 0 and t - last < step_ms - slack:
+                continue
+            p.cursors[ck] = t
+            kept.append((group, t))
+        return kept
+
+    def _identity(self, dt: _DeviceTable, metric: dict[str, str]):
+        """(group, device key, meta) of a series, by the same rules as exposition.parse_devices."""
+        roles = dt.mapping.labels
+        job, instance = metric.get("job", ""), metric.get("instance", "")
+        inst_host = _host_of(instance)
+        host = (_first(metric, roles.get("host", ())) or inst_host) if self.host_from_label else inst_host
+        try:
+            key, meta = device_identity(metric, roles, host)
+        except ValueError:
+            return None
+        return (job, instance, host), key, meta
+
+    @staticmethod
+    def _issue(stats: ParseStats, reason: str, metric: dict) -> None:
+        stats.malformed += 1
+        if len(stats.issues) < MAX_REPORTED_ISSUES:
+            text = metric.get("__name__", "") + "{" + ",".join(f'{k}="{v}"' for k, v in metric.items()
+                                                               if k != "__name__") + "}"
+            stats.issues.append(LineIssue(0, reason, text[:120]))
+
+    def _process(self, target: Target, p: _Progress, results: dict[str, list[dict]], floor: int, hi: int,
+                 acc: _Acc, *, step_s: float | None = None) -> None:
+        """Pivot one window's results into acc, feeding the tracker in time order."""
+        t0 = time.perf_counter()
+        step = self.step_s if step_s is None else step_s
+        stats = acc.stats
+        instants: list[tuple[int, Callable[[], None]]] = []
+        for dt in self.device_tables:
+            rows = self._pivot_devices(dt, results.get(dt.name, ()), stats)
+            for group, t in self._select(p, dt.name, rows.keys(), floor, step):
+                instants.append((t, lambda dt=dt, group=group, t=t, devs=rows[(group, t)]:
+                                 self._deliver_devices(target, dt, group, t, devs, acc)))
+        for ft in self.facility_tables:
+            rows = self._pivot_facility(ft, target, results.get(ft.name, ()), stats)
+            for group, t in self._select(p, ft.name, rows.keys(), floor, step):
+                acc.facility.extend(rows[(group, t)].values())
+        instants.sort(key=lambda x: x[0])
+        for _, deliver in instants:
+            deliver()
+        p.floor_ms = hi if p.floor_ms is None else max(p.floor_ms, hi)
+        acc.parse_s += time.perf_counter() - t0
+
+    def _pivot_devices(self, dt: _DeviceTable, series, stats: ParseStats) -> dict[tuple, dict[str, list]]:
+        """(group, t) -> device key -> [meta, values by column]."""
+        numeric = dt.mapping.numeric
+        idents: dict[tuple, Any] = {}
+        out: dict[tuple, dict[str, list]] = {}
+        for s in series:
+            metric = s.get("metric") or {}
+            values = s.get("values")
+            if values is None:
+                values = [s["value"]] if s.get("value") else []
+            target = numeric.get(metric.get("__name__", ""))
+            if target is None:
+                stats.unmapped += len(values)
+                continue
+            rest = dict(metric)
+            rest.pop("__name__", None)
+            ck = tuple(rest.items())           # the series' labels but its name: one per device, cheap to build
+            ident = idents.get(ck, False)
+            if ident is False:
+                ident = idents[ck] = self._identity(dt, metric)
+            if ident is None:
+                self._issue(stats, "cannot identify the device: no UUID label and no host + gpu labels", metric)
+                continue
+            group, key, meta = ident
+            col, scale = target
+            for t, v in values:
+                try:
+                    x = _value(v)
+                except (TypeError, ValueError):
+                    self._issue(stats, f"value is not a number: {str(v)[:40]!r}", metric)
+                    continue
+                stats.samples += 1
+                if x is None:
+                    stats.blanks += 1
+                inst = out.setdefault((group, round(float(t) * 1000)), {})
+                row = inst.get(key)
+                if row is None:
+                    row = inst[key] = [meta, {}]
+                if x is not None:
+                    row[1][col] = x * scale if scale != 1.0 else x
+        return out
+
+    def _deliver_devices(self, target: Target, dt: _DeviceTable, group: tuple, t: int, devs: dict[str, list],
+                         acc: _Acc) -> None:
+        """One exporter's scrape at t: energy deltas and events through the tracker, then into acc."""
+        ids = list(devs)
+        cols = {c: [devs[k][1].get(c) for k in ids] for c in dt.mapping.columns}
+        batch = DeviceBatch(ids, [devs[k][0] for k in ids], cols, [t] * len(ids), ParseStats())
+        batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
+        acc.events.extend(self.tracker.observe(self._group_target(target, "tracker", group), _dt(t), batch))
+        a = acc.dev.get(dt.name)
+        if a is None:
+            a = acc.dev[dt.name] = {"ids": [], "meta": [], "columns": {c: [] for c in batch.columns},
+                                    "ts_ms": [], "target": []}
+        a["ids"].extend(ids)
+        a["meta"].extend(batch.meta)
+        for c, values in batch.columns.items():
+            a["columns"][c].extend(values)
+        a["ts_ms"].extend(batch.ts_ms)
+        a["target"].extend([self._group_target(target, "devices", group[:2]).url] * len(ids))
+
+    def _pivot_facility(self, ft: _FacilityTable, target: Target, series, stats: ParseStats) -> dict[tuple, dict]:
+        """(group, t) -> (site, meter) -> facility row, as FacilityCollector builds them."""
+        def label(labels: dict, role: str) -> str | None:
+            for name in ft.labels.get(role, ()):
+                if labels.get(name):
+                    return labels[name]
+            return None
+
+        out: dict[tuple, dict] = {}
+        for s in series:
+            metric = s.get("metric") or {}
+            values = s.get("values")
+            if values is None:
+                values = [s["value"]] if s.get("value") else []
+            f = ft.fields.get(metric.get("__name__", ""))
+            if f is None:
+                stats.unmapped += len(values)
+                continue
+            site = label(metric, "site") or target.site
+            meter = label(metric, "meter")
+            scope = label(metric, "scope")
+            if meter is None or scope not in ("facility", "it", "cooling"):
+                self._issue(stats, "meter sample without a meter name or a scope of facility/it/cooling", metric)
+                continue
+            cat = label(metric, "pue_category")
+            group = (metric.get("job", ""), metric.get("instance", ""))
+            column, scale = f
+            for t, v in values:
+                try:
+                    x = _value(v)
+                except (TypeError, ValueError):
+                    self._issue(stats, f"value is not a number: {str(v)[:40]!r}", metric)
+                    continue
+                stats.samples += 1
+                t_ms = round(float(t) * 1000)
+                row = out.setdefault((group, t_ms), {}).setdefault((site, meter), {
+                    "ts": _dt(t_ms), "site": site, "meter": meter, "scope": scope,
+                    "pue_category": int(cat) if cat and cat.isdigit() else None,
+                    "power_w": None, "energy_kwh": None, "source": target.source})
+                row[column] = None if x is None else x * scale
+        return out
+
+    # ---- build ----------------------------------------------------------------
+
+    def _build(self, acc: _Acc, target: Target, ts: datetime) -> Scrape:
+        t1 = time.perf_counter()
+        samples, devices = [], []
+        for dt in self.device_tables:
+            a = acc.dev.get(dt.name)
+            if not a or not a["ids"]:
+                continue
+            full = DeviceBatch(a["ids"], a["meta"], a["columns"], a["ts_ms"], ParseStats())
+            samples.append(dt.builder.build(full, target, ts).samples)
+            # one devices row per device: the newest row's identity, first_seen from its oldest row
+            newest: dict[str, int] = {}
+            oldest: dict[str, int] = {}
+            for i, dev in enumerate(a["ids"]):
+                newest[dev] = i
+                oldest.setdefault(dev, a["ts_ms"][i])
+            idx = list(newest.values())
+            sub = DeviceBatch([a["ids"][i] for i in idx], [a["meta"][i] for i in idx],
+                              {c: [v[i] for i in idx] for c, v in a["columns"].items()},
+                              [a["ts_ms"][i] for i in idx], ParseStats())
+            table = dt.builder.build(sub, target, ts).devices
+            table = table.set_column(table.schema.get_field_index("target"), "target",
+                                     pa.array([a["target"][i] for i in idx], pa.string()))
+            table = table.set_column(table.schema.get_field_index("first_seen"), "first_seen",
+                                     pa.array([_dt(oldest[d]) for d in sub.ids], table.schema.field("first_seen").type))
+            devices.append(table)
+        scrape = Scrape(target=target, ts=ts, lines_skipped=acc.stats.malformed, issues=acc.stats.issues)
+        if samples:
+            scrape.samples = samples[0] if len(samples) == 1 else pa.concat_tables(samples)
+            scrape.devices = devices[0] if len(devices) == 1 else pa.concat_tables(devices)
+        if acc.facility:
+            scrape.facility = pa.Table.from_pylist(acc.facility, schema=FACILITY_SCHEMA)
+        if acc.events:
+            scrape.events = pa.Table.from_pylist(acc.events, schema=EVENT_SCHEMA)
+        scrape.rows = (scrape.samples.num_rows if scrape.samples is not None else 0) + (
+            scrape.facility.num_rows if scrape.facility is not None else 0)
+        scrape.parse_s = acc.parse_s + time.perf_counter() - t1
+        return scrape
