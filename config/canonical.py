@@ -21,9 +21,18 @@ SAMPLE_MEASURES: dict[str, str] = {
     "temp_c": "DOUBLE",
     "mem_temp_c": "DOUBLE",
     "sm_clock_mhz": "DOUBLE",
+    "mem_clock_mhz": "DOUBLE",
     "throttle_reasons": "BIGINT",  # NVML/DCGM clocks-event bitmask
     "xid_last": "BIGINT",          # last XID seen (0 = none)
     "ecc_dbe_volatile": "BIGINT",
+    "ecc_sbe_volatile": "BIGINT",
+    "ecc_dbe_aggregate": "BIGINT",    # lifetime double-bit ECC errors
+    "ecc_sbe_aggregate": "BIGINT",
+    "remapped_rows_uncorrectable": "BIGINT",   # rows remapped after uncorrectable errors
+    "remapped_rows_correctable": "BIGINT",
+    "row_remap_pending": "BIGINT",    # 1: a remap waits for a GPU reset
+    "row_remap_failed": "BIGINT",     # 1: remapping failed; the GPU needs service
+    "processes": "BIGINT",            # compute processes running on the device
     "health": "BIGINT",            # exporter's own verdict: 1 healthy, 0 unhealthy (Ascend, AMD)
     "energy_delta_j": "DOUBLE",    # energy since this device's previous sample; counter resets handled
 }

@@ -54,7 +54,7 @@ def test_parse_file():
         (13.0, 64.0, "research-sandbox", None)
     assert str(FIXTURES / "dcgm4_k8s.txt") in proc.stderr
     assert "3 device sample(s)" in proc.stderr and "0 malformed line(s) skipped" in proc.stderr
-    assert "9 sample line(s) not in the 'dcgm' mapping" in proc.stderr
+    assert "6 sample line(s) not in the 'dcgm' mapping" in proc.stderr
 
 
 def test_parse_stdin_mig():

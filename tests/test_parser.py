@@ -121,12 +121,12 @@ def test_k8s_attribution_only_on_allocated_gpus(mapping):
 
 def test_k8s_stats(mapping):
     s = parse_devices(read("dcgm4_k8s.txt"), mapping).stats
-    # 17 metric families x (HELP + TYPE), 3 GPUs each; 14 families are in the mapping,
-    # MEM_CLOCK, PCIE_REPLAY_COUNTER and MEM_COPY_UTIL are not
+    # 17 metric families x (HELP + TYPE), 3 GPUs each; 15 families are in the mapping,
+    # PCIE_REPLAY_COUNTER and MEM_COPY_UTIL are not
     assert s.lines == 85
     assert s.comments == 34
-    assert s.samples == 42
-    assert s.unmapped == 9
+    assert s.samples == 45
+    assert s.unmapped == 6
     assert s.blanks == 0
     assert s.malformed == 0 and s.issues == []
 
@@ -150,7 +150,7 @@ def test_k8s_matches_prometheus_client(mapping):
             assert r[s.labels["UUID"]]["namespace"] == s.labels.get("namespace")
             assert r[s.labels["UUID"]]["pod"] == s.labels.get("pod")
             checked += 1
-    assert (checked, unmapped) == (42, 9)
+    assert (checked, unmapped) == (45, 6)
 
 
 # --- 2. lower-case hostname ----------------------------------------------------------------
