@@ -91,6 +91,33 @@ def fleet_figures(at) -> None:
     cols[3].metric(t("fleet.data_age"), ui.fmt_age(s["newest_sample"], at), help=t("fleet.data_age_help"))
 
 
+VENDOR_KEYS = {"nvidia": "vendor.nvidia", "amd": "vendor.amd", "huawei": "vendor.huawei"}
+
+
+def by_model(at) -> None:
+    """One row per vendor and model: a mixed floor (NVIDIA, AMD, Ascend) at a glance."""
+    df = ui.store().query("fleet_by_model", now=at, stale_s=STALE_S, cluster=cluster)
+    if df.empty:
+        return
+    view = pd.DataFrame({
+        t("models.col.vendor"): df["vendor"].map(lambda v: t(VENDOR_KEYS.get(v, "vendor.other"))),
+        t("models.col.model"): df["model"],
+        t("models.col.clusters"): df["clusters"].fillna("—"),
+        t("models.col.boards"): df["boards"].astype(int),
+        t("models.col.healthy"): df["healthy"].astype(int),
+        t("models.col.busy"): df["busy"].astype(int),
+        t("models.col.faulted"): df["faulted"].astype(int),
+        t("models.col.no_data"): df["no_data"].astype(int),
+        t("models.col.util"): df["mean_util_pct"].map(lambda v: "—" if ui.missing(v) else f"{v:.0f} %"),
+        t("models.col.power"): df["power_kw"].map(lambda v: f"{v:,.1f}"),
+        t("models.col.pflops"): [f"{d:,.1f} / {i:,.1f}" if not ui.missing(c) else t("models.not_in_catalogue")
+                                 for d, i, c in zip(df["delivered_pflops"], df["installed_pflops"],
+                                                    df["catalogue_model"])],
+    })
+    st.markdown(f"**{t('models.title')}**")
+    st.dataframe(view, hide_index=True, width="stretch", height=38 + 35 * len(view))
+
+
 def heatmap(at) -> None:
     options = list(METRICS)
     current = ui.param_choice("metric", options, "util")
@@ -116,14 +143,18 @@ def heatmap(at) -> None:
     tenant_text = tenants.combine(spaces, lambda ten, ns: ten.where(
         ten.map(lambda v: isinstance(v, str)),
         ns.map(lambda v: t("heatmap.unattributed", ns=v) if isinstance(v, str) else t("heatmap.unallocated"))))
-    custom = [[[state_text.iat[i, j], tenant_text.iat[i, j]] for j in range(len(hosts))] for i in range(len(gpus))]
-    y_labels = [f"GPU {g}" for g in gpus]
+    models = df.pivot_table(index="gpu_index", columns="host", values="model", aggfunc="first")
+    models = models.reindex(index=gpus, columns=hosts).map(lambda v: v if isinstance(v, str) else "—")
+    custom = [[[state_text.iat[i, j], tenant_text.iat[i, j], models.iat[i, j]] for j in range(len(hosts))]
+              for i in range(len(gpus))]
+    y_labels = [t("heatmap.device_n", n=g) for g in gpus]
     fig = go.Figure(go.Heatmap(
         z=z.values, x=hosts, y=y_labels, colorscale=scale, zmin=zmin, zmax=zmax,
         customdata=custom, xgap=1, ygap=1, colorbar={"title": unit, "thickness": 12},
         hovertemplate=("%{x} · %{y}<br>" + t(label_key) + ": %{z:.0f} " + unit
                        + "<br>" + t("heatmap.state") + ": %{customdata[0]}"
-                       + "<br>" + t("heatmap.tenant") + ": %{customdata[1]}<extra></extra>"),
+                       + "<br>" + t("heatmap.tenant") + ": %{customdata[1]}"
+                       + "<br>" + t("heatmap.model") + ": %{customdata[2]}<extra></extra>"),
     ))
     # problem cells get a marker on top, so they stand out on any colour
     cells = df[df["state"].isin(list(STATE_MARK))]
@@ -132,7 +163,7 @@ def heatmap(at) -> None:
         if sel.empty:
             continue
         fig.add_trace(go.Scatter(
-            x=sel["host"], y=[f"GPU {int(g)}" for g in sel["gpu_index"]], mode="markers",
+            x=sel["host"], y=[t("heatmap.device_n", n=int(g)) for g in sel["gpu_index"]], mode="markers",
             name=t(f"state.{state}"), hoverinfo="skip",
             marker={"symbol": symbol, "size": 11, "color": colour, "line": {"color": "white", "width": 1.5}}))
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10},
@@ -169,6 +200,7 @@ def problems(at) -> None:
 def live_view() -> None:
     at = ui.now()
     fleet_figures(at)
+    by_model(at)
     heatmap(at)
     problems(at)
     st.caption(t("live.updated", time=ui.fmt_time(at), every=f"{C.ui.refresh_s:g}"))
@@ -187,7 +219,7 @@ def drill_down() -> None:
     ui.set_param("host", host, None)
     devs = hosts_df[hosts_df["host"] == host]
     dev_ids = ["all", *devs["device_id"].tolist()]
-    labels = {r.device_id: (f"GPU {int(r.gpu_index)}" if not ui.missing(r.gpu_index) else r.device_id)
+    labels = {r.device_id: (t("heatmap.device_n", n=int(r.gpu_index)) if not ui.missing(r.gpu_index) else r.device_id)
               + (f" · {r.mig_profile}" if isinstance(r.mig_profile, str) else "") for r in devs.itertuples()}
     choice_labels = {"all": t("drill.all_gpus"), **labels}
     dev = c2.selectbox(t("drill.gpu"), dev_ids, key="drill_gpu", format_func=choice_labels.__getitem__)

@@ -49,8 +49,12 @@ def test_dynamic_families_are_complete():
         assert i18n.has(f"problem.{kind}")
     for state in ("ok", "lost", "xid", "thermal", "no_data"):
         assert i18n.has(f"state.{state}")
-    for kind in ("dcgm", "facility"):
-        assert i18n.has(f"sources.kind.{kind}")
+    for kind in config.SOURCE_KINDS:
+        assert i18n.has(f"sources.kind.{kind}"), kind
+    for vendor in ("nvidia", "amd", "huawei", "other"):
+        assert i18n.has(f"vendor.{vendor}"), vendor
+    for state in ("unhealthy",):
+        assert i18n.has(f"state.{state}")
 
 
 def test_normalise_and_fallback():

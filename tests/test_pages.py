@@ -60,6 +60,14 @@ def metric_values(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def table_with(at: AppTest, column: str):
+    """The page's dataframe that has `column` (pages show several tables)."""
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with column {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+
+
 def test_live_page_shows_fleet_and_problems(seeded):
     at = run_page("pages/live.py")
     assert at.title[0].value == "Live fleet"
@@ -67,19 +75,27 @@ def test_live_page_shows_fleet_and_problems(seeded):
     assert m["GPUs owned"] == "512"           # the inventory in config; 4 have reported
     assert m["Faulted"] == "1"               # A1 carries XID 48
     assert m["No data"] == "508"             # B failed 15 s ago but its data is 30 s old, not stale yet
-    problems = at.dataframe[0].value
+    problems = table_with(at, "Problem")
     kinds = set(problems["Problem"])
     assert {"XID error", "Thermal throttling", "Exporter not answering"} <= kinds
     detail = " ".join(problems["Detail"])
     assert "XID 48: Double-bit ECC error" in detail and "HTTP 503 Service Unavailable" in detail
     assert len(at.get("plotly_chart")) >= 1
+    models = table_with(at, "Model")
+    assert len(models) == 1
+    row = models.iloc[0]
+    assert (row["Vendor"], row["Model"], row["Clusters"]) == ("NVIDIA", "NVIDIA H100 80GB HBM3", "infer-b, train-a")
+    # A0 thermal (still healthy), A1 XID 48 (faulted), B0/B1 healthy; util 87 on A0 and B0
+    assert (row["Boards"], row["Healthy"], row["Busy"], row["Faulted"], row["No data"]) == (4, 3, 2, 1, 0)
+    assert row["Power (kW)"] == "1.2"             # 300.5 + 301.5 W on each node
 
 
 def test_live_page_in_chinese(seeded):
     at = run_page("pages/live.py", "zh-CN")
     assert at.title[0].value == "实时机群"
     assert metric_values(at)["GPU 总数"] == "512"
-    assert "XID 错误" in set(at.dataframe[0].value["问题"])
+    assert "XID 错误" in set(table_with(at, "问题")["问题"])
+    assert table_with(at, "厂商").iloc[0]["厂商"] == "英伟达"
 
 
 def test_sources_page_lists_every_target_with_errors(seeded):
@@ -87,7 +103,7 @@ def test_sources_page_lists_every_target_with_errors(seeded):
     assert at.title[0].value == "Sources"
     m = metric_values(at)
     assert (m["Targets"], m["Answering"], m["Failing"]) == ("2", "1", "1")
-    table = at.dataframe[0].value
+    table = table_with(at, "Target")
     row_b = table[table["Target"] == B.url].iloc[0]
     assert row_b["Status"] == "Failing" and row_b["Last error"].startswith("HTTP 503 Service Unavailable")
     row_a = table[table["Target"] == A.url].iloc[0]

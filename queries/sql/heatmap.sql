@@ -12,7 +12,8 @@ SELECT
          WHEN bool_and(state = 'no_data') THEN 'no_data'
          ELSE 'ok' END AS state,
     any_value(tenant) AS tenant,
-    any_value(namespace) AS namespace
+    any_value(namespace) AS namespace,
+    any_value(model) AS model
 FROM device_state($now, $stale_s)
 WHERE ($cluster IS NULL OR cluster = $cluster) AND gpu_index IS NOT NULL
 GROUP BY host, cluster, gpu_index
