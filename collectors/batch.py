@@ -75,6 +75,30 @@ def _num(v):
         return None
 
 
+# ECC state a device reports; a rise in any of them is an "ecc" problem
+ECC_COLUMNS = ("ecc_dbe_volatile", "row_remap_pending", "row_remap_failed")
+# XIDs that already say "uncorrectable ECC error" (48 DBE, 63/64 row remap, 94/95
+# contained/uncontained): a DBE count rising in the same scrape is the same incident
+ECC_XIDS = frozenset({48, 63, 64, 94, 95})
+
+
+def _ecc_events(before: tuple | None, now: tuple) -> list[dict]:
+    """New double-bit ECC errors, a row remap waiting for a reset, a failed remap.
+
+    Nothing is reported for the first reading of a device whose history is unknown
+    unless it already shows a pending or failed remap (those need action whatever
+    their age); a volatile count that went down was reset with the GPU."""
+    (dbe0, pend0, fail0), (dbe, pend, fail) = before or (None, None, None), now
+    out = []
+    if dbe is not None and dbe > (dbe0 or 0) and before is not None:
+        out.append({"kind": "ecc", "code": int(dbe), "detail": "dbe"})
+    if pend and not pend0:
+        out.append({"kind": "ecc", "code": None, "detail": "remap_pending"})
+    if fail and not fail0:
+        out.append({"kind": "ecc", "code": None, "detail": "remap_failed"})
+    return out
+
+
 class EventTracker:
     """Remembers each device's last XID and throttle state and each target's devices.
 
@@ -88,6 +112,8 @@ class EventTracker:
         self.present: dict[str, dict[str, dict]] = {}   # target -> device_id -> identity
         self.lost: set[str] = set()
         self.energy: dict[str, float] = {}               # device -> last energy counter (J)
+        self.unhealthy: dict[str, bool] = {}
+        self.ecc: dict[str, tuple] = {}                  # device -> (DBE volatile, remap pending, remap failed)
         self._lock = threading.Lock()
 
     def prime(self, rows: list[dict]) -> None:
@@ -98,6 +124,10 @@ class EventTracker:
             energy = _num(r.get("energy_j"))
             if energy is not None:
                 self.energy[r["device_id"]] = energy
+            health = _num(r.get("health"))
+            if health is not None:
+                self.unhealthy[r["device_id"]] = health == 0
+            self.ecc[r["device_id"]] = tuple(_num(r.get(c)) for c in ECC_COLUMNS)
 
     def energy_deltas(self, batch: DeviceBatch) -> list[float | None]:
         """Energy since each device's previous sample, from its counter.
@@ -126,6 +156,8 @@ class EventTracker:
         xids = batch.columns.get("xid_last", [None] * len(batch))
         thr = batch.columns.get("throttle_reasons", [None] * len(batch))
         temps = batch.columns.get("temp_c", [None] * len(batch))
+        health = batch.columns.get("health", [None] * len(batch))
+        ecc_cols = [batch.columns.get(c, [None] * len(batch)) for c in ECC_COLUMNS]
         now_present: dict[str, dict] = {}
         with self._lock:
             for i, dev in enumerate(batch.ids):
@@ -133,9 +165,11 @@ class EventTracker:
                 ident = {"device_id": dev, "host": m["host"], "gpu_index": m["gpu_index"]}
                 now_present[dev] = ident
                 x = int(xids[i]) if xids[i] is not None else None
+                new_xid = None
                 if x is not None:
                     if x != 0 and self.xid.get(dev, 0) != x:
                         events.append({**ident, "kind": "xid", "code": x, "detail": None})
+                        new_xid = x
                     self.xid[dev] = x
                 t = thr[i]
                 if t is not None:
@@ -145,6 +179,17 @@ class EventTracker:
                         events.append({**ident, "kind": "thermal", "code": int(t),
                                        "detail": None if temp is None else f"{temp:.0f}"})
                     self.thermal[dev] = hot
+                h = health[i]
+                if h is not None:
+                    bad = h == 0
+                    if bad and not self.unhealthy.get(dev, False):
+                        events.append({**ident, "kind": "unhealthy", "code": int(h), "detail": None})
+                    self.unhealthy[dev] = bad
+                ecc = tuple(col[i] for col in ecc_cols)
+                if ecc != (None, None, None):
+                    events.extend({**ident, **e} for e in _ecc_events(self.ecc.get(dev), ecc)
+                                  if not (e["detail"] == "dbe" and new_xid in ECC_XIDS))
+                    self.ecc[dev] = ecc
                 if dev in self.lost:
                     self.lost.discard(dev)
                     events.append({**ident, "kind": "back", "code": None, "detail": None})

@@ -41,6 +41,11 @@ def _detail_text(row: pd.Series) -> str:
         return t("problem.detail.thermal", temp=row["detail"] or "—")
     if kind == "lost":
         return t("problem.detail.lost")
+    if kind == "unhealthy":
+        return t("problem.detail.unhealthy")
+    if kind == "ecc":
+        which = row["detail"] if row["detail"] in ("dbe", "remap_pending", "remap_failed") else "dbe"
+        return t(f"problem.detail.ecc.{which}", n="—" if ui.missing(row["code"]) else int(row["code"]))
     if kind == "exporter_down":
         return t("problem.detail.exporter_down", error=row["detail"] or "—")
     if kind == "stale":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
+
 from collectors.dcgm import DcgmCollector
 from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError, Target
@@ -153,3 +155,65 @@ def test_retired_targets_leave_the_sources_page_and_problems(cfg, store):
     assert list(store.query("sources", now=at)["target"]) == [A.url]
     assert store.query("problems", now=at, stale_s=60, hours=24, cluster=None).empty
     assert store.con.execute("SELECT count(*) FROM collector_runs").fetchall()[0][0] == 4   # history kept: A + 3 tries of B
+
+
+def _with_ecc(text: str, dbe: tuple, pending: tuple, failed: tuple) -> str:
+    """dcgm_text plus the ECC and row-remap fields, GPU i reading dbe[i], pending[i], failed[i]."""
+    labels = {i: text.split(f'DCGM_FI_DEV_GPU_UTIL{{gpu="{i}"', 1)[1].split("}", 1)[0] for i in (0, 1)}
+    extra = [f'{name}{{gpu="{i}"{labels[i]}}} {values[i]}'
+             for name, values in (("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", dbe), ("DCGM_FI_DEV_ROW_REMAP_PENDING", pending),
+                                  ("DCGM_FI_DEV_ROW_REMAP_FAILURE", failed)) for i in (0, 1)]
+    return text + "\n".join(extra) + "\n"
+
+
+def test_ecc_errors_and_row_remaps_are_problems_once(cfg, store):
+    floor, sched = setup(cfg, store)
+    floor.responses[B.url] = text_b()
+    floor.responses[A.url] = _with_ecc(dcgm_text(), dbe=(0, 2), pending=(0, 0), failed=(0, 0))
+    sched.run_cycle(T0)                       # GPU 1's 2 DBEs predate our history: not reported
+    floor.responses[A.url] = _with_ecc(dcgm_text(), dbe=(1, 2), pending=(1, 0), failed=(0, 0))
+    sched.run_cycle(T0 + timedelta(seconds=15))
+    floor.responses[A.url] = _with_ecc(dcgm_text(), dbe=(1, 3), pending=(1, 0), failed=(0, 1))
+    sched.run_cycle(T0 + timedelta(seconds=30))
+    sched.run_cycle(T0 + timedelta(seconds=45))   # nothing new: no repeated events
+    probs = store.query("problems", now=T0 + timedelta(seconds=50), stale_s=60, hours=24, cluster=None)
+    ecc = probs[probs.kind == "ecc"].sort_values(["ts", "gpu_index", "detail"])
+    got = [(int((r.ts - T0).total_seconds()), int(r.gpu_index), r.detail, None if pd.isna(r.code) else int(r.code))
+           for r in ecc.itertuples()]
+    assert got == [(15, 0, "dbe", 1), (15, 0, "remap_pending", None), (30, 1, "dbe", 3), (30, 1, "remap_failed", None)]
+    stored = store.con.execute("""SELECT ecc_dbe_volatile, row_remap_pending, row_remap_failed FROM device_samples
+                                  WHERE device_id = 'GPU-0001' ORDER BY ts DESC LIMIT 1""").fetchone()
+    assert stored == (3, 0, 1)
+
+
+def test_unhealthy_verdict_is_one_ongoing_problem(cfg, store):
+    from collectors.batch import EventTracker
+    from collectors.exposition import DeviceBatch, ParseStats
+
+    def batch(health):
+        meta = [{"host": "node-a", "gpu_index": i} for i in (0, 1)]
+        return DeviceBatch(["npu-0", "npu-1"], meta, {"health": list(health)}, [None, None], ParseStats())
+
+    tracker = EventTracker()
+    assert tracker.observe(A, T0, batch((1, 1))) == []
+    events = tracker.observe(A, T0 + timedelta(seconds=15), batch((1, 0)))
+    assert [(e["device_id"], e["kind"], e["code"]) for e in events] == [("npu-1", "unhealthy", 0)]
+    assert tracker.observe(A, T0 + timedelta(seconds=30), batch((1, 0))) == []        # still unhealthy: once
+    assert tracker.observe(A, T0 + timedelta(seconds=45), batch((1, 1))) == []        # recovered
+    again = tracker.observe(A, T0 + timedelta(seconds=60), batch((1, 0)))
+    assert [e["kind"] for e in again] == ["unhealthy"]
+    # primed from the store after a restart: a device already unhealthy is not reported again
+    primed = EventTracker()
+    primed.prime([{"device_id": "npu-1", "health": 0}])
+    assert primed.observe(A, T0, batch((1, 0))) == []
+
+
+def test_a_dbe_that_comes_with_its_xid_is_one_problem(cfg, store):
+    floor, sched = setup(cfg, store)
+    floor.responses[B.url] = text_b()
+    floor.responses[A.url] = _with_ecc(dcgm_text(), dbe=(0, 0), pending=(0, 0), failed=(0, 0))
+    sched.run_cycle(T0)
+    floor.responses[A.url] = _with_ecc(dcgm_text(xid=(48, 0)), dbe=(1, 0), pending=(0, 0), failed=(0, 0))
+    sched.run_cycle(T0 + timedelta(seconds=15))
+    probs = store.query("problems", now=T0 + timedelta(seconds=20), stale_s=60, hours=24, cluster=None)
+    assert sorted(zip(probs["kind"], probs["code"].astype("Int64"))) == [("xid", 48)]
