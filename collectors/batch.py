@@ -23,6 +23,11 @@ from config import Config
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES, THERMAL_THROTTLE_MASK
 
 TS = pa.timestamp("us", tz="UTC")
+
+# Scrapes fetch concurrently (I/O releases the GIL) but parse one at a time: parsing
+# is pure Python, the GIL runs one thread anyway, and 64 threads fighting over it
+# cost 4-5x the CPU of taking turns (benchmarks/bench_collect.py, 1,000 targets).
+PARSE_LOCK = threading.Lock()
 _INT_COLUMNS = {c for c, t in SAMPLE_MEASURES.items() if t == "BIGINT"}
 _MIG_SLICES = re.compile(r"^(\d+)g\.")
 # A full GPU has 7 compute slices on A100/H100-class MIG.
