@@ -45,7 +45,7 @@ def test_every_key_used_in_code_exists():
 
 
 def test_dynamic_families_are_complete():
-    for kind in ("xid", "thermal", "lost", "exporter_down", "stale"):
+    for kind in ("xid", "thermal", "lost", "exporter_down", "stale", "ecc", "unhealthy"):
         assert i18n.has(f"problem.{kind}")
     for state in ("ok", "lost", "xid", "thermal", "no_data"):
         assert i18n.has(f"state.{state}")
