@@ -68,6 +68,7 @@ class Scrape:
     lines_skipped: int = 0
     issues: list[LineIssue] = field(default_factory=list)
     parse_s: float = 0.0
+    notes: list[str] = field(default_factory=list)     # non-fatal problems, shown on the sources page
 
 
 def _num(v):

@@ -123,11 +123,13 @@ class Scheduler:
             try:
                 scrape = collector.collect(target, ts)
                 duration = time.perf_counter() - t0
-                note = None
+                notes = list(scrape.notes)
                 if scrape.lines_skipped:
                     first = scrape.issues[0] if scrape.issues else None
-                    note = f"{scrape.lines_skipped} malformed line(s) skipped" + (f"; first: {first}" if first else "")
-                runs.append(_run(started, ts, target, duration, scrape.rows, scrape.lines_skipped, True, note))
+                    notes.insert(0, f"{scrape.lines_skipped} malformed line(s) skipped"
+                                 + (f"; first: {first}" if first else ""))
+                runs.append(_run(started, ts, target, duration, scrape.rows, scrape.lines_skipped, True,
+                                 "; ".join(notes) or None))
                 return scrape, runs
             except Exception as exc:  # every failure is recorded, none stops the cycle
                 duration = time.perf_counter() - t0
