@@ -2,7 +2,8 @@
 
 parse FILE   read exporter text (FILE or - for stdin), print one JSON object per
              canonical device sample, then a summary on stderr. Exit 0 when it
-             parsed, 1 when the input was not exposition text at all.
+             parsed, 1 when the input was not exposition text at all. --kind
+             names the exporter (dcgm, amd, ascend: its mapping table and vendor).
 run          headless collect-only mode: own the database and collect until
              interrupted (for sites that run the dashboard elsewhere or later).
 import-meters FILE
@@ -22,8 +23,10 @@ import threading
 
 import config
 from collectors.exposition import CompiledMapping, NotExposition, parse_devices
+from collectors.registry import collector_class
 from config.canonical import SAMPLE_MEASURES
 
+PARSE_KINDS = ("dcgm", "amd", "ascend")
 OUTPUT_KEYS = ("device_id", "host", "model", "gpu_index", "uuid", "pci_bus_id", "driver_version",
                "mig_profile", "mig_instance", "mig_parent")
 
@@ -37,6 +40,8 @@ def _read(path: str) -> str:
 
 def cmd_parse(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
+    exporter = collector_class(args.kind)
+    args.mapping = args.mapping or exporter.mapping_name
     if args.mapping not in cfg.mappings or cfg.mappings[args.mapping].table != "device_samples":
         names = [k for k, m in cfg.mappings.items() if m.table == "device_samples"]
         print(f"unknown device mapping {args.mapping!r}; expected one of {names}", file=sys.stderr)
@@ -58,6 +63,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
         m = batch.meta[i]
         rec = {"device_id": dev}
         rec.update({k: m.get(k) for k in OUTPUT_KEYS[1:]})
+        known = cfg.catalogue.lookup(m.get("model"))
+        rec["vendor"] = known.vendor if known else exporter.vendor
+        rec["catalogue_model"] = known.id if known else None
         for col in SAMPLE_MEASURES:
             values = batch.columns.get(col)
             rec[col] = values[i] if values is not None else None
@@ -157,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     pp = sub.add_parser("parse", help="parse exporter text and print canonical samples as JSON lines")
     pp.add_argument("file", help="file with exporter text, or - for standard input")
-    pp.add_argument("--mapping", default="dcgm", help="mapping table in config/mappings (default: dcgm)")
+    pp.add_argument("--kind", choices=PARSE_KINDS, default="dcgm",
+                    help="which exporter printed the text (default: dcgm)")
+    pp.add_argument("--mapping", help="mapping table in config/mappings (default: the kind's own)")
     pp.add_argument("--host", help="host name to use when the text carries none")
     pr = sub.add_parser("run", help="headless collect-only mode (owns the database)")
     pr.add_argument("--no-backfill", action="store_true", help="do not back-fill simulated history")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
+from collectors.batch import EVENT_SCHEMA, PARSE_LOCK, BatchBuilder, EventTracker, Scrape
 from collectors.exposition import CompiledMapping, parse_devices
 from collectors.targets import Fetch, Target, fetch
 from config import Config
@@ -38,11 +39,12 @@ class ExporterCollector:
     def collect(self, target: Target, ts: datetime) -> Scrape:
         """Fetch and parse one target. Raises ScrapeError / NotExposition on failure."""
         text = self.fetch(target.url, self.timeout)
-        return self.from_text(text, target, ts)
+        with PARSE_LOCK:
+            return self.from_text(text, target, ts)
 
     def from_text(self, text: str, target: Target, ts: datetime, *, track: bool = True) -> Scrape:
         t0 = time.perf_counter()
-        batch = parse_devices(text, self.mapping, default_host=target.host,
+        batch = parse_devices(text, self.mapping, default_host=target_host(target),
                               host_from_label=self.host_from_label)
         events = None
         if track:
@@ -54,6 +56,19 @@ class ExporterCollector:
         scrape.parse_s = time.perf_counter() - t0
         return scrape
 
+
+def target_host(target: Target) -> str | None:
+    """The node a target describes: its configured host, else the host name in its URL.
+
+    Used where the text names no host (the Ascend exporter never does, old
+    dcgm-exporters may not): a configured source's targets are bare URLs.
+    """
+    if target.host:
+        return target.host
+    try:
+        return urlsplit(target.url).hostname or None
+    except ValueError:
+        return None
 
 
 class DcgmCollector(ExporterCollector):

@@ -14,6 +14,14 @@ blank sentinels (values near 2^63, or 2^47 for floats), which become NULL,
 string-valued lines (`DCGM_FI_DEV_NAME{...} Tesla T4`), escaped label values.
 A malformed line is counted and reported with its number; it never stops the
 rest of the scrape.
+
+Two mapping features serve the other vendors. A field keyed
+`metric{label="value"}` takes only that series (AMD prints every clock as
+gpu_clock, told apart by clock_type); only lines of such metrics pay for the
+label lookup. A parse-only column (mem_total_mib) becomes a stored one at the
+end (`derive_columns`: free = total - used, for Ascend). And two label sets
+that name one device id under different GPU indexes (AMD compute partitions
+sharing the card's serial number) are rejected line by line, not merged.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from config import MappingFile
+from config import SELECTOR_RE, MappingFile
 from config.canonical import SAMPLE_LABELS
 
 # DCGM marks "no value" with sentinels: int64 blanks start at 0x7ffffffffffffff0,
@@ -76,19 +84,39 @@ class ParseStats:
 
 @dataclass(frozen=True)
 class CompiledMapping:
-    """A mapping table turned into lookup dicts for the hot loop."""
+    """A mapping table turned into lookup dicts for the hot loop.
+
+    `numeric` holds plain metric names only (the Prometheus collector queries
+    them as they are); fields keyed `metric{label="value"}` go to `selected`.
+    """
 
     numeric: dict[str, tuple[str, float]]      # metric -> (column, scale)
     strings: dict[str, str]                    # metric -> device attribute
     labels: dict[str, tuple[str, ...]]         # role -> label names, first present wins
     columns: tuple[str, ...]                   # numeric columns this mapping can fill
+    # metric -> (label name, label finder, label value -> (column, scale))
+    selected: dict[str, tuple[str, re.Pattern[str], dict[str, tuple[str, float]]]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, m: MappingFile) -> "CompiledMapping":
-        numeric = {k: (f.column, float(f.scale)) for k, f in m.fields.items() if f.kind == "number"}
+        numeric: dict[str, tuple[str, float]] = {}
+        selected: dict[str, tuple[str, re.Pattern[str], dict[str, tuple[str, float]]]] = {}
+        for k, f in m.fields.items():
+            if f.kind != "number":
+                continue
+            sel = SELECTOR_RE.match(k) if "{" in k else None
+            if sel is None:
+                numeric[k] = (f.column, float(f.scale))
+                continue
+            metric, label, value = sel.groups()
+            first_label, _, by_value = selected.setdefault(metric, (label, _label_finder(label), {}))
+            if first_label != label:
+                raise ValueError(f"fields of {metric!r} select by two labels; use one label")
+            by_value[value] = (f.column, float(f.scale))
         strings = {k: f.column for k, f in m.fields.items() if f.kind == "string"}
-        cols = tuple(dict.fromkeys(c for c, _ in numeric.values()))
-        return cls(numeric, strings, {r: tuple(v) for r, v in m.labels.items()}, cols)
+        cols = tuple(dict.fromkeys([c for c, _ in numeric.values()]
+                                   + [c for _, _, vals in selected.values() for c, _ in vals.values()]))
+        return cls(numeric, strings, {r: tuple(v) for r, v in m.labels.items()}, cols, selected)
 
 
 @dataclass
@@ -200,6 +228,8 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
     """
     numeric = mapping.numeric
     strings = mapping.strings
+    selected = mapping.selected
+    sel_targets: dict[str, tuple[str, float] | None] = {}      # label block -> its selected column
     roles = mapping.labels
     stats = ParseStats()
     ids: list[str] = []
@@ -217,6 +247,10 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
         host = default_host if not host_from_label else (_first(labels, roles.get("host", ())) or default_host)
         key, m = device_identity(labels, roles, host)
         row = row_of_key.get(key)
+        if row is not None and m["gpu_index"] != meta[row]["gpu_index"]:
+            # two devices under one id, e.g. AMD compute partitions sharing the card's serial number
+            raise ValueError(f"device id {key} is also gpu {meta[row]['gpu_index']} "
+                             f"(the exporter needs a per-device id label)")
         if row is None:
             row = len(ids)
             row_of_key[key] = row
@@ -266,7 +300,14 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
                 target = numeric.get(name)
             if target is None:
                 attr = strings.get(name)
-                if attr is None:
+                if attr is None and selected and close > brace:
+                    sel = selected.get(name)
+                    if sel is not None:
+                        block = line[brace + 1:close]
+                        target = sel_targets.get(block, _UNSEEN)
+                        if target is _UNSEEN:
+                            target = sel_targets[block] = _select(sel, block)
+                if attr is None and target is None:
                     # not ours: only check it is a well-formed sample line
                     ok = valid_names.get(name)
                     if ok is None:
@@ -343,7 +384,42 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
         raise NotExposition(
             "no Prometheus exposition text found"
             + (f" ({stats.issues[0]})" if stats.issues else " (empty input)"))
+    derive_columns(columns, len(ids))
     return DeviceBatch(ids, meta, columns, ts_ms, stats)
+
+
+_UNSEEN = ("", 0.0)
+
+
+def _label_finder(label: str) -> re.Pattern[str]:
+    """Finds one label's value in a label block without parsing all of it (AMD blocks run to 400 characters)."""
+    return re.compile(r'(?:\A|,)\s*' + label + r'\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _select(sel: tuple[str, re.Pattern[str], dict[str, tuple[str, float]]], block: str) -> tuple[str, float] | None:
+    """The column a label-selected field's series feeds, by its label block (None: not mapped).
+
+    Selector values hold no quote or backslash, so an escaped value never matches one.
+    """
+    m = sel[1].search(block)
+    return sel[2].get(m.group(1)) if m is not None else None
+
+
+def derive_columns(columns: dict[str, list], n: int) -> None:
+    """Turn parse-only columns into stored ones, in place (see config.PARSE_ONLY_COLUMNS).
+
+    mem_total_mib becomes mem_free_mib = total - used wherever the exporter
+    printed no free memory itself. A collector that pivots a mapping's columns
+    itself, not through parse_devices, calls this before building its batch.
+    """
+    total = columns.pop("mem_total_mib", None)
+    if total is None:
+        return
+    used = columns.get("mem_used_mib") or [None] * n
+    free = columns.setdefault("mem_free_mib", [None] * n)
+    for i, (t, u) in enumerate(zip(total, used)):
+        if free[i] is None and t is not None and u is not None:
+            free[i] = t - u
 
 
 @dataclass

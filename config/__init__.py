@@ -183,6 +183,16 @@ class MappingFile(_Strict):
     labels: dict[str, Annotated[list[str], Field(min_length=1)]]
 
 
+# A [fields] key may select one series of a metric by one label, as PromQL writes it:
+# 'gpu_clock{clock_type="system"}' (the AMD exporter prints every clock of a GPU under
+# one name, told apart by clock_type).
+SELECTOR_RE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)\{([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"\}\Z')
+# Columns a device mapping may fill that are not stored: the parser derives a stored
+# column from them (mem_free_mib = mem_total_mib - mem_used_mib, for exporters such as
+# Ascend's that print used and total memory but not free).
+PARSE_ONLY_COLUMNS: tuple[str, ...] = ("mem_total_mib",)
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """Accelerator models, looked up by the name an exporter reports."""
@@ -379,7 +389,7 @@ def _cross_check(path: Path, cf: CentreFile, cat: Catalogue) -> None:
                 raise ConfigError(f"{path}: key 'sources[{i}].targets': {t!r} is not an http(s) URL")
 
 
-_ALLOWED_COLUMNS = (set(SAMPLE_MEASURES) - set(DERIVED_MEASURES)) | set(DEVICE_ATTRIBUTES)
+_ALLOWED_COLUMNS = (set(SAMPLE_MEASURES) - set(DERIVED_MEASURES)) | set(DEVICE_ATTRIBUTES) | set(PARSE_ONLY_COLUMNS)
 
 
 def _check_mapping(path: Path, m: MappingFile) -> None:
@@ -387,7 +397,20 @@ def _check_mapping(path: Path, m: MappingFile) -> None:
         allowed, roles = set(FACILITY_MEASURES), FACILITY_LABEL_ROLES
     else:
         allowed, roles = _ALLOWED_COLUMNS, LABEL_ROLES
+    selector_label: dict[str, str] = {}
     for name, fm in m.fields.items():
+        if "{" in name:
+            sel = SELECTOR_RE.match(name)
+            if sel is None:
+                raise ConfigError(f"{path}: key 'fields.{name}': expected a metric name, or a metric name "
+                                  'with one label selector such as \'gpu_clock{clock_type="system"}\'')
+            if fm.kind == "string" or m.table != "device_samples":
+                raise ConfigError(f"{path}: key 'fields.{name}': a label selector works only on numeric "
+                                  "fields of a device_samples mapping")
+            metric, label, _ = sel.groups()
+            if selector_label.setdefault(metric, label) != label:
+                raise ConfigError(f"{path}: key 'fields.{name}': the fields of {metric} must all select by "
+                                  f"the same label ({selector_label[metric]!r})")
         if fm.kind == "string" and fm.column not in DEVICE_ATTRIBUTES:
             raise ConfigError(f"{path}: key 'fields.{name}.column': string field must fill one of "
                               f"{list(DEVICE_ATTRIBUTES)}, got {fm.column!r}")
