@@ -57,7 +57,8 @@ import pyarrow as pa
 
 from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
 from collectors.exposition import (
-    MAX_REPORTED_ISSUES, CompiledMapping, DeviceBatch, LineIssue, ParseStats, _first, device_identity, is_blank,
+    MAX_REPORTED_ISSUES, CompiledMapping, DeviceBatch, LineIssue, ParseStats, _first, derive_columns, device_identity,
+    is_blank,
 )
 from collectors.facility import FACILITY_SCHEMA
 from collectors.targets import ScrapeError, Target
@@ -236,7 +237,7 @@ class PrometheusCollector:
                 self.facility_tables.append(_FacilityTable(name, fields, {r: tuple(v) for r, v in m.labels.items()}))
             else:
                 cm = CompiledMapping.from_config(m)
-                fields = list(cm.numeric)           # string-valued fields cannot live in Prometheus
+                fields = list(cm.numeric) + list(cm.selected)   # string-valued fields cannot live in Prometheus
                 builder = BatchBuilder(cfg, VENDOR_OF_MAPPING.get(name, "other"))
                 self.device_tables.append(_DeviceTable(name, cm, builder))
             if fields:
@@ -487,6 +488,7 @@ class PrometheusCollector:
     def _pivot_devices(self, dt: _DeviceTable, series, stats: ParseStats) -> dict[tuple, dict[str, list]]:
         """(group, t) -> device key -> [meta, values by column]."""
         numeric = dt.mapping.numeric
+        selected = dt.mapping.selected
         idents: dict[tuple, Any] = {}
         out: dict[tuple, dict[str, list]] = {}
         for s in series:
@@ -494,7 +496,11 @@ class PrometheusCollector:
             values = s.get("values")
             if values is None:
                 values = [s["value"]] if s.get("value") else []
-            target = numeric.get(metric.get("__name__", ""))
+            name = metric.get("__name__", "")
+            target = numeric.get(name)
+            if target is None and name in selected:        # e.g. AMD gpu_clock{clock_type="system"}
+                label, _, by_value = selected[name]
+                target = by_value.get(metric.get(label, ""))
             if target is None:
                 stats.unmapped += len(values)
                 continue
@@ -531,6 +537,7 @@ class PrometheusCollector:
         """One exporter's scrape at t: energy deltas and events through the tracker, then into acc."""
         ids = list(devs)
         cols = {c: [devs[k][1].get(c) for k in ids] for c in dt.mapping.columns}
+        derive_columns(cols, len(ids))
         batch = DeviceBatch(ids, [devs[k][0] for k in ids], cols, [t] * len(ids), ParseStats())
         batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
         acc.events.extend(self.tracker.observe(self._group_target(target, "tracker", group), _dt(t), batch))

@@ -31,7 +31,7 @@ from collectors.targets import ScrapeError, Target
 from config import MappingFile, Source
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
 from prom_server import MISSING_REASON, PromServer, available, free_port, node_jobs
-from test_parser import read
+from test_parser import FIXTURES, read
 
 UTC = timezone.utc
 SITE, CLUSTER = "sh-lingang", "train-a"
@@ -145,6 +145,38 @@ def test_rows_match_the_exporter_parser(cfg, fixture, host):
                 assert same(have_dev[dev][c], v), (dev, c)
         assert have_dev[dev]["target"].startswith("http://prometheus.test:9090#dcgm/")
     assert event_keys(got) == event_keys(direct)
+
+
+@pytest.mark.parametrize("kind, fixture, host", [
+    ("amd", "amd/mi300x_k8s.txt", "mi300x-node-03"), ("amd", "amd/mi300x_slurm.txt", "mi300x-node-07"),
+    ("ascend", "ascend/npu_exporter_910b_k8s.txt", "ascend-node-01"),
+    ("ascend", "ascend/npu_exporter_910a_host.txt", "ascend-node-02")])
+def test_amd_and_ascend_through_prometheus_match_their_exporters(cfg, kind, fixture, host):
+    """Label-selected fields (AMD clocks) and derived columns (Ascend free memory) work through PromQL too."""
+    from collectors.registry import collector_class
+
+    text = (FIXTURES.parent / fixture).read_text()
+    tgt = Target(url=f"http://{host}:9100/metrics", source="prom-a", kind=kind, site=SITE, cluster=CLUSTER,
+                 host=host)
+    direct = collector_class(kind)(cfg, host_from_label=False).from_text(text, tgt, T0)
+    fake = FakeProm()
+    fake.add_text(text, T0.timestamp(), instance=f"{host}:9100", job=kind)
+    got = collector(cfg, fake, step_s=0, mappings=(kind,), host_from="target").collect(target(), T0 + timedelta(seconds=1))
+    want, have = rows_by_device(direct.samples), rows_by_device(got.samples)
+    assert set(have) == set(want) and len(want) in (4, 8)
+    filled = set()
+    for dev, row in want.items():
+        for c in COMPARED:
+            assert same(have[dev][c], row[c]), (dev, c, have[dev][c], row[c])
+            if row[c] is not None:
+                filled.add(c)
+    assert "mem_free_mib" in filled                        # Ascend: total - used; AMD: printed
+    if kind == "amd":
+        assert {"sm_clock_mhz", "mem_clock_mhz"} <= filled   # gpu_clock{clock_type="system"|"memory"}
+    want_dev, have_dev = rows_by_device(direct.devices), rows_by_device(got.devices)
+    for dev, row in want_dev.items():
+        assert (have_dev[dev]["vendor"], have_dev[dev]["model"], have_dev[dev]["catalogue_model"]) == \
+            (row["vendor"], row["model"], row["catalogue_model"])
 
 
 def event_keys(scrape) -> list[tuple]:
