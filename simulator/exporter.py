@@ -1,4 +1,5 @@
-"""dcgm-exporter and facility-meter text, rendered the way the real exporters print it.
+"""dcgm-exporter, AMD and Ascend exporter and facility-meter text, rendered the way the
+real exporters print it.
 
 Two renderers produce byte-identical dcgm-exporter text:
 
@@ -14,10 +15,16 @@ labels in the order gpu, UUID, pci_bus_id, device, modelName, [GPU_I_PROFILE,
 GPU_I_ID], Hostname, DCGM_FI_DRIVER_VERSION, [container, namespace, pod]; the
 XID metric adds err_code and err_msg last. Integer-typed DCGM fields print as
 integers, double-typed ones with six decimals (Go's `%f`).
+
+`render_amd` and `render_ascend` print the same `GpuState` values as the AMD
+Device Metrics Exporter and Huawei's npu-exporter do (see the section below);
+they serve the simulator's AMD and Ascend clusters, whose nodes are few, so
+they format per call instead of caching templates.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Iterable
@@ -279,3 +286,219 @@ def render_facility(site_id: str, facility_w: float, it_w: float, cooling_w: flo
                 "# TYPE dcim_outdoor_temperature_celsius gauge\n",
                 f'dcim_outdoor_temperature_celsius{{site="{s}"}} {outdoor_temp_c:.1f}{ts}\n']
     return "".join(out)
+
+
+# ---------------------------------------------------------------- AMD and Ascend exporters
+#
+# For clusters whose accelerator the catalogue lists under vendor "amd" or "huawei",
+# the simulator serves the same GpuState values in that vendor's exporter format.
+# Both exporters are Go programs on client_golang: families sorted by name, each
+# series' labels sorted by name, series sorted by their label values, values in
+# Go's shortest float form (strconv 'g', -1: e-notation from 1e6 up).
+
+def go_float(v: float) -> str:
+    """A sample value as client_golang prints it (Go's strconv.FormatFloat(v, 'g', -1, 64))."""
+    if v == 0:
+        return "0"
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    if -1e6 < v < 1e6 and v == int(v):
+        return str(int(v))
+    r = repr(float(v))
+    sign = ""
+    if r[0] == "-":
+        sign, r = "-", r[1:]
+    mant, _, exp = r.partition("e")
+    whole, _, frac = mant.partition(".")
+    digits = (whole + frac).lstrip("0")
+    point = len(whole) + (int(exp) if exp else 0) - (len(whole + frac) - len((whole + frac).lstrip("0")))
+    digits = digits.rstrip("0") or "0"
+    e = point - 1
+    if e < -4 or e >= 6:
+        return f"{sign}{digits[0]}{'.' + digits[1:] if len(digits) > 1 else ''}e{'-' if e < 0 else '+'}{abs(e):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{sign}{digits}{'0' * (point - len(digits))}"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def _f32(v: float) -> float:
+    """v through a Go float32 (the Ascend exporter keeps power and voltage as float32)."""
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+# XIDs after which the vendors' own health checks would call the device unhealthy:
+# uncorrectable ECC (48, 94, 95) and fallen off the bus (79); so would a failed row remap.
+_FATAL_XIDS = frozenset((48, 79, 94, 95))
+
+
+def vendor_health(s: "GpuState") -> int:
+    """The exporter's own verdict for a simulated device: 1 healthy, 0 unhealthy."""
+    return 0 if s.xid in _FATAL_XIDS or s.row_remap_failure else 1
+
+
+def _hex_id(s: "GpuState") -> str:
+    return s.uuid[4:] if s.uuid.startswith("GPU-") else s.uuid
+
+
+def amd_serial(s: "GpuState") -> str:
+    """A 12-digit board serial number, stable per simulated GPU."""
+    return f"69{int(_hex_id(s).replace('-', '')[:12], 16) % 10**10:010d}"
+
+
+# MI300X boards print this part number as card_model (card_series holds the name)
+AMD_PART_NUMBERS = {"MI300X": "102-G30211-0C"}
+AMD_DRIVER_VERSION = "6.10.5"
+AMD_VBIOS_VERSION = "022.040.003.043.000001"
+
+# (name, help, value of a GpuState); the gpu_clock family is rendered separately
+AMD_METRICS: tuple[tuple[str, str, object], ...] = (
+    ("gpu_ecc_correct_total", "Total Correctable error count", lambda s: 0),
+    ("gpu_ecc_uncorrect_total", "Total Uncorrectable error count", lambda s: s.ecc_dbe_vol),
+    ("gpu_energy_consumed", "Accumulated energy consumed by the GPU in uJ", lambda s: s.energy_mj * 1000),
+    ("gpu_free_vram", "Free VRAM memory of the GPU (in MB)", lambda s: int(s.fb_free_mib)),
+    ("gpu_gfx_activity", "Graphics engine usage in Percentage (0-100)", lambda s: int(s.util_pct)),
+    ("gpu_health", "Health of the GPU (0 = Unhealthy | 1 = Healthy)", vendor_health),
+    ("gpu_junction_temperature", "Current junction/hotspot temperature in Celsius", lambda s: int(s.gpu_temp_c)),
+    ("gpu_memory_temperature", "Current memory temperature in Celsius", lambda s: int(s.mem_temp_c)),
+    ("gpu_package_power", "Current socket power in Watts", lambda s: int(round(s.power_w))),
+    ("gpu_power_usage", "GPU Power usage in Watts", lambda s: int(round(s.power_w))),
+    ("gpu_prof_sm_active", "The percentage of GPUTime vector ALU instructions are processed. "
+                           "Value range: 0% (bad) to 100% (optimal)", lambda s: round(s.sm_active * 100, 2)),
+    ("gpu_prof_tensor_active_percent", "MFMA Utilization Unit percent", lambda s: round(s.tensor_active * 100, 2)),
+    ("gpu_total_vram", "Total VRAM memory of the GPU (in MB)", lambda s: int(s.fb_free_mib + s.fb_used_mib)),
+    ("gpu_umc_activity", "Memory engine usage in Percentage (0-100)", lambda s: int(round(s.dram_active * 100))),
+    ("gpu_used_vram", "Used VRAM memory of the GPU (in MB)", lambda s: int(s.fb_used_mib)),
+)
+# (clock_index, clock_type): eight XCD graphics clocks, then memory, video, data fabric, SoC
+_AMD_CLOCKS = tuple((str(i), "system") for i in range(8)) + (("8", "memory"), ("9", "video"), ("10", "data"),
+                                                              ("11", "soc"))
+_AMD_CLOCK_ORDER = tuple(sorted(_AMD_CLOCKS))        # series sort by label value: "10" < "11" < "2"
+
+
+def _amd_clock(s: "GpuState", kind: str) -> float:
+    if kind == "system":
+        return s.sm_clock_mhz
+    if kind == "memory":
+        return s.mem_clock_mhz
+    busy = s.util_pct > 0
+    return {"video": 1000 if busy else 29, "data": 1400 if busy else 22, "soc": 1143 if busy else 28}[kind]
+
+
+def amd_labels(s: "GpuState", *, card_series: str, card_model: str,
+               driver_version: str = AMD_DRIVER_VERSION) -> tuple[tuple, str, str]:
+    """(sort key, labels before clock_index, labels after clock_type) of one GPU, names sorted.
+
+    The label set of a Kubernetes node under the GPU Operator: GPU_UUID and
+    CARD_SERIES enabled, pod labels empty on unallocated GPUs.
+    """
+    vals = {"card_model": card_model, "card_series": card_series, "card_vendor": "AMD", "cluster_name": "",
+            "container": s.container or "", "driver_version": driver_version, "gpu_compute_partition_type": "spx",
+            "gpu_id": str(s.gpu_index), "gpu_memory_partition_type": "nps1", "gpu_partition_id": "0",
+            "gpu_uuid": _hex_id(s), "hostname": s.host, "namespace": s.namespace or "", "pod": s.pod or "",
+            "serial_number": amd_serial(s), "vbios_version": AMD_VBIOS_VERSION}
+    head = ",".join(f'{k}="{_esc(vals[k])}"' for k in ("card_model", "card_series", "card_vendor"))
+    tail = ",".join(f'{k}="{_esc(v)}"' for k, v in vals.items() if not k.startswith("card_"))
+    return tuple(vals.values()), head, tail
+
+
+def render_amd(states: Iterable["GpuState"], *, card_series: str | None = None,
+               card_model: str | None = None) -> str:
+    """AMD Device Metrics Exporter text for GPUs of one host (profiler metrics enabled).
+
+    `card_series` defaults to each GPU's model name; `card_model` to the part
+    number AMD_PART_NUMBERS knows for it, else the model name.
+    """
+    gpus = []
+    for s in states:
+        series = card_series or s.model_name
+        model = card_model or next((p for k, p in AMD_PART_NUMBERS.items() if k in series), series)
+        key, head, tail = amd_labels(s, card_series=series, card_model=model)
+        gpus.append((key, head, tail, s))
+    gpus.sort(key=lambda g: g[0])
+    out = ["# HELP gpu_clock List of current GPU clock frequencies in MHz\n# TYPE gpu_clock gauge\n"]
+    for idx, kind in _AMD_CLOCK_ORDER:
+        for _, head, tail, s in gpus:
+            out.append(f'gpu_clock{{{head},clock_index="{idx}",clock_type="{kind}",{tail}}} '
+                       f'{go_float(_amd_clock(s, kind))}\n')
+    for name, help_text, value in AMD_METRICS:
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        out.extend(f"{name}{{{head},{tail}}} {go_float(value(s))}\n" for _, head, tail, s in gpus)
+    if gpus:
+        host = gpus[0][3].host
+        out.append(f'# HELP gpu_nodes_total Number of GPUs in the node\n# TYPE gpu_nodes_total gauge\n'
+                   f'gpu_nodes_total{{cluster_name="",hostname="{_esc(host)}"}} {len(gpus)}\n')
+    return _sorted_families(out)
+
+
+def _family_of(chunk: str) -> str:
+    return chunk.split(" ", 3)[2] if chunk.startswith("# HELP") else chunk.split("{", 1)[0]
+
+
+def _sorted_families(chunks: list[str]) -> str:
+    """Join rendered chunks with the families in name order, as client_golang gathers them."""
+    fams: dict[str, list[str]] = {}
+    for c in chunks:
+        fams.setdefault(_family_of(c), []).append(c)
+    return "".join("".join(fams[k]) for k in sorted(fams))
+
+
+def ascend_vdie_id(s: "GpuState") -> str:
+    """The die id npu-smi prints: five groups of eight upper-case hex digits, stable per chip."""
+    h = _hex_id(s).replace("-", "").upper()
+    tail = f"{int(h[:8], 16) ^ int(h[24:], 16):08X}"
+    return "-".join((h[0:8], h[8:16], h[16:24], h[24:32], tail))
+
+
+ASCEND_ERROR_CODE = 0x80E01801      # shown on an unhealthy chip (a HBM multi-bit ECC fault code)
+
+# (name, help, value of a GpuState, timestamped); every chip metric carries the exporter's read time
+ASCEND_METRICS: tuple[tuple[str, str, object], ...] = (
+    ("npu_chip_info_aicore_current_freq", "the npu ai core current frequency, unit is 'MHz'",
+     lambda s: int(s.sm_clock_mhz)),
+    ("npu_chip_info_cube_utilization", "the cube utilization", lambda s: int(round(s.tensor_active * 100))),
+    ("npu_chip_info_error_code", "the npu error code", lambda s: 0 if vendor_health(s) else ASCEND_ERROR_CODE),
+    ("npu_chip_info_hbm_ecc_double_bit_error_cnt", "HBM Double Bit Error Count", lambda s: s.ecc_dbe_vol),
+    ("npu_chip_info_hbm_ecc_single_bit_error_cnt", "HBM Single Bit Error Count", lambda s: 0),
+    ("npu_chip_info_hbm_ecc_total_double_bit_error_cnt", "HBM Double Bit Aggregate Total Err Cnt",
+     lambda s: s.ecc_dbe_vol),
+    ("npu_chip_info_hbm_temperature", "the npu hbm temperature", lambda s: int(s.mem_temp_c)),
+    ("npu_chip_info_hbm_total_memory", "the npu hbm total memory", lambda s: int(s.fb_free_mib + s.fb_used_mib)),
+    ("npu_chip_info_hbm_used_memory", "the npu hbm used memory", lambda s: int(s.fb_used_mib)),
+    ("npu_chip_info_hbm_utilization", "the npu hbm utilization",
+     lambda s: int(100 * s.fb_used_mib / max(1, s.fb_free_mib + s.fb_used_mib))),
+    ("npu_chip_info_health_status", "the npu health status", vendor_health),
+    ("npu_chip_info_overall_utilization", "the overall utilization of npu", lambda s: int(s.util_pct)),
+    ("npu_chip_info_power", "the npu power", lambda s: _f32(round(s.power_w, 1))),
+    ("npu_chip_info_process_info_num", "the npu process num", lambda s: 1 if s.pod else 0),
+    ("npu_chip_info_temperature", "the npu temperature", lambda s: int(s.gpu_temp_c)),
+    ("npu_chip_info_utilization", "the ai core utilization", lambda s: int(s.util_pct)),
+    ("npu_chip_info_vector_utilization", "the vector utilization", lambda s: int(round(s.sm_active * 15))),
+    ("npu_chip_info_voltage", "the npu voltage", lambda s: _f32(0.8 if s.util_pct else 0.75)),
+)
+
+
+def ascend_labels(s: "GpuState") -> tuple[tuple, str]:
+    """(sort key, label string) of one chip, names sorted as the exporter prints them."""
+    pci = s.pci_bus_id[4:] if len(s.pci_bus_id) == 16 else s.pci_bus_id    # 0000:1B:00.0, npu-smi's form
+    vals = {"container_name": s.container or "", "id": str(s.gpu_index), "model_name": s.model_name,
+            "namespace": s.namespace or "", "pcie_bus_info": pci, "pod_name": s.pod or "",
+            "vdie_id": ascend_vdie_id(s)}
+    return tuple(vals.values()), ",".join(f'{k}="{_esc(v)}"' for k, v in vals.items())
+
+
+def render_ascend(states: Iterable["GpuState"], *, timestamp_ms: int) -> str:
+    """Huawei npu-exporter text for the NPUs of one host, every chip sample stamped `timestamp_ms`."""
+    chips = sorted((ascend_labels(s) + (s,) for s in states), key=lambda c: c[0])
+    ts = f" {timestamp_ms}\n"
+    out = [f"# HELP machine_npu_nums Amount of npu installed on the machine.\n"
+           f"# TYPE machine_npu_nums gauge\nmachine_npu_nums {len(chips)}\n"]
+    for name, help_text, value in ASCEND_METRICS:
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        out.extend(f"{name}{{{lab}}} {go_float(value(s))}{ts}" for _, lab, s in chips)
+    out.append("# HELP npu_chip_info_name the Ascend npu name with value '1'\n# TYPE npu_chip_info_name gauge\n")
+    out.extend(f"npu_chip_info_name{{{lab.replace(',model_name=', ',name=', 1)}}} 1{ts}" for _, lab, s in chips)
+    return _sorted_families(out)

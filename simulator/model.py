@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.exporter import DRIVER_VERSION, NodeRenderer, gpu_labels, xid_message
+from simulator.exporter import DRIVER_VERSION, NodeRenderer, gpu_labels, render_amd, render_ascend, xid_message
 
 if TYPE_CHECKING:
     import config
@@ -202,6 +202,11 @@ class HostInfo:
     cluster: str
     site: str
     n_gpus: int
+    kind: str = "dcgm"          # the exporter it serves: dcgm, amd or ascend (by the model's vendor)
+
+
+# catalogue vendor -> the exporter a node of that vendor serves
+EXPORTER_OF_VENDOR = {"amd": "amd", "huawei": "ascend"}
 
 
 # ---------------------------------------------------------------- internal structures
@@ -395,7 +400,7 @@ class _Chunk:
 
 
 class _Host:
-    __slots__ = ("info", "name", "key", "n", "model", "fb_total", "scale", "role", "gkey", "pos", "phase",
+    __slots__ = ("info", "name", "key", "n", "model", "kind", "fb_total", "scale", "role", "gkey", "pos", "phase",
                  "boot_off", "site", "cluster", "uuid", "pci", "p_idle", "t_base", "mem_dt", "replay", "rr_c",
                  "rr_u", "rr_f", "gk", "labels", "idle_sum")
 
@@ -459,7 +464,13 @@ class Floor:
             model = cat.lookup(cl.model)
             mem_gib = model.memory_gib if model else 80.0
             tdp = model.tdp_w if model else 700.0
-            fb_total = 81559 if mem_gib == 80 else int(mem_gib * 1024 * 0.9956)
+            kind = EXPORTER_OF_VENDOR.get(model.vendor if model else "nvidia", "dcgm")
+            if kind == "amd":
+                fb_total = int(mem_gib * 1024) - 16          # amd-smi: an MI300X shows 196592 MB
+            elif kind == "ascend":
+                fb_total = int(mem_gib * 1024)               # npu-smi: a 910B shows 65536 MB
+            else:
+                fb_total = 81559 if mem_gib == 80 else int(mem_gib * 1024 * 0.9956)
             role = self._role(cl, ci)
             # an inference cluster lends its last gang to fine-tuning jobs when large enough
             train_from = 0 if role == "training" else (cl.nodes - GANG_NODES if cl.nodes >= 2 * GANG_NODES
@@ -468,7 +479,8 @@ class Floor:
                 name = f"{cl.host_prefix}-{i:03d}"
                 h = _Host()
                 h.name = name
-                h.info = HostInfo(name, cl.id, cl.site, cl.gpus_per_node)
+                h.info = HostInfo(name, cl.id, cl.site, cl.gpus_per_node, kind)
+                h.kind = kind
                 h.key = _skey("host", self.seed, cl.id, name)
                 h.n = cl.gpus_per_node
                 h.model = cl.model
@@ -1157,11 +1169,20 @@ class Floor:
         return self._outage(self._host(host), t)
 
     def node_text(self, host: str, t: float) -> str:
-        """dcgm-exporter text for the host at t; raises ExporterDown during an outage."""
+        """The host's exporter text at t; raises ExporterDown during an outage.
+
+        dcgm-exporter text, or for an AMD or Ascend cluster (by the catalogue
+        vendor of its model) that vendor's exporter text of the same values.
+        """
         h = self._host(host)
         out = self._outage(h, t)
         if out is not None:
             raise ExporterDown(host, t, mode=out[2], until=out[1])
+        if h.kind != "dcgm":
+            states = self.gpu_states(host, t)
+            if h.kind == "amd":
+                return render_amd(states)
+            return render_ascend(states, timestamp_ms=int(t * 1000))
         rows, ids = self._node(h, t)
         key = (h.name, tuple(ids))
         labels = h.labels

@@ -1,6 +1,7 @@
-"""HTTP front of the simulated floor: one dcgm-exporter endpoint per node, one meter per site.
+"""HTTP front of the simulated floor: one exporter endpoint per node, one meter per site.
 
-    GET /nodes/<host>/metrics      dcgm-exporter text for the node at clock()
+    GET /nodes/<host>/metrics      the node's exporter text at clock(): dcgm-exporter,
+                                   or the AMD / Ascend exporter for those clusters
     GET /facility/<site>/metrics   the site's DCIM meters
     GET /                          the target URLs, one a line
 
@@ -22,6 +23,12 @@ from typing import Callable
 from simulator.model import ExporterDown, Floor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# what each exporter answers while its device layer is down
+_DOWN_BODY = {
+    "dcgm": "failed to collect metrics: DCGM host engine not responding\n",
+    "amd": "failed to collect metrics: gpuagent connection refused\n",
+    "ascend": "failed to collect metrics: dcmi get card list failed\n",
+}
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class Target:
 
     name: str
     url: str
-    kind: str               # "dcgm" or "facility"
+    kind: str               # "dcgm", "amd", "ascend" or "facility"
     site: str
     cluster: str | None
     host: str | None
@@ -105,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
             if down.mode == "hang":
                 owner.stopping.wait(owner.hang_s)
                 return
-            self._send(503, "failed to collect metrics: DCGM host engine not responding\n",
+            self._send(503, _DOWN_BODY.get(owner.host_kind.get(host), _DOWN_BODY["dcgm"]),
                        "text/plain; charset=utf-8")
             return
         self._send(200, text)
@@ -122,6 +129,7 @@ class SimulatorServer:
         self.clock = clock
         self.hang_s = hang_s
         self.host_set = frozenset(h.host for h in floor.hosts)
+        self.host_kind = {h.host: h.kind for h in floor.hosts}
         self.stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -160,7 +168,7 @@ class SimulatorServer:
         self.stop()
 
     def targets(self) -> list[Target]:
-        out = [Target(name=h.host, url=f"{self.base_url}/nodes/{h.host}/metrics", kind="dcgm", site=h.site,
+        out = [Target(name=h.host, url=f"{self.base_url}/nodes/{h.host}/metrics", kind=h.kind, site=h.site,
                       cluster=h.cluster, host=h.host) for h in self.floor.hosts]
         out += [Target(name=f"facility-{s}", url=f"{self.base_url}/facility/{s}/metrics", kind="facility", site=s,
                        cluster=None, host=None) for s in self.floor.sites]
