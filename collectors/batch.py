@@ -280,7 +280,9 @@ class BatchBuilder:
                 "uuid": m["uuid"], "pci_bus_id": m["pci_bus_id"], "mig_parent": m["mig_parent"],
                 "mig_profile": m["mig_profile"], "mem_total_mib": total,
                 "driver_version": m["driver_version"], "source": target.source, "target": target.url,
-                "first_seen": row_ts[i], "last_seen": row_ts[i],
+                # the later of the sample's time and its scrape's tick: an exporter stamping its cache
+                # time answers the cycle at `ts` with older samples, and is not "lost" (migration 008)
+                "first_seen": row_ts[i], "last_seen": max(row_ts[i], ts),
             })
         scrape.devices = pa.Table.from_pylist(dev_rows, schema=DEVICE_SCHEMA)
         return scrape

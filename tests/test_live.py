@@ -217,3 +217,31 @@ def test_a_dbe_that_comes_with_its_xid_is_one_problem(cfg, store):
     sched.run_cycle(T0 + timedelta(seconds=15))
     probs = store.query("problems", now=T0 + timedelta(seconds=20), stale_s=60, hours=24, cluster=None)
     assert sorted(zip(probs["kind"], probs["code"].astype("Int64"))) == [("xid", 48)]
+
+
+def test_an_exporter_stamping_its_cache_time_is_not_lost(cfg, store):
+    """Huawei's npu-exporter stamps samples with the time it read the chips, seconds before the
+    cycle's tick; its NPUs must read as present, and one that vanishes as lost."""
+    from collectors.ascend import AscendCollector
+    from test_parser import FIXTURES
+
+    text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
+    stamps = sorted({int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"})
+    tick = datetime.fromtimestamp(stamps[-1] // 1000 + 3, timezone.utc)   # 3 s after the exporter's cache
+    npu = Target(url="http://ascend-node-01:8082/metrics", source="t", kind="ascend", site="sh-lingang",
+                 cluster="train-a", host="ascend-node-01")
+    floor = FakeFloor()
+    sched = Scheduler(store, [(AscendCollector(cfg, fetch=floor.fetch), [npu])], interval_s=15, concurrency=2)
+    store.register_targets([npu.as_row()])
+    floor.responses[npu.url] = text
+    sched.run_cycle(tick)
+    sched.run_cycle(tick + timedelta(seconds=15))      # the exporter's cache has not moved on
+    states = store.query("heatmap", now=tick + timedelta(seconds=20), stale_s=60, cluster=None)
+    assert len(states) == 8 and set(states["state"]) <= {"ok", "unhealthy", "thermal"}
+    gone = "\n".join(line for line in text.splitlines() if 'id="7"' not in line) + "\n"
+    floor.responses[npu.url] = gone
+    sched.run_cycle(tick + timedelta(seconds=30))
+    sched.pool.shutdown()
+    states = store.query("heatmap", now=tick + timedelta(seconds=35), stale_s=60, cluster=None)
+    assert dict(zip(states["gpu_index"], states["state"]))[7] == "lost"
+    assert (states["state"] == "lost").sum() == 1
