@@ -122,3 +122,46 @@ def test_every_page_renders_on_an_empty_store(tmp_path, monkeypatch, page, lang)
     at = run_page(page, lang)
     assert at.title[0].value
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def mixed_seeded(tmp_path, monkeypatch):
+    """The mixed-fleet example centre after one live collection cycle from its simulator."""
+    from collectors.runtime import Runtime
+    from simulator import Floor
+    from test_runtime import wait_for
+    from test_simulator_vendors import calm_instant
+
+    cdir = tmp_path / "mixed"
+    cdir.mkdir()
+    db = tmp_path / "mixed.duckdb"
+    text = (config.PROJECT_ROOT / "config" / "examples" / "mixed-fleet" / "centre.toml").read_text()
+    (cdir / "centre.toml").write_text(text.replace('path = "data/mixed-fleet.duckdb"', f'path = "{db}"'))
+    cfg = config.load(cdir)
+    store = Store(db)
+    at = calm_instant(Floor(cfg), datetime.now(timezone.utc).timestamp() - 600)   # every exporter answers
+    rt = Runtime(cfg, store, backfill=False, clock=lambda: at).start()
+    try:
+        assert wait_for(lambda: rt.scheduler.cycles >= 1), "no collection cycle within 60 s"
+    finally:
+        rt.stop()
+        store.close()
+    monkeypatch.setenv(config.ENV_VAR, str(cdir))
+    st.cache_resource.clear()
+    yield db
+    st.cache_resource.clear()
+
+
+@pytest.mark.parametrize("lang, names", [
+    ("en", {"NVIDIA": "NVIDIA H100 80GB HBM3", "AMD": "AMD Instinct MI300X OAM", "Huawei Ascend": "910B3-Ascend-V1"}),
+    ("zh-CN", {"英伟达": "NVIDIA H100 80GB HBM3", "AMD": "AMD Instinct MI300X OAM", "华为昇腾": "910B3-Ascend-V1"}),
+])
+def test_live_page_shows_a_mixed_fleet_by_vendor_and_model(mixed_seeded, lang, names):
+    at = run_page("pages/live.py", lang)
+    vendor, model, boards = ("Vendor", "Model", "Boards") if lang == "en" else ("厂商", "型号", "卡数")
+    table = table_with(at, vendor)
+    assert dict(zip(table[vendor], table[model])) == names
+    assert dict(zip(table[model], table[boards])) == {"NVIDIA H100 80GB HBM3": 128, "AMD Instinct MI300X OAM": 32,
+                                                      "910B3-Ascend-V1": 32}
+    owned = "GPUs owned" if lang == "en" else "GPU 总数"
+    assert metric_values(at)[owned] == "192"
