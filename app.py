@@ -40,7 +40,7 @@ else:
         print(f"Configuration error, dashboard not started:\n{exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        STORE = Store(CONFIG.db_path)
+        STORE = Store(CONFIG.db_path, memory_limit=CONFIG.database.memory_limit)
     except DatabaseOwned as exc:
         print(f"Dashboard not started: {exc}", file=sys.stderr)
         sys.exit(3)

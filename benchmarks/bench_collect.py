@@ -86,7 +86,7 @@ def main() -> None:
         targets.append(Target(url=url, source="simulator", kind=kind, site=site,
                               cluster=None if cluster == "-" else cluster, host=None if host == "-" else host))
     try:
-        store = Store(tmp / "bench.duckdb")
+        store = Store(tmp / "bench.duckdb", memory_limit=cfg.database.memory_limit)
         jobs = [(DcgmCollector(cfg), [t for t in targets if t.kind == "dcgm"]),
                 (FacilityCollector(cfg), [t for t in targets if t.kind == "facility"])]
         sched = Scheduler(store, jobs, interval_s=args.interval, concurrency=cfg.collection.concurrency,

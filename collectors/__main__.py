@@ -129,7 +129,7 @@ def cmd_import_meters(args: argparse.Namespace) -> int:
         print(parsed.error, file=sys.stderr)
         return 2
     try:
-        store = Store(cfg.db_path)
+        store = Store(cfg.db_path, memory_limit=cfg.database.memory_limit)
     except DatabaseOwned as exc:
         print(f"{exc}\nWhile the dashboard runs, import the file on its Sources page instead.", file=sys.stderr)
         return 3

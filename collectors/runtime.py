@@ -60,7 +60,7 @@ class Runtime:
             return self
         cfg = self.cfg
         if self.store is None:
-            self.store = Store(cfg.db_path)
+            self.store = Store(cfg.db_path, memory_limit=cfg.database.memory_limit)
         if cfg.simulated:
             from simulator import Floor, SimulatorServer
 

@@ -26,12 +26,12 @@ def cfg() -> config.Config:
 
 
 @st.cache_resource(show_spinner=False)
-def _own_store(path: str) -> Store:
-    return Store(path)
+def _own_store(path: str, memory_limit: str) -> Store:
+    return Store(path, memory_limit=memory_limit)
 
 
 def store() -> Store:
-    return shared_store() or _own_store(str(cfg().db_path))
+    return shared_store() or _own_store(str(cfg().db_path), cfg().database.memory_limit)
 
 
 def lang() -> str:

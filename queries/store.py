@@ -50,7 +50,8 @@ def _owner_description(pid: int) -> str:
         return f"process {pid}"
 
 
-def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(path: str | os.PathLike, *, read_only: bool = False,
+            memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open the database file, turning DuckDB's lock error into a plain message."""
     target = str(path)
     if target != ":memory:":
@@ -69,6 +70,8 @@ def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckD
             "(for the headless collector: stop `python -m collectors run`; for the dashboard: stop `streamlit run app.py`)."
         ) from None
     con.execute("SET TimeZone = 'UTC'").fetchall()
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'").fetchall()
     return con
 
 
@@ -129,9 +132,10 @@ def run(cur: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pd.DataFram
 class Store:
     """The owner's handle on the database (see module docstring)."""
 
-    def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False,
+                 memory_limit: str | None = None):
         self.path = str(path)
-        self.con = connect(path, read_only=read_only)
+        self.con = connect(path, read_only=read_only, memory_limit=memory_limit)
         if not read_only:
             migrate(self.con)
         self.write_lock = threading.Lock()

@@ -100,3 +100,17 @@ def test_dashboard_refuses_to_start_on_bad_config(cdir):
     assert proc.returncode == 2
     assert "Configuration error, dashboard not started" in proc.stderr
     assert "key 'ui.refresh_s'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_database_memory_limit_is_checked_and_applied(cdir, tmp_path):
+    edit(cdir / "centre.toml", 'memory_limit = "2GB"', 'memory_limit = "lots"')
+    with pytest.raises(ConfigError) as err:
+        config.load(cdir)
+    assert "centre.toml" in str(err.value) and "key 'database.memory_limit'" in str(err.value)
+    edit(cdir / "centre.toml", 'memory_limit = "lots"', 'memory_limit = "768MB"')
+    cfg = config.load(cdir)
+    from queries import Store
+    store = Store(tmp_path / "m.duckdb", memory_limit=cfg.database.memory_limit)
+    with store.cursor() as cur:
+        assert cur.execute("SELECT current_setting('memory_limit')").fetchone() == ("732.4 MiB",)
+    store.close()
