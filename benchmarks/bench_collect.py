@@ -6,9 +6,12 @@ A simulator process serves N dcgm-exporter endpoints (8 GPUs each) on
 127.0.0.1; this process collects them as the dashboard does (Scheduler +
 DcgmCollector + write spool + DuckDB file) every --interval seconds for
 --minutes. Per cycle it prints the cycle time (all scrapes, parse, store), the
-CPU seconds this collector process used, and its resident memory; at the end
-the medians, the CPU share, peak memory (VmHWM) and the memory trend (first
-vs last ten minutes), i.e. whether memory stays flat.
+CPU seconds this collector process used, its resident memory and how much of
+that is DuckDB's block cache; at the end the medians, the CPU share, peak
+memory (VmHWM) and the memory trend (first vs last ten minutes), with and
+without DuckDB's cache, i.e. whether memory stays flat. DuckDB keeps the blocks
+it wrote cached until `database.memory_limit` (config, or --memory-limit)
+makes it evict, so that part grows with the file up to the limit.
 Goal (issue 3): one cycle < 5 s on the 2-core machine; memory flat over an hour.
 """
 
@@ -72,6 +75,7 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=1000)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--interval", type=float, default=15)
+    ap.add_argument("--memory-limit", default=None, help="DuckDB memory_limit (default: the config's)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-collect-"))
     cdir = make_config(tmp, args.targets)
@@ -86,15 +90,17 @@ def main() -> None:
         targets.append(Target(url=url, source="simulator", kind=kind, site=site,
                               cluster=None if cluster == "-" else cluster, host=None if host == "-" else host))
     try:
-        store = Store(tmp / "bench.duckdb", memory_limit=cfg.database.memory_limit)
+        limit = args.memory_limit or cfg.database.memory_limit
+        store = Store(tmp / "bench.duckdb", memory_limit=limit)
         jobs = [(DcgmCollector(cfg), [t for t in targets if t.kind == "dcgm"]),
                 (FacilityCollector(cfg), [t for t in targets if t.kind == "facility"])]
         sched = Scheduler(store, jobs, interval_s=args.interval, concurrency=cfg.collection.concurrency,
                           spool=WriteSpool(tmp / "spool"))
         n_dcgm = len(jobs[0][1])
         print(f"{n_dcgm} exporters x 8 GPUs + {len(jobs[1][1])} facility meter(s); interval {args.interval:g} s; "
-              f"{args.minutes:g} min; {os.cpu_count()} cores")
-        print(f"{'cycle':>5} {'wall s':>7} {'answered':>9} {'cpu s':>6} {'ok':>5} {'fail':>4} {'rows':>6} {'rss MiB':>8}")
+              f"{args.minutes:g} min; {os.cpu_count()} cores; DuckDB memory_limit {limit}")
+        print(f"{'cycle':>5} {'wall s':>7} {'answered':>9} {'cpu s':>6} {'ok':>5} {'fail':>4} {'rows':>6} {'rss MiB':>8} "
+              f"{'duckdb MiB':>10}")
         rows = []
         end = time.time() + args.minutes * 60
         i = 0
@@ -103,9 +109,11 @@ def main() -> None:
             rep = sched.run_cycle()
             cpu = time.process_time() - cpu0
             rss = status("VmRSS")
-            rows.append((time.time(), rep.scrape_s, cpu, rss, rep.answered_s))
+            with store.cursor() as cur:
+                duck = int(cur.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0] // 2**20)
+            rows.append((time.time(), rep.scrape_s, cpu, rss, rep.answered_s, duck))
             print(f"{i:>5} {rep.scrape_s:>7.2f} {rep.answered_s:>9.2f} {cpu:>6.2f} {rep.ok:>5} {rep.failed:>4} "
-                  f"{rep.rows:>6} {rss:>8}", flush=True)
+                  f"{rep.rows:>6} {rss:>8} {duck:>10}", flush=True)
             i += 1
             now = time.time()
             time.sleep(max(0.0, args.interval - now % args.interval))
@@ -115,8 +123,11 @@ def main() -> None:
         cpus = [r[2] for r in rows]
         elapsed = rows[-1][0] - rows[0][0] + args.interval if len(rows) > 1 else args.interval
         t0 = rows[0][0]
-        first = [r[3] for r in rows if r[0] - t0 <= 600]
-        last = [r[3] for r in rows if rows[-1][0] - r[0] <= 600]
+        first = [r for r in rows if r[0] - t0 <= 600]
+        last = [r for r in rows if rows[-1][0] - r[0] <= 600]
+
+        def med(sel, f):
+            return statistics.median(f(r) for r in sel)
         print()
         print(f"cycles: {len(rows)}; cycle time median {statistics.median(walls):.2f} s, "
               f"p95 {sorted(walls)[int(0.95 * (len(walls) - 1))]:.2f} s, max {max(walls):.2f} s "
@@ -125,8 +136,11 @@ def main() -> None:
               f"max {max(answered):.2f} s")
         print(f"collector CPU: median {statistics.median(cpus):.2f} s per cycle, "
               f"{100 * sum(cpus) / elapsed:.0f} % of one core on average")
-        print(f"collector memory: RSS first 10 min median {statistics.median(first)} MiB, "
-              f"last 10 min median {statistics.median(last)} MiB, peak (VmHWM) {status('VmHWM')} MiB")
+        print(f"collector memory: RSS first 10 min median {med(first, lambda r: r[3]):.0f} MiB, "
+              f"last 10 min median {med(last, lambda r: r[3]):.0f} MiB, peak (VmHWM) {status('VmHWM')} MiB")
+        print(f"  without DuckDB's block cache: first 10 min {med(first, lambda r: r[3] - r[5]):.0f} MiB, "
+              f"last 10 min {med(last, lambda r: r[3] - r[5]):.0f} MiB; the cache: "
+              f"{med(first, lambda r: r[5]):.0f} -> {med(last, lambda r: r[5]):.0f} MiB (bounded by {limit})")
         store.close()
         print(f"database: {os.path.getsize(tmp / 'bench.duckdb') / 2**20:.0f} MiB")
     finally:

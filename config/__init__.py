@@ -51,7 +51,7 @@ class Centre(_Strict):
 class Database(_Strict):
     path: str = "data/centre.duckdb"
     # DuckDB's buffer pool; its own default is 80 % of the machine's memory
-    memory_limit: Annotated[str, Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")] = "2GB"
+    memory_limit: Annotated[str, Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")] = "1GB"
 
 
 class Collection(_Strict):

@@ -103,7 +103,7 @@ def test_dashboard_refuses_to_start_on_bad_config(cdir):
 
 
 def test_database_memory_limit_is_checked_and_applied(cdir, tmp_path):
-    edit(cdir / "centre.toml", 'memory_limit = "2GB"', 'memory_limit = "lots"')
+    edit(cdir / "centre.toml", 'memory_limit = "1GB"', 'memory_limit = "lots"')
     with pytest.raises(ConfigError) as err:
         config.load(cdir)
     assert "centre.toml" in str(err.value) and "key 'database.memory_limit'" in str(err.value)
