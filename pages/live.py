@@ -136,20 +136,19 @@ def heatmap(at) -> None:
         return
     hosts = list(dict.fromkeys(df["host"]))
     gpus = sorted(df["gpu_index"].dropna().astype(int).unique())
-    z = df.pivot_table(index="gpu_index", columns="host", values=col, aggfunc="first", dropna=False)
-    z = z.reindex(index=gpus, columns=hosts)
-    states = df.pivot_table(index="gpu_index", columns="host", values="state", aggfunc="first")
-    states = states.reindex(index=gpus, columns=hosts)
-    tenants = df.pivot_table(index="gpu_index", columns="host", values="tenant", aggfunc="first")
-    tenants = tenants.reindex(index=gpus, columns=hosts)
-    state_text = states.map(lambda v: t(f"state.{v}") if isinstance(v, str) else t("state.no_data"))
-    spaces = df.pivot_table(index="gpu_index", columns="host", values="namespace", aggfunc="first")
-    spaces = spaces.reindex(index=gpus, columns=hosts)
+
+    def grid(values: str) -> pd.DataFrame:
+        """One column of the query as a GPU x host grid, every cell present."""
+        cells = df.pivot_table(index="gpu_index", columns="host", values=values, aggfunc="first", dropna=False)
+        return cells.reindex(index=gpus, columns=hosts)
+
+    z = grid(col)
+    state_text = grid("state").map(lambda v: t(f"state.{v}") if isinstance(v, str) else t("state.no_data"))
+    tenants, spaces = grid("tenant"), grid("namespace")
     tenant_text = tenants.combine(spaces, lambda ten, ns: ten.where(
         ten.map(lambda v: isinstance(v, str)),
         ns.map(lambda v: t("heatmap.unattributed", ns=v) if isinstance(v, str) else t("heatmap.unallocated"))))
-    models = df.pivot_table(index="gpu_index", columns="host", values="model", aggfunc="first")
-    models = models.reindex(index=gpus, columns=hosts).map(lambda v: v if isinstance(v, str) else "—")
+    models = grid("model").map(lambda v: v if isinstance(v, str) else "—")
     custom = [[[state_text.iat[i, j], tenant_text.iat[i, j], models.iat[i, j]] for j in range(len(hosts))]
               for i in range(len(gpus))]
     y_labels = [t("heatmap.device_n", n=g) for g in gpus]
