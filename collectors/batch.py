@@ -240,6 +240,9 @@ class BatchBuilder:
         n = len(batch)
         scrape = Scrape(target=target, ts=ts, rows=n, lines_skipped=batch.stats.malformed,
                         issues=batch.stats.issues)
+        note = batch.stats.implausible_note()
+        if note:
+            scrape.notes.append(note)
         if n == 0:
             return scrape
         meta = batch.meta

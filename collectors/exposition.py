@@ -19,7 +19,8 @@ Two mapping features serve the other vendors. A field keyed
 `metric{label="value"}` takes only that series (AMD prints every clock as
 gpu_clock, told apart by clock_type); only lines of such metrics pay for the
 label lookup. A parse-only column (mem_total_mib) becomes a stored one at the
-end (`derive_columns`: free = total - used, for Ascend). And two label sets
+end (`finish_columns`: free = total - used, for Ascend), after values no
+device can report are screened out (config.canonical.PLAUSIBLE_RANGES). And two label sets
 that name one device id under different GPU indexes (AMD compute partitions
 sharing the card's serial number) are rejected line by line, not merged.
 """
@@ -30,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 
 from config import SELECTOR_RE, MappingFile
-from config.canonical import SAMPLE_LABELS
+from config.canonical import PLAUSIBLE_RANGES, SAMPLE_LABELS
 
 # DCGM marks "no value" with sentinels: int64 blanks start at 0x7ffffffffffffff0,
 # fp64 blanks at 2^47 (DCGM_FP64_BLANK = 140737488355328.0, +1..+3 for the
@@ -71,6 +72,22 @@ class ParseStats:
     comments: int = 0
     malformed: int = 0
     issues: list[LineIssue] = field(default_factory=list)
+    # values outside config.canonical.PLAUSIBLE_RANGES, stored as NULL:
+    # column -> [count, first device, first value]
+    implausible: dict[str, list] = field(default_factory=dict)
+
+    def implausible_note(self) -> str | None:
+        """One line for the sources page, naming each column, a device and its value."""
+        if not self.implausible:
+            return None
+        n = sum(c[0] for c in self.implausible.values())
+        parts = []
+        for col, (count, device, value) in self.implausible.items():
+            lo, hi = PLAUSIBLE_RANGES[col]
+            allowed = f"{_num(lo)}..{_num(hi)}" if hi is not None else f">= {_num(lo)}"
+            parts.append(f"{col} = {_num(value)} on {device}" + (f" (+{count - 1} more)" if count > 1 else "")
+                         + f", allowed {allowed}")
+        return f"{n} implausible value(s) stored as NULL: " + "; ".join(parts)
 
     def add_issue(self, lineno: int, reason: str, line: str) -> None:
         self.malformed += 1
@@ -384,7 +401,7 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
         raise NotExposition(
             "no Prometheus exposition text found"
             + (f" ({stats.issues[0]})" if stats.issues else " (empty input)"))
-    derive_columns(columns, len(ids))
+    finish_columns(columns, ids, stats)
     return DeviceBatch(ids, meta, columns, ts_ms, stats)
 
 
@@ -405,21 +422,50 @@ def _select(sel: tuple[str, re.Pattern[str], dict[str, tuple[str, float]]], bloc
     return sel[2].get(m.group(1)) if m is not None else None
 
 
-def derive_columns(columns: dict[str, list], n: int) -> None:
-    """Turn parse-only columns into stored ones, in place (see config.PARSE_ONLY_COLUMNS).
+def finish_columns(columns: dict[str, list], ids: list[str], stats: ParseStats) -> None:
+    """Make pivoted columns ready to store, in place. Every collector calls this
+    once its columns are pivoted (parse_devices does it itself), before the
+    event tracker sees them.
 
-    mem_total_mib becomes mem_free_mib = total - used wherever the exporter
-    printed no free memory itself. A collector that pivots a mapping's columns
-    itself, not through parse_devices, calls this before building its batch.
+    1. Implausible values (outside config.canonical.PLAUSIBLE_RANGES) become
+       NULL and are counted in stats, with the first device and value.
+    2. Parse-only columns become stored ones (config.PARSE_ONLY_COLUMNS):
+       mem_total_mib gives mem_free_mib = total - used wherever the exporter
+       printed no free memory itself.
     """
+    _screen(columns, ids, stats)
     total = columns.pop("mem_total_mib", None)
     if total is None:
         return
-    used = columns.get("mem_used_mib") or [None] * n
-    free = columns.setdefault("mem_free_mib", [None] * n)
+    used = columns.get("mem_used_mib") or [None] * len(ids)
+    free = columns.setdefault("mem_free_mib", [None] * len(ids))
     for i, (t, u) in enumerate(zip(total, used)):
-        if free[i] is None and t is not None and u is not None:
+        if free[i] is None and t is not None and u is not None and t >= u:
             free[i] = t - u
+
+
+def _screen(columns: dict[str, list], ids: list[str], stats: ParseStats) -> None:
+    for col, values in columns.items():
+        bounds = PLAUSIBLE_RANGES.get(col)
+        if bounds is None or not values:
+            continue
+        lo, hi = bounds
+        # min/max in C first: a whole column in range (the usual case) costs no Python loop
+        present = [v for v in values if v is not None] if None in values else values
+        if not present or (min(present) >= lo and (hi is None or max(present) <= hi)):
+            continue
+        for i, v in enumerate(values):
+            if v is not None and (v < lo or (hi is not None and v > hi)):
+                values[i] = None
+                seen = stats.implausible.get(col)
+                if seen is None:
+                    stats.implausible[col] = [1, ids[i], v]
+                else:
+                    seen[0] += 1
+
+
+def _num(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) and not v.is_integer() else f"{int(v):,}"
 
 
 @dataclass

@@ -52,7 +52,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from collectors.batch import ECC_XIDS, EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
-from collectors.exposition import DeviceBatch, ParseStats, device_identity
+from collectors.exposition import DeviceBatch, ParseStats, device_identity, finish_columns
 from collectors.targets import ScrapeError, Target
 from config import Config
 from config.canonical import LABEL_ROLES
@@ -265,6 +265,7 @@ class NvmlCollector:
         batch = DeviceBatch([r[0] for r in rows], [r[1] for r in rows],
                             {c: [r[2][c] for r in rows] for c in (rows[0][2] if rows else ())},
                             [None] * len(rows), ParseStats())
+        finish_columns(batch.columns, batch.ids, batch.stats)
         batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
         events = self.tracker.observe(target, ts, batch)       # before xid_last: see module docstring
         events += self._presence_events(lost, rows, events, target, ts)

@@ -57,7 +57,7 @@ import pyarrow as pa
 
 from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
 from collectors.exposition import (
-    MAX_REPORTED_ISSUES, CompiledMapping, DeviceBatch, LineIssue, ParseStats, _first, derive_columns, device_identity,
+    MAX_REPORTED_ISSUES, CompiledMapping, DeviceBatch, LineIssue, ParseStats, _first, device_identity, finish_columns,
     is_blank,
 )
 from collectors.facility import FACILITY_SCHEMA
@@ -537,8 +537,8 @@ class PrometheusCollector:
         """One exporter's scrape at t: energy deltas and events through the tracker, then into acc."""
         ids = list(devs)
         cols = {c: [devs[k][1].get(c) for k in ids] for c in dt.mapping.columns}
-        derive_columns(cols, len(ids))
-        batch = DeviceBatch(ids, [devs[k][0] for k in ids], cols, [t] * len(ids), ParseStats())
+        finish_columns(cols, ids, acc.stats)
+        batch = DeviceBatch(ids, [devs[k][0] for k in ids], cols, [t] * len(ids), acc.stats)
         batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
         acc.events.extend(self.tracker.observe(self._group_target(target, "tracker", group), _dt(t), batch))
         a = acc.dev.get(dt.name)
@@ -622,6 +622,9 @@ class PrometheusCollector:
                                      pa.array([_dt(oldest[d]) for d in sub.ids], table.schema.field("first_seen").type))
             devices.append(table)
         scrape = Scrape(target=target, ts=ts, lines_skipped=acc.stats.malformed, issues=acc.stats.issues)
+        note = acc.stats.implausible_note()
+        if note:
+            scrape.notes.append(note)
         if samples:
             scrape.samples = samples[0] if len(samples) == 1 else pa.concat_tables(samples)
             scrape.devices = devices[0] if len(devices) == 1 else pa.concat_tables(devices)

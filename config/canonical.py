@@ -37,6 +37,39 @@ SAMPLE_MEASURES: dict[str, str] = {
     "energy_delta_j": "DOUBLE",    # energy since this device's previous sample; counter resets handled
 }
 
+# What a real device can report: a value outside [low, high] (None: unbounded) is
+# an exporter's glitch or an unsupported-field sentinel (AMD prints 65535 MHz for a
+# clock it cannot read; dcgm-exporter has printed GPU utilisation of 808,334,905).
+# The parser stores NULL for it and reports it on the sources page.
+PLAUSIBLE_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "util_pct": (0, 100),
+    "gr_active": (0, 1.05),        # ratios: a little over 1 from sampling jitter is kept
+    "sm_active": (0, 1.05),
+    "tensor_active": (0, 1.05),
+    "dram_active": (0, 1.05),
+    "mem_used_mib": (0, 4 * 1024 ** 2),    # 4 TiB: beyond any accelerator's memory
+    "mem_free_mib": (0, 4 * 1024 ** 2),
+    "mem_total_mib": (0, 4 * 1024 ** 2),   # parse-only (config.PARSE_ONLY_COLUMNS)
+    "power_w": (0, 10_000),
+    "energy_j": (0, None),
+    "temp_c": (-40, 150),          # boards shut down near 100-110 C; 255 and 65535 are "no reading"
+    "mem_temp_c": (-40, 150),
+    "sm_clock_mhz": (0, 20_000),
+    "mem_clock_mhz": (0, 20_000),
+    "throttle_reasons": (0, None),
+    "xid_last": (0, None),
+    "ecc_dbe_volatile": (0, None),
+    "ecc_sbe_volatile": (0, None),
+    "ecc_dbe_aggregate": (0, None),
+    "ecc_sbe_aggregate": (0, None),
+    "remapped_rows_uncorrectable": (0, None),
+    "remapped_rows_correctable": (0, None),
+    "row_remap_pending": (0, 1),
+    "row_remap_failed": (0, 1),
+    "processes": (0, None),
+    "health": (0, 1),
+}
+
 # measures the collector derives rather than reads from a source
 DERIVED_MEASURES: tuple[str, ...] = ("energy_delta_j",)
 

@@ -462,18 +462,33 @@ def test_the_scheduler_records_the_failure_and_goes_on(cfg, store, fake):
     sched.pool.shutdown()
 
 
-def test_failed_reads_are_a_note_on_the_sources_page(cfg, store, fake):
-    fake.gpus[0].failures["nvmlDeviceGetPowerUsage"] = pynvml.NVMLError_Unknown()
+def one_scheduled_cycle(cfg, store, fake):
+    """One scheduler cycle of a fresh NVML collector; the target's row on the sources page."""
     c = NvmlCollector(cfg, host=HOST, nvml=fake)
     sched = Scheduler(store, [(c, [target()], 0)], interval_s=15)
     store.register_targets([target().as_row()])
     sched.run_cycle(T0)
     sched.pool.shutdown()
-    src = store.query("sources", now=T0 + STEP).iloc[0]
+    return store.query("sources", now=T0 + STEP).iloc[0]
+
+
+def test_failed_reads_are_a_note_on_the_sources_page(cfg, store, fake):
+    fake.gpus[0].failures["nvmlDeviceGetPowerUsage"] = pynvml.NVMLError_Unknown()
+    src = one_scheduled_cycle(cfg, store, fake)
     assert bool(src.ok) and int(src.rows) == 3
     with store.cursor() as cur:
         (note,) = cur.execute("SELECT error FROM collector_runs").fetchone()
     assert note == "NVML read(s) failed, stored as NULL: nvmlDeviceGetPowerUsage: Unknown Error"
+
+
+def test_an_implausible_reading_is_null_and_a_note_on_the_sources_page(cfg, store, fake):
+    fake.gpus[0].temp_c = 255                  # a board's "no reading", not 255 degrees
+    src = one_scheduled_cycle(cfg, store, fake)
+    assert bool(src.ok) and int(src.rows) == 3
+    assert src.last_error == f"1 implausible value(s) stored as NULL: temp_c = 255 on {GPU0}, allowed -40..150"
+    with store.cursor() as cur:
+        temps = dict(cur.execute("SELECT device_id, temp_c FROM device_samples").fetchall())
+    assert temps[GPU0] is None and temps[MIG_SMALL] is not None
 
 
 def test_start_and_stop_without_nvml_do_not_crash(cfg, fake):

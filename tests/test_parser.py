@@ -280,6 +280,50 @@ def test_each_sentinel_variant_is_null(mapping, value):
     assert b.stats.blanks == 1
 
 
+def test_implausible_values_become_null_and_are_reported(mapping):
+    # dcgm-exporter has printed GPU_UTIL 808334905 (NVIDIA/dcgm-exporter#418); 65535 is
+    # what boards print for "no reading"; power cannot be negative
+    b = parse_devices(read("implausible_values.txt"), mapping)
+    r = rows(b)
+    g0 = r["GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a70"]
+    g1 = r["GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a71"]
+    assert g0["util_pct"] is None and g1["util_pct"] == 97.0
+    assert g0["temp_c"] == 61.0 and g1["temp_c"] is None
+    assert g0["power_w"] == 612.337 and g1["power_w"] is None
+    # the rest of each GPU is kept, a ratio of exactly 1 included
+    assert (g0["sm_clock_mhz"], g1["sm_clock_mhz"]) == (1980.0, 1755.0)
+    assert (g0["tensor_active"], g1["tensor_active"]) == (0.412, 1.0)
+    assert (g0["mem_used_mib"], g1["mem_used_mib"]) == (71234.0, 68011.0)
+    assert b.stats.malformed == 0 and b.stats.samples == 12
+    assert b.stats.implausible == {
+        "util_pct": [1, "GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a70", 808334905.0],
+        "temp_c": [1, "GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a71", 65535.0],
+        "power_w": [1, "GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a71", -1.0],
+    }
+    note = b.stats.implausible_note()
+    assert note.startswith("3 implausible value(s) stored as NULL: ")
+    assert "util_pct = 808,334,905 on GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a70, allowed 0..100" in note
+    assert "temp_c = 65,535 on GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a71, allowed -40..150" in note
+
+
+def test_implausible_note_counts_repeats_and_open_ranges(mapping):
+    text = "".join(f'DCGM_FI_DEV_GPU_UTIL{{gpu="{g}",UUID="GPU-{g}",Hostname="h"}} 250\n'
+                   f'DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{{gpu="{g}",UUID="GPU-{g}",Hostname="h"}} -3\n'
+                   for g in range(3))
+    b = parse_devices(text, mapping)
+    assert b.columns["util_pct"] == [None] * 3
+    assert b.columns["ecc_dbe_volatile"] == [None] * 3
+    note = b.stats.implausible_note()
+    assert note.startswith("6 implausible value(s)")
+    assert "util_pct = 250 on GPU-0 (+2 more), allowed 0..100" in note
+    assert "ecc_dbe_volatile = -3 on GPU-0 (+2 more), allowed >= 0" in note
+
+
+def test_values_in_range_give_no_note(mapping):
+    b = parse_devices(read("dcgm4_k8s.txt"), mapping)
+    assert b.stats.implausible == {} and b.stats.implausible_note() is None
+
+
 # --- 7. string-valued lines ----------------------------------------------------------------
 
 def test_string_valued_lines(mapping):

@@ -121,7 +121,8 @@ def same(a, b) -> bool:
 @pytest.mark.parametrize("fixture, host", [
     ("dcgm4_k8s.txt", "gpu-node-017"), ("mig_h100.txt", "mig-node"), ("blank_sentinels.txt", "t4-infer-07"),
     ("lowercase_hostname.txt", "dgx-a100-04"), ("dcgm2_legacy.txt", "legacy-node"),
-    ("escaped_labels.txt", "esc-node"), ("vgpu_guest.txt", "vdi-guest-12")])
+    ("escaped_labels.txt", "esc-node"), ("vgpu_guest.txt", "vdi-guest-12"),
+    ("implausible_values.txt", "h100-train-031")])
 def test_rows_match_the_exporter_parser(cfg, fixture, host):
     """Series read through Prometheus pivot into the same rows, devices and events as the exporter's text."""
     text = read(fixture)
@@ -145,6 +146,8 @@ def test_rows_match_the_exporter_parser(cfg, fixture, host):
                 assert same(have_dev[dev][c], v), (dev, c)
         assert have_dev[dev]["target"].startswith("http://prometheus.test:9090#dcgm/")
     assert event_keys(got) == event_keys(direct)
+    assert got.notes == direct.notes           # implausible values: the same NULLs, the same note
+    assert bool(got.notes) == (fixture == "implausible_values.txt")
 
 
 @pytest.mark.parametrize("kind, fixture, host", [

@@ -111,6 +111,20 @@ def test_amd_sample_values_and_units(amd):
         (0.0, 132.0, 900.0, 196592.0 - 282.0)
 
 
+def test_amd_unreadable_clock_sentinel_is_null_and_noted(amd):
+    # GPU 7 prints 65535 MHz for a memory clock it cannot read; the rest of it is kept
+    text = read("amd", "mi300x_k8s.txt").splitlines(keepends=True)
+    i = next(i for i, line in enumerate(text)
+             if line.startswith("gpu_clock{") and 'clock_type="memory"' in line and 'gpu_id="7"' in line)
+    text[i] = text[i].rsplit(" ", 1)[0] + " 65535\n"
+    s = amd.from_text("".join(text), amd_target(), T0)
+    g7 = by_device(s.samples)[AMD_GPU7]
+    assert g7["mem_clock_mhz"] is None and g7["sm_clock_mhz"] == 132.0 and g7["util_pct"] == 0.0
+    assert s.rows == 8 and s.lines_skipped == 0
+    assert s.notes == [f"1 implausible value(s) stored as NULL: mem_clock_mhz = 65,535 on {AMD_GPU7}, "
+                       "allowed 0..20,000"]
+
+
 def test_amd_unhealthy_gpu_and_its_events(amd):
     s = amd.from_text(read("amd", "mi300x_k8s.txt"), amd_target(), T0)
     g6 = by_device(s.samples)[AMD_GPU6]
