@@ -27,6 +27,7 @@ from collectors.dcgm import DcgmCollector
 from collectors.exposition import parse_series
 from collectors.facility import FacilityCollector
 from collectors.prometheus import BackfillIncomplete, PrometheusCollector
+from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError, Target
 from config import MappingFile, Source
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
@@ -226,6 +227,32 @@ def test_events_and_energy_deltas_per_exporter_scrape(cfg):
     assert row["device_id"] == "GPU-node-a-0" and row["energy_delta_j"] == pytest.approx(2500.0)
     events = sorted((e["device_id"], e["kind"], e["code"], e["ts"].timestamp()) for e in second.events.to_pylist())
     assert events == [("GPU-node-a-0", "xid", 79, t2), ("GPU-node-a-1", "lost", None, t2)]
+
+
+def test_a_gpu_gone_from_its_exporter_reads_lost_on_the_live_page(cfg, store):
+    """The exporter behind Prometheus has no collector_runs of its own: a GPU missing from
+    its scrape is lost because the exporter's other GPUs were seen later; an exporter that
+    Prometheus could not scrape is no_data, as a direct one would be."""
+    fake = FakeProm()
+    t1, t2 = T0.timestamp(), T0.timestamp() + 15
+    put(fake, t1, "node-a", {0: {"util": 90}, 1: {"util": 80}})
+    put(fake, t1 + 0.4, "node-b", {0: {"util": 10}})
+    put(fake, t2, "node-a", {0: {"util": 70}})                       # GPU 1 gone; node-b down
+    sched = Scheduler(store, [(collector(cfg, fake, step_s=15, mappings=("dcgm",)), [target()], 0)],
+                      interval_s=15)
+    store.register_targets([target().as_row()])
+    sched.run_cycle(T0 + timedelta(seconds=5))
+    state = store.query("heatmap", now=T0 + timedelta(seconds=6), stale_s=30, cluster=None)
+    assert set(state["state"]) == {"ok"} and len(state) == 3
+    sched.run_cycle(T0 + timedelta(seconds=20))
+    sched.pool.shutdown()
+    state = store.query("heatmap", now=T0 + timedelta(seconds=21), stale_s=30, cluster=None)
+    assert dict(zip(zip(state["host"], state["gpu_index"]), state["state"])) == {
+        ("node-a", 0): "ok", ("node-a", 1): "lost", ("node-b", 0): "ok"}
+    # a minute on, node-b's newest sample is stale: no data, not lost (nothing newer came from it)
+    state = store.query("heatmap", now=T0 + timedelta(seconds=50), stale_s=30, cluster=None)
+    assert dict(zip(zip(state["host"], state["gpu_index"]), state["state"])) == {
+        ("node-a", 0): "no_data", ("node-a", 1): "lost", ("node-b", 0): "no_data"}
 
 
 def test_collect_is_incremental_thinned_to_the_step_and_catches_late_scrapes(cfg):
