@@ -231,8 +231,8 @@ def test_events_and_energy_deltas_per_exporter_scrape(cfg):
 
 def test_a_gpu_gone_from_its_exporter_reads_lost_on_the_live_page(cfg, store):
     """The exporter behind Prometheus has no collector_runs of its own: a GPU missing from
-    its scrape is lost because the exporter's other GPUs were seen later; an exporter that
-    Prometheus could not scrape is no_data, as a direct one would be."""
+    its scrapes is lost once the exporter's other GPUs were seen more than stale_s later; an
+    exporter that Prometheus could not scrape is no_data, as a direct one would be."""
     fake = FakeProm()
     t1, t2 = T0.timestamp(), T0.timestamp() + 15
     put(fake, t1, "node-a", {0: {"util": 90}, 1: {"util": 80}})
@@ -242,15 +242,19 @@ def test_a_gpu_gone_from_its_exporter_reads_lost_on_the_live_page(cfg, store):
                       interval_s=15)
     store.register_targets([target().as_row()])
     sched.run_cycle(T0 + timedelta(seconds=5))
-    state = store.query("heatmap", now=T0 + timedelta(seconds=6), stale_s=30, cluster=None)
+    state = store.query("heatmap", now=T0 + timedelta(seconds=6), stale_s=10, cluster=None)
     assert set(state["state"]) == {"ok"} and len(state) == 3
     sched.run_cycle(T0 + timedelta(seconds=20))
     sched.pool.shutdown()
-    state = store.query("heatmap", now=T0 + timedelta(seconds=21), stale_s=30, cluster=None)
+    # GPU a-1's newest sample is 15 s older than a-0's, more than stale_s: its exporter left it out
+    state = store.query("heatmap", now=T0 + timedelta(seconds=21), stale_s=10, cluster=None)
     assert dict(zip(zip(state["host"], state["gpu_index"]), state["state"])) == {
-        ("node-a", 0): "ok", ("node-a", 1): "lost", ("node-b", 0): "ok"}
-    # a minute on, node-b's newest sample is stale: no data, not lost (nothing newer came from it)
-    state = store.query("heatmap", now=T0 + timedelta(seconds=50), stale_s=30, cluster=None)
+        ("node-a", 0): "ok", ("node-a", 1): "lost", ("node-b", 0): "no_data"}
+    # with a longer stale_s, 15 s apart is within one exporter's spread of sample times
+    state = store.query("heatmap", now=T0 + timedelta(seconds=21), stale_s=30, cluster=None)
+    assert set(state["state"]) == {"ok"}
+    # later, everything is stale; a-1 stays lost
+    state = store.query("heatmap", now=T0 + timedelta(seconds=50), stale_s=10, cluster=None)
     assert dict(zip(zip(state["host"], state["gpu_index"]), state["state"])) == {
         ("node-a", 0): "no_data", ("node-a", 1): "lost", ("node-b", 0): "no_data"}
 

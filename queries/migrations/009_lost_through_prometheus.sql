@@ -2,13 +2,16 @@
 -- Prometheus scraped (devices.target "<prometheus url>#<table>/<instance>"), which has no
 -- collector_runs of its own, so 008's rule never applied and a GPU that fell off the bus
 -- read as no_data, like an exporter that is down. Where the endpoint has no runs, a device
--- is lost when another device of the same endpoint has a newer sample (by more than a
--- second: one exporter scrape carries one time) within the hour before at_ts.
+-- is lost when another device of the same endpoint has a sample newer than the device's
+-- own by more than stale_s: the exporter answered scrapes that left the device out.
+-- (Not by less: Huawei's npu-exporter stamps each chip with its own read time, seconds
+-- apart within one scrape.)
 --
 -- device_state(at_ts, stale_s): every known device's state at `at_ts`, from its
 -- newest sample in the hour before and its endpoint's scrape history.
 --   lost     its endpoint answered a cycle after the last one that carried the device
---            (direct targets: collector_runs; Prometheus: the endpoint's other devices)
+--            (direct targets: collector_runs; through Prometheus: its other devices
+--            were seen more than stale_s after it)
 --   no_data  no sample within stale_s (the endpoint is down or slow)
 --   unhealthy the exporter reports the device unhealthy (health = 0)
 --   xid      the newest sample carries a non-zero XID
@@ -42,7 +45,7 @@ SELECT
         WHEN e.last_ok IS NOT NULL
              AND e.last_ok > coalesce(greatest(l.ts, CASE WHEN d.last_seen <= at_ts THEN d.last_seen END),
                                       d.last_seen) THEN 'lost'
-        WHEN e.last_ok IS NULL AND c.last_ts > l.ts + INTERVAL 1 SECOND THEN 'lost'
+        WHEN e.last_ok IS NULL AND c.last_ts > l.ts + to_seconds(stale_s) THEN 'lost'
         WHEN l.ts IS NULL OR l.ts < at_ts - to_seconds(stale_s) THEN 'no_data'
         WHEN l.health = 0 THEN 'unhealthy'
         WHEN coalesce(l.xid_last, 0) <> 0 THEN 'xid'
