@@ -74,6 +74,9 @@ MAX_WINDOW_S = 3600.0
 MIN_WINDOW_S = 1.0
 UNKNOWN_RATE_WINDOW_S = 300.0   # window while the sample rate of a target is not known yet
 MAX_CHUNKS_PER_COLLECT = 4      # a collect catching up reads at most this many windows
+# Two sample times of one exporter closer than this are not two scrapes (Prometheus scrapes
+# no faster than every second): the exporter stamps its series itself, each with its own time
+OWN_STAMPS_MS = 1000
 _TOO_MANY_SAMPLES = "too many samples"
 _QUERY_SHOWN = 200              # characters of a query quoted in an error
 
@@ -144,6 +147,29 @@ class _Acc:
     events: list[dict] = field(default_factory=list)
     stats: ParseStats = field(default_factory=ParseStats)
     parse_s: float = 0.0
+    own_stamps: dict[str, tuple[int, float]] = field(default_factory=dict)   # job/instance -> (times, spread s)
+
+
+def _note_own_stamps(keys, acc: _Acc) -> None:
+    """Exporters whose series carry their own times, less than OWN_STAMPS_MS apart (Huawei's
+    npu-exporter stamps each chip with its read time). Prometheus, honouring the stamps, keeps
+    them as separate instants, and each is taken for a scrape of the exporter with one device.
+    Found per read window; named on the sources page with the fix (honor_timestamps: false)."""
+    times: dict[tuple, list[int]] = {}
+    for group, t in keys:
+        times.setdefault(group, []).append(t)
+    for group, ts in times.items():
+        if len(ts) < 2:
+            continue
+        ts.sort()
+        start, best = 0, (1, 0.0)                  # the longest run of times each < OWN_STAMPS_MS apart
+        for i in range(1, len(ts)):
+            if ts[i] - ts[i - 1] >= OWN_STAMPS_MS:
+                start = i
+            best = max(best, (i - start + 1, (ts[i] - ts[start]) / 1000))
+        if best[0] > 1:
+            name = f"{group[0]}/{group[1]}"
+            acc.own_stamps[name] = max(acc.own_stamps.get(name, best), best)
 
 
 def _ms(ts: datetime) -> int:
@@ -472,6 +498,7 @@ class PrometheusCollector:
         instants: list[tuple[int, Callable[[], None]]] = []
         for dt in self.device_tables:
             rows = self._pivot_devices(dt, results.get(dt.name, ()), stats)
+            _note_own_stamps(rows.keys(), acc)
             for group, t in self._select(p, dt.name, rows.keys(), floor, step):
                 instants.append((t, lambda dt=dt, group=group, t=t, devs=rows[(group, t)]:
                                  self._deliver_devices(target, dt, group, t, devs, acc)))
@@ -625,6 +652,11 @@ class PrometheusCollector:
         note = acc.stats.implausible_note()
         if note:
             scrape.notes.append(note)
+        for exporter, (times, spread) in sorted(acc.own_stamps.items()):
+            scrape.notes.append(
+                f"exporter {exporter} stamps its samples itself ({times} different times within {spread:.1f} s), "
+                "so Prometheus keeps them apart and most of its devices are missed; set "
+                "honor_timestamps: false on its scrape job in Prometheus")
         if samples:
             scrape.samples = samples[0] if len(samples) == 1 else pa.concat_tables(samples)
             scrape.devices = devices[0] if len(devices) == 1 else pa.concat_tables(devices)

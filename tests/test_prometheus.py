@@ -183,6 +183,32 @@ def test_amd_and_ascend_through_prometheus_match_their_exporters(cfg, kind, fixt
             (row["vendor"], row["model"], row["catalogue_model"])
 
 
+def test_an_exporter_stamping_each_series_itself_is_named_with_the_fix(cfg):
+    """Huawei's npu-exporter stamps each chip with its own read time. A Prometheus honouring
+    those stamps (its default) stores one instant per chip; the sources page says so and how
+    to fix it (honor_timestamps: false), rather than the loss going unnoticed."""
+    text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
+    series, _ = parse_series(text)
+    fake = FakeProm()
+    for s in series:
+        if s.ts_ms is not None:
+            fake.add({"__name__": s.name, **s.labels, "instance": "ascend-node-01:8082", "job": "npu"},
+                     s.ts_ms / 1000, s.value)
+    newest = max(s.ts_ms for s in series if s.ts_ms is not None) / 1000
+    got = collector(cfg, fake, mappings=("ascend",), host_from="target").collect(
+        target(), datetime.fromtimestamp(newest + 30, UTC))
+    assert got.notes == [
+        "exporter npu/ascend-node-01:8082 stamps its samples itself (16 different times within 4.6 s), "
+        "so Prometheus keeps them apart and most of its devices are missed; set honor_timestamps: false "
+        "on its scrape job in Prometheus"]
+    # stamped with the scrape's time instead, every chip arrives and nothing is noted
+    fake = FakeProm()
+    fake.add_text(text, newest, instance="ascend-node-01:8082", job="npu")
+    got = collector(cfg, fake, mappings=("ascend",), host_from="target").collect(
+        target(), datetime.fromtimestamp(newest + 30, UTC))
+    assert got.notes == [] and got.samples.num_rows == 8
+
+
 def event_keys(scrape) -> list[tuple]:
     return sorted((e["device_id"], e["kind"], e["code"]) for e in (scrape.events.to_pylist() if scrape.events else []))
 
