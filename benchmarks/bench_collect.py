@@ -18,6 +18,7 @@ Goal (issue 3): one cycle < 5 s on the 2-core machine; memory flat over an hour.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import statistics
@@ -26,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,6 +54,31 @@ for t in srv.targets():
 print("READY", flush=True)
 time.sleep(10**6)
 """
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Mallinfo2
+        return libc
+    except (OSError, AttributeError):        # not glibc >= 2.33: no heap breakdown
+        return None
+
+
+LIBC = _libc()
+
+
+def heap() -> tuple[int, int]:
+    """glibc's malloc: (MiB in use, MiB held free by its arenas), or (-1, -1) where unknown."""
+    if LIBC is None:
+        return -1, -1
+    m = LIBC.mallinfo2()
+    return (m.uordblks + m.hblkhd) // 2**20, m.fordblks // 2**20
 
 
 def status(field: str) -> int:
@@ -100,7 +128,7 @@ def main() -> None:
         print(f"{n_dcgm} exporters x 8 GPUs + {len(jobs[1][1])} facility meter(s); interval {args.interval:g} s; "
               f"{args.minutes:g} min; {os.cpu_count()} cores; DuckDB memory_limit {limit}")
         print(f"{'cycle':>5} {'wall s':>7} {'answered':>9} {'cpu s':>6} {'ok':>5} {'fail':>4} {'rows':>6} {'rss MiB':>8} "
-              f"{'duckdb MiB':>10}")
+              f"{'duckdb MiB':>10} {'heap used':>9} {'heap free':>9} {'arrow MiB':>9}")
         rows = []
         end = time.time() + args.minutes * 60
         i = 0
@@ -111,9 +139,11 @@ def main() -> None:
             rss = status("VmRSS")
             with store.cursor() as cur:
                 duck = int(cur.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0] // 2**20)
-            rows.append((time.time(), rep.scrape_s, cpu, rss, rep.answered_s, duck))
+            used, free = heap()
+            arrow = pa.total_allocated_bytes() // 2**20
+            rows.append((time.time(), rep.scrape_s, cpu, rss, rep.answered_s, duck, used, free, arrow))
             print(f"{i:>5} {rep.scrape_s:>7.2f} {rep.answered_s:>9.2f} {cpu:>6.2f} {rep.ok:>5} {rep.failed:>4} "
-                  f"{rep.rows:>6} {rss:>8} {duck:>10}", flush=True)
+                  f"{rep.rows:>6} {rss:>8} {duck:>10} {used:>9} {free:>9} {arrow:>9}", flush=True)
             i += 1
             now = time.time()
             time.sleep(max(0.0, args.interval - now % args.interval))
@@ -141,6 +171,16 @@ def main() -> None:
         print(f"  without DuckDB's block cache: first 10 min {med(first, lambda r: r[3] - r[5]):.0f} MiB, "
               f"last 10 min {med(last, lambda r: r[3] - r[5]):.0f} MiB; the cache: "
               f"{med(first, lambda r: r[5]):.0f} -> {med(last, lambda r: r[5]):.0f} MiB (bounded by {limit})")
+        for label, k in (("glibc malloc in use", 6), ("glibc malloc held free", 7), ("Arrow pool in use", 8)):
+            print(f"  {label}: first 10 min {med(first, lambda r: r[k]):.0f} MiB, last 10 min {med(last, lambda r: r[k]):.0f} MiB")
+        print("memory by 10-minute window (medians, MiB):")
+        print(f"  {'minutes':>9} {'cycles':>6} {'rss':>5} {'duckdb':>6} {'rest':>5} {'heap used':>9} {'heap free':>9}")
+        for w in range(0, int((rows[-1][0] - t0) // 600) + 1):
+            sel = [r for r in rows if w * 600 <= r[0] - t0 < (w + 1) * 600]
+            if sel:
+                print(f"  {w * 10:>4}-{w * 10 + 10:<4} {len(sel):>6} {med(sel, lambda r: r[3]):>5.0f} "
+                      f"{med(sel, lambda r: r[5]):>6.0f} {med(sel, lambda r: r[3] - r[5]):>5.0f} "
+                      f"{med(sel, lambda r: r[6]):>9.0f} {med(sel, lambda r: r[7]):>9.0f}")
         store.close()
         print(f"database: {os.path.getsize(tmp / 'bench.duckdb') / 2**20:.0f} MiB")
     finally:
