@@ -120,7 +120,7 @@ def by_model(at) -> None:
                                                     df["catalogue_model"])],
     })
     st.markdown(f"**{t('models.title')}**")
-    st.dataframe(view, hide_index=True, width="stretch", height=38 + 35 * len(view))
+    st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view)))
 
 
 def heatmap(at) -> None:
@@ -197,7 +197,7 @@ def problems(at) -> None:
         t("problems.col.gpu"): df["gpu_index"].map(lambda v: "—" if ui.missing(v) else str(int(v))),
         t("problems.col.detail"): df.apply(_detail_text, axis=1),
     })
-    st.dataframe(view, hide_index=True, width="stretch", height=320)
+    st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view), max_rows=8))
 
 
 @st.fragment(run_every=C.ui.refresh_s)

@@ -79,7 +79,7 @@ def sources_view() -> None:
             axis=1),
         t("sources.col.target"): df["target"],
     })
-    st.dataframe(view, hide_index=True, width="stretch", height=min(38 + 35 * len(view), 640),
+    st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view), max_rows=17),
                  column_config={t("sources.col.error"): st.column_config.TextColumn(width="large"),
                                 t("sources.col.target"): st.column_config.TextColumn(width="medium")})
     st.download_button(t("sources.download"), df.to_csv(index=False).encode(), file_name="sources.csv",

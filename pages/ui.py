@@ -68,6 +68,12 @@ def missing(v: object) -> bool:
     return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
 
 
+def table_height(rows: int, max_rows: int | None = None) -> int:
+    """Pixels for st.dataframe to show `rows` rows without empty ones; beyond max_rows it scrolls."""
+    shown = rows if max_rows is None else min(rows, max_rows)
+    return 38 + 35 * max(shown, 1)
+
+
 def fmt_num(v: object, digits: int = 0, unit: str = "") -> str:
     if missing(v):
         return "—"
