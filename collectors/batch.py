@@ -17,7 +17,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from collectors.attribution import Attributor
-from collectors.exposition import DeviceBatch, LineIssue
+from collectors.exposition import DeviceBatch, LineIssue, ParseStats
 from collectors.targets import Target
 from config import Config
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES, THERMAL_THROTTLE_MASK
@@ -69,6 +69,16 @@ class Scrape:
     issues: list[LineIssue] = field(default_factory=list)
     parse_s: float = 0.0
     notes: list[str] = field(default_factory=list)     # non-fatal problems, shown on the sources page
+
+    @classmethod
+    def parsed(cls, target: Target, ts: datetime, stats: ParseStats, **fields) -> Scrape:
+        """A scrape carrying what its parse counted: skipped lines, their issues, and the
+        note naming implausible values stored as NULL."""
+        scrape = cls(target=target, ts=ts, lines_skipped=stats.malformed, issues=stats.issues, **fields)
+        note = stats.implausible_note()
+        if note:
+            scrape.notes.append(note)
+        return scrape
 
 
 def _num(v):
@@ -238,11 +248,7 @@ class BatchBuilder:
 
     def build(self, batch: DeviceBatch, target: Target, ts: datetime) -> Scrape:
         n = len(batch)
-        scrape = Scrape(target=target, ts=ts, rows=n, lines_skipped=batch.stats.malformed,
-                        issues=batch.stats.issues)
-        note = batch.stats.implausible_note()
-        if note:
-            scrape.notes.append(note)
+        scrape = Scrape.parsed(target, ts, batch.stats, rows=n)
         if n == 0:
             return scrape
         meta = batch.meta

@@ -67,6 +67,5 @@ class FacilityCollector:
             column, scale = f
             row[column] = None if s.value is None else s.value * scale
         table = pa.Table.from_pylist(list(rows.values()), schema=FACILITY_SCHEMA)
-        return Scrape(target=target, ts=ts, facility=table, rows=table.num_rows,
-                      lines_skipped=stats.malformed, issues=stats.issues,
-                      parse_s=time.perf_counter() - t0)
+        return Scrape.parsed(target, ts, stats, facility=table, rows=table.num_rows,
+                             parse_s=time.perf_counter() - t0)

@@ -648,10 +648,7 @@ class PrometheusCollector:
             table = table.set_column(table.schema.get_field_index("first_seen"), "first_seen",
                                      pa.array([_dt(oldest[d]) for d in sub.ids], table.schema.field("first_seen").type))
             devices.append(table)
-        scrape = Scrape(target=target, ts=ts, lines_skipped=acc.stats.malformed, issues=acc.stats.issues)
-        note = acc.stats.implausible_note()
-        if note:
-            scrape.notes.append(note)
+        scrape = Scrape.parsed(target, ts, acc.stats)
         for exporter, (times, spread) in sorted(acc.own_stamps.items()):
             scrape.notes.append(
                 f"exporter {exporter} stamps its samples itself ({times} different times within {spread:.1f} s), "
