@@ -83,6 +83,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
         print(f"  skipped {issue}", file=sys.stderr)
     if s.malformed > len(s.issues):
         print(f"  ... and {s.malformed - len(s.issues)} more", file=sys.stderr)
+    note = s.implausible_note()
+    if note:
+        print(f"  {note}", file=sys.stderr)
     return 0
 
 

@@ -108,6 +108,15 @@ def test_parse_blank_sentinels_print_null():
     assert "3 blank value(s) stored as null" in proc.stderr
 
 
+def test_parse_names_implausible_values_it_stored_as_null():
+    proc = run_parse(str(FIXTURES / "implausible_values.txt"))
+    assert proc.returncode == 0, proc.stderr
+    g0 = records(proc)["GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a70"]
+    assert g0["util_pct"] is None and g0["temp_c"] == 61.0
+    assert ("  3 implausible value(s) stored as NULL: util_pct = 808,334,905 on "
+            "GPU-1d2e3f40-aa11-4b22-8c33-d44e55f66a70, allowed 0..100; ") in proc.stderr
+
+
 # The apache case fails today: see the error-body bug in tests/test_parser.py.
 @pytest.mark.parametrize("page", ["html_nginx_502.txt", "html_apache_503.txt"])
 def test_html_on_stdin_exits_1(page):
