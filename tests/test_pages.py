@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 import config
 from collectors.dcgm import DcgmCollector
 from collectors.scheduler import Scheduler
+from pages import ui
 from queries import Store
 from test_live import A, B, FakeFloor, text_b
 from test_store import dcgm_text
@@ -139,7 +140,10 @@ def mixed_seeded(tmp_path, monkeypatch):
     (cdir / "centre.toml").write_text(text.replace('path = "data/mixed-fleet.duckdb"', f'path = "{db}"'))
     cfg = config.load(cdir)
     store = Store(db)
-    at = calm_instant(Floor(cfg), datetime.now(timezone.utc).timestamp() - 600)   # every exporter answers
+    # an instant when every exporter answers (the simulator has outages; a calm one can be
+    # over an hour away from now), and the page's clock pinned a few seconds after it
+    at = calm_instant(Floor(cfg), datetime.now(timezone.utc).timestamp() - 600)
+    monkeypatch.setattr(ui, "now", lambda: datetime.fromtimestamp(at + 5, timezone.utc))
     rt = Runtime(cfg, store, backfill=False, clock=lambda: at).start()
     try:
         assert wait_for(lambda: rt.scheduler.cycles >= 1), "no collection cycle within 60 s"
