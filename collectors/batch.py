@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors.attribution import Attributor
 from collectors.exposition import DeviceBatch, LineIssue, ParseStats
@@ -79,6 +80,15 @@ class Scrape:
         if note:
             scrape.notes.append(note)
         return scrape
+
+    def oldest_sample_ts(self) -> datetime | None:
+        """The earliest time a device row of this scrape carries: the tick, unless the exporter
+        stamps its samples itself (Huawei's npu-exporter: each chip at its cache read time).
+        Its collector_runs row records this, so every device the scrape carried has a sample at
+        or after its run's time, and one it left out (lost) falls behind."""
+        if self.samples is None or not self.samples.num_rows:
+            return None
+        return pc.min(self.samples["ts"]).as_py()
 
 
 def _num(v):

@@ -128,8 +128,8 @@ class Scheduler:
                     first = scrape.issues[0] if scrape.issues else None
                     notes.insert(0, f"{scrape.lines_skipped} malformed line(s) skipped"
                                  + (f"; first: {first}" if first else ""))
-                runs.append(_run(started, ts, target, duration, scrape.rows, scrape.lines_skipped, True,
-                                 "; ".join(notes) or None))
+                runs.append(_run(started, scrape.oldest_sample_ts() or ts, target, duration, scrape.rows,
+                                 scrape.lines_skipped, True, "; ".join(notes) or None))
                 return scrape, runs
             except Exception as exc:  # every failure is recorded, none stops the cycle
                 duration = time.perf_counter() - t0

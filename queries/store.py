@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MACROS_DIR = Path(__file__).resolve().parent / "macros"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 _LOCK_RE = re.compile(r"PID (\d+)")
@@ -83,6 +84,18 @@ def migrations() -> list[tuple[int, str, str]]:
     return out
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT on `con`, ROLLBACK if the block raises."""
+    con.execute("BEGIN").fetchall()
+    try:
+        yield con
+        con.execute("COMMIT").fetchall()
+    except Exception:
+        con.execute("ROLLBACK").fetchall()
+        raise
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Apply migrations not yet applied, each in its own transaction; return those applied."""
     con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -92,17 +105,25 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     for version, name, sql in migrations():
         if version in done:
             continue
-        con.execute("BEGIN").fetchall()
-        try:
+        with transaction(con):
             for statement in _statements(sql):
                 con.execute(statement).fetchall()
             con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name]).fetchall()
-            con.execute("COMMIT").fetchall()
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
         applied.append(version)
     return applied
+
+
+def create_macros(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """(Re-)create the shared macros (queries/macros/*.sql) in one transaction; return their files.
+    They are definitions, not schema history: the writer replaces them on every open, so a
+    changed macro takes effect without a migration restating it."""
+    names = []
+    with transaction(con):
+        for p in sorted(MACROS_DIR.glob("*.sql")):
+            for statement in _statements(p.read_text()):
+                con.execute(statement).fetchall()
+            names.append(p.stem)
+    return names
 
 
 def _statements(sql: str) -> list[str]:
@@ -138,7 +159,9 @@ class Store:
         self.con = connect(path, read_only=read_only, memory_limit=memory_limit)
         if not read_only:
             migrate(self.con)
+            create_macros(self.con)
         self.write_lock = threading.Lock()
+        self._devices = _DeviceRows()
         self._closed = False
 
     @contextmanager
@@ -162,14 +185,8 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.write_lock, self.cursor() as cur:
-            cur.execute("BEGIN").fetchall()
-            try:
-                yield cur
-                cur.execute("COMMIT").fetchall()
-            except Exception:
-                cur.execute("ROLLBACK").fetchall()
-                raise
+        with self.write_lock, self.cursor() as cur, transaction(cur):
+            yield cur
 
     def write_scrape(self, *, samples: pa.Table | None = None, devices: pa.Table | None = None,
                      events: pa.Table | None = None, facility: pa.Table | None = None,
@@ -179,15 +196,21 @@ class Store:
                  (events, "batch_events", _INSERT_EVENTS), (facility, "batch_facility", _INSERT_FACILITY),
                  (runs, "batch_runs", _INSERT_RUNS)]
         stored = 0
+        written: list[dict] = []
         with self._tx() as cur:
             for table, name, sql in steps:
+                if name == "batch_devices" and table is not None:
+                    table = self._devices.changed(cur, table)
                 if table is None or not table.num_rows:
                     continue
                 cur.register(name, table)
                 result = cur.execute(sql).fetchall()
+                if name == "batch_devices":
+                    written = cur.sql(_DEVICES_WRITTEN).to_arrow_table().to_pylist()
                 cur.unregister(name)
                 if name == "batch_samples":
                     stored = result[0][0]
+        self._devices.remember(written)          # only once committed
         return stored
 
     def register_targets(self, rows: list[dict]) -> None:
@@ -247,6 +270,60 @@ class Store:
                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at""",
                         [key, value]).fetchall()
 
+
+class _DeviceRows:
+    """What `devices` holds, so a flush upserts only the device rows that would change it.
+
+    Every scrape carries every device it saw, but a device's attributes rarely change:
+    upserting them all with each flush (about ten a cycle) UPDATEs the same rows again
+    and again, and DuckDB keeps memory from every UPDATE until the database is closed
+    (duckdb/duckdb#9263): about 10 MiB an hour per 1,000 devices, measured with
+    benchmarks/bench_collect.py. So a row is written when the device is new, an
+    attribute changes (as the upsert merges it: the coalesced columns only when the new
+    value is not NULL), it was seen earlier than first_seen (back-fill), it moves to
+    another endpoint, or last_seen would move by SEEN_EVERY_S or more. devices.last_seen
+    is therefore up to SEEN_EVERY_S behind the newest sample; the device_state macro
+    takes the last time a device was carried from its samples, not from last_seen.
+    Used under the store's write lock."""
+
+    SEEN_EVERY_S = 600.0
+    _MERGED = ("model", "pci_bus_id", "mem_total_mib", "driver_version")    # coalesce(new, old)
+    _SET = ("vendor", "catalogue_model", "peak_dense_tflops", "host", "cluster", "site", "gpu_index",
+            "uuid", "mig_parent", "mig_profile", "source")
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] | None = None       # device_id -> the stored row
+        self.upserted = 0                               # device rows written since the store opened
+
+    def changed(self, cur: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+        if self.rows is None:
+            self.rows = {r["device_id"]: r for r in cur.sql("SELECT * FROM devices").to_arrow_table().to_pylist()}
+        keep = [i for i, row in enumerate(table.to_pylist()) if self._differs(row)]
+        return table if len(keep) == table.num_rows else table.take(pa.array(keep, pa.int64()))
+
+    def _differs(self, new: dict) -> bool:
+        old = self.rows.get(new["device_id"])
+        if old is None:
+            return True
+        if any(new[c] != old[c] for c in self._SET if c in new):
+            return True
+        if any(new[c] is not None and new[c] != old[c] for c in self._MERGED if c in new):
+            return True
+        if old["first_seen"] is None or old["last_seen"] is None:
+            return True
+        if new["first_seen"] < old["first_seen"]:
+            return True
+        if new["target"] != old["target"] and new["last_seen"] >= old["last_seen"]:
+            return True
+        return (new["last_seen"] - old["last_seen"]).total_seconds() >= self.SEEN_EVERY_S
+
+    def remember(self, written: list[dict]) -> None:
+        self.upserted += len(written)
+        if self.rows is not None:
+            self.rows.update((r["device_id"], r) for r in written)
+
+
+_DEVICES_WRITTEN = "SELECT * FROM devices WHERE device_id IN (SELECT device_id FROM batch_devices)"
 
 _UPSERT_DEVICES = """
 INSERT INTO devices BY NAME SELECT * FROM batch_devices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -238,7 +239,10 @@ def test_an_exporter_stamping_its_cache_time_is_not_lost(cfg, store):
     sched.run_cycle(tick + timedelta(seconds=15))      # the exporter's cache has not moved on
     states = store.query("heatmap", now=tick + timedelta(seconds=20), stale_s=60, cluster=None)
     assert len(states) == 8 and set(states["state"]) <= {"ok", "unhealthy", "thermal"}
-    gone = "\n".join(line for line in text.splitlines() if 'id="7"' not in line) + "\n"
+    # the cache's next read (every stamp 15 s on) no longer has chip 7: the scrape's oldest stamp
+    # is now newer than chip 7's newest, so its endpoint answered a cycle that left it out
+    moved = re.sub(r" (\d{13})$", lambda m: f" {int(m.group(1)) + 15_000}", text, flags=re.M)
+    gone = "\n".join(line for line in moved.splitlines() if 'id="7"' not in line) + "\n"
     floor.responses[npu.url] = gone
     sched.run_cycle(tick + timedelta(seconds=30))
     sched.pool.shutdown()

@@ -59,6 +59,23 @@ def test_migrations_from_empty_and_rerun(tmp_path):
     s2.close()
 
 
+
+def test_writer_replaces_an_outdated_macro_on_open(tmp_path):
+    """Macros live in queries/macros/, not in migrations: a file written by an older
+    version (here: a device_state that calls every device 'stale') gets today's
+    definition the next time the writer opens it, with no migration."""
+    path = tmp_path / "c.duckdb"
+    s = Store(path)
+    s.con.execute("""CREATE OR REPLACE MACRO device_state(at_ts, stale_s) AS TABLE
+                     SELECT device_id, 'stale' AS state FROM devices""").fetchall()
+    s.close()
+    s2 = Store(path)
+    cols = [r[0] for r in s2.con.execute(
+        "DESCRIBE SELECT * FROM device_state(now(), 60)").fetchall()]
+    assert "state" in cols and "physical_id" in cols and "allocated" in cols
+    assert migrate(s2.con) == []
+    s2.close()
+
 def test_schema_matches_canonical_model(store):
     cols = dict(store.con.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'device_samples'").fetchall())
@@ -89,9 +106,34 @@ def test_retried_scrape_stores_each_sample_once(cfg, store):
     later = scrape(cfg, T0 + timedelta(seconds=15))
     assert write(store, later) == 2
     assert store.con.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == 4
-    first, last = store.con.execute(
-        "SELECT first_seen, last_seen FROM devices WHERE device_id = 'GPU-0000'").fetchall()[0]
-    assert (first, last) == (T0, T0 + timedelta(seconds=15))
+
+
+def test_unchanged_devices_are_not_rewritten_each_flush(cfg, store):
+    """The devices upsert runs for a device only when its row would change: new, an
+    attribute changed, or last_seen moved by SEEN_EVERY_S (DuckDB keeps memory from
+    every UPDATE until close). Samples are stored every time."""
+    every = timedelta(seconds=store._devices.SEEN_EVERY_S)
+    col = DcgmCollector(cfg)
+    write(store, col.from_text(dcgm_text(), TARGET, T0))
+    assert store._devices.upserted == 2
+    for k in range(1, 5):                # a minute of 15 s cycles: same devices, nothing to update
+        assert write(store, col.from_text(dcgm_text(), TARGET, T0 + timedelta(seconds=15 * k))) == 2
+    assert store._devices.upserted == 2
+    assert store.con.execute("SELECT last_seen FROM devices WHERE device_id = 'GPU-0000'").fetchall()[0][0] == T0
+    moved = col.from_text(dcgm_text(), Target(url="http://node-a:9401/metrics", source="test", kind="dcgm",
+                                              site="sh-lingang", cluster="train-a", host="node-a"),
+                          T0 + timedelta(seconds=75))
+    write(store, moved)                  # another endpoint reports it now: written at once
+    assert store._devices.upserted == 4
+    assert store.con.execute("SELECT target, last_seen FROM devices WHERE device_id = 'GPU-0000'").fetchall()[0] \
+        == ("http://node-a:9401/metrics", T0 + timedelta(seconds=75))
+    write(store, col.from_text(dcgm_text(), TARGET, T0 + every + timedelta(seconds=75)))
+    first, last, target = store.con.execute(
+        "SELECT first_seen, last_seen, target FROM devices WHERE device_id = 'GPU-0000'").fetchall()[0]
+    assert (first, last, target) == (T0, T0 + every + timedelta(seconds=75), TARGET.url)
+    write(store, col.from_text(dcgm_text(), TARGET, T0 - timedelta(hours=1)))       # back-fill: first_seen moves
+    assert store.con.execute("SELECT first_seen FROM devices WHERE device_id = 'GPU-0000'").fetchall()[0][0] \
+        == T0 - timedelta(hours=1)
 
 
 def test_events_are_stored_once(cfg, store):

@@ -1,36 +1,5 @@
--- device_state(at_ts, stale_s): every known device's state at `at_ts`, from its
--- newest sample in the hour before and its endpoint's scrape history.
---   lost     its endpoint answered after the device was last seen (fell off the bus)
---   no_data  no sample within stale_s (the endpoint is down or slow)
---   xid      the newest sample carries a non-zero XID
---   thermal  the newest sample's clocks-event mask has a thermal bit (0x08|0x20|0x40)
---   ok       otherwise
-CREATE OR REPLACE MACRO device_state(at_ts, stale_s) AS TABLE
-WITH latest AS (
-    SELECT * FROM device_samples
-    WHERE ts > at_ts - INTERVAL 1 HOUR AND ts <= at_ts
-    QUALIFY row_number() OVER (PARTITION BY device_id ORDER BY ts DESC) = 1
-),
-endpoint AS (
-    SELECT target, max(started_at) FILTER (WHERE ok) AS last_ok
-    FROM collector_runs
-    WHERE started_at > at_ts - INTERVAL 1 HOUR AND started_at <= at_ts
-    GROUP BY target
-)
-SELECT
-    d.device_id, d.host, d.cluster, d.site, d.gpu_index, d.model, d.catalogue_model,
-    d.peak_dense_tflops, d.mig_parent, d.mig_profile,
-    coalesce(d.mig_parent, d.device_id) AS physical_id,
-    l.ts, l.util_pct, l.sm_active, l.tensor_active, l.mem_used_mib, d.mem_total_mib,
-    l.power_w, l.temp_c, l.throttle_reasons, l.xid_last, l.tenant, l.namespace, l.pod,
-    CASE
-        WHEN e.last_ok IS NOT NULL AND e.last_ok > coalesce(l.ts, d.last_seen) THEN 'lost'
-        WHEN l.ts IS NULL OR l.ts < at_ts - to_seconds(stale_s) THEN 'no_data'
-        WHEN coalesce(l.xid_last, 0) <> 0 THEN 'xid'
-        WHEN (coalesce(l.throttle_reasons, 0) & 104) <> 0 THEN 'thermal'
-        ELSE 'ok'
-    END AS state,
-    (l.pod IS NOT NULL OR l.tenant IS NOT NULL OR l.job IS NOT NULL) AS allocated
-FROM devices d
-LEFT JOIN latest l USING (device_id)
-LEFT JOIN endpoint e ON e.target = d.target;
+-- 002: the device_state(at_ts, stale_s) macro: every device's state (lost, no_data,
+-- xid, thermal, ok) at a moment.
+--
+-- The macro this migration defined now lives in queries/macros/device_state.sql,
+-- re-created by the writer on every open; this note keeps the history.
