@@ -34,6 +34,13 @@ scrape is "lost", an exporter Prometheus could not scrape is simply absent (not
 every GPU lost). A device's `devices.target` is `<prometheus url>#<job>/<instance>`,
 the exporter behind Prometheus that reported it.
 
+An exporter that stamps its series itself (Huawei's npu-exporter: each chip at the time it
+read it) reaches Prometheus, which keeps such stamps by default, as a run of instants well
+under a second apart; `_scrapes` makes each run one scrape again, its rows at their own times,
+and holds back a run a read window may have cut until the next read. Such stamps can be older
+than the scrape by the exporter's cache age; LATE_S must cover that age plus Prometheus's
+scrape interval for a live read to see them (a back-fill reads them whatever their age).
+
 `step_s` thins the delivered samples to at most one per exporter per step (the
 collection interval by default), so a Prometheus scraping every 5 s does not
 triple the store; 0 keeps every raw sample.
@@ -135,6 +142,7 @@ class _Progress:
     cursors: dict[tuple, int] = field(default_factory=dict)   # (table, group) -> newest delivered sample
     rate: float | None = None             # samples per second of data, sizes windows
     max_window_ms: int | None = None      # the largest window Prometheus accepted after refusing a bigger one
+    own_stamps: set[tuple] = field(default_factory=set)       # exporters that stamp their series themselves
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -147,29 +155,61 @@ class _Acc:
     events: list[dict] = field(default_factory=list)
     stats: ParseStats = field(default_factory=ParseStats)
     parse_s: float = 0.0
-    own_stamps: dict[str, tuple[int, float]] = field(default_factory=dict)   # job/instance -> (times, spread s)
 
 
-def _note_own_stamps(keys, acc: _Acc) -> None:
-    """Exporters whose series carry their own times, less than OWN_STAMPS_MS apart (Huawei's
-    npu-exporter stamps each chip with its read time). Prometheus, honouring the stamps, keeps
-    them as separate instants, and each is taken for a scrape of the exporter with one device.
-    Found per read window; named on the sources page with the fix (honor_timestamps: false)."""
+def _scrapes(rows: dict[tuple, dict[str, list]], lo: int, hi: int,
+             own: set[tuple]) -> tuple[dict[tuple, dict[str, list]], int | None]:
+    """One window's instants, (group, t) -> device -> [meta, columns], as the exporters' scrapes:
+    (group, T) -> device -> [meta, columns, the device's own time], T the scrape's newest time.
+
+    An exporter whose series carry their own times (Huawei's npu-exporter stamps each chip, and
+    each metric family, with the time it read it) reaches Prometheus, which honours the stamps by
+    default, as a run of instants less than OWN_STAMPS_MS apart. Such a run is one scrape; it
+    ends at a gap of OWN_STAMPS_MS or where a series it already holds comes again (the next
+    refresh of the exporter's cache). Each device row keeps the earliest time it was read at.
+    `own` remembers the exporters seen doing this. Their last scrape in the window is held back
+    when it ends within OWN_STAMPS_MS of `hi` (it may go on after it) and does not begin at the
+    window's start; the earliest time held back is returned, the next read must start before it."""
     times: dict[tuple, list[int]] = {}
-    for group, t in keys:
+    for group, t in rows:
         times.setdefault(group, []).append(t)
+    out: dict[tuple, dict[str, list]] = {}
+    held: int | None = None
+
+    def series(group, t) -> set:
+        return {(k, c) for k, r in rows[(group, t)].items() for c in (r[1] or ("",))}
+
     for group, ts in times.items():
-        if len(ts) < 2:
-            continue
         ts.sort()
-        start, best = 0, (1, 0.0)                  # the longest run of times each < OWN_STAMPS_MS apart
-        for i in range(1, len(ts)):
-            if ts[i] - ts[i - 1] >= OWN_STAMPS_MS:
-                start = i
-            best = max(best, (i - start + 1, (ts[i] - ts[start]) / 1000))
-        if best[0] > 1:
-            name = f"{group[0]}/{group[1]}"
-            acc.own_stamps[name] = max(acc.own_stamps.get(name, best), best)
+        runs, cur, seen = [], [ts[0]], None
+        for t in ts[1:]:
+            if t - cur[-1] < OWN_STAMPS_MS:
+                if seen is None:
+                    seen = series(group, cur[0])
+                new = series(group, t)
+                if not new & seen:
+                    cur.append(t)
+                    seen |= new
+                    continue
+            runs.append(cur)
+            cur, seen = [t], None
+        runs.append(cur)
+        if any(len(r) > 1 for r in runs):
+            own.add(group)
+        if group in own and hi - runs[-1][-1] < OWN_STAMPS_MS and runs[-1][0] - 1 > lo:
+            held = runs[-1][0] if held is None else min(held, runs[-1][0])
+            runs.pop()
+        for run in runs:
+            merged: dict[str, list] = {}
+            for t in run:
+                for key, (meta, cols) in rows[(group, t)].items():
+                    m = merged.get(key)
+                    if m is None:
+                        merged[key] = [meta, dict(cols), t]
+                    else:
+                        m[1].update(cols)
+            out[(group, run[-1])] = merged
+    return out, held
 
 
 def _ms(ts: datetime) -> int:
@@ -295,8 +335,10 @@ class PrometheusCollector:
                     if chunks == 0:
                         raise
                     break
-                self._process(target, p, results, p.floor_ms if p.floor_ms is not None else lo, end, acc)
-                lo = end
+                held = self._process(target, p, results, p.floor_ms if p.floor_ms is not None else lo, lo, end, acc)
+                if held is not None and end == hi:
+                    break                   # the rest of that scrape comes with the next collect
+                lo = end if held is None else held - 1
                 chunks += 1
         return self._build(acc, target, ts)
 
@@ -327,8 +369,10 @@ class PrometheusCollector:
             with p.lock:            # collects of the same target interleave between windows, never inside one
                 end = min(hi, lo + self._window_ms(p))
                 results, end = self._fetch(target.url, p, lo, end)
-                self._process(target, p, results, _ms(since), end, acc, step_s=step_s)
-            lo = end
+                held = self._process(target, p, results, _ms(since), lo, end, acc, step_s=step_s)
+            # a scrape cut by the window's end is read again by the next window; at `until`,
+            # by the collects that follow (they share this target's cursors)
+            lo = hi if held is not None and end == hi else (end if held is None else held - 1)
             yield self._build(acc, target, _dt(end))
 
     def resume_from(self, target: Target, since: datetime) -> None:
@@ -489,16 +533,21 @@ class PrometheusCollector:
                                                                if k != "__name__") + "}"
             stats.issues.append(LineIssue(0, reason, text[:120]))
 
-    def _process(self, target: Target, p: _Progress, results: dict[str, list[dict]], floor: int, hi: int,
-                 acc: _Acc, *, step_s: float | None = None) -> None:
-        """Pivot one window's results into acc, feeding the tracker in time order."""
+    def _process(self, target: Target, p: _Progress, results: dict[str, list[dict]], floor: int, lo: int, hi: int,
+                 acc: _Acc, *, step_s: float | None = None) -> int | None:
+        """Pivot one window (lo, hi]'s results into acc, feeding the tracker in time order.
+
+        Returns the earliest time of a scrape held back because the window may have cut it
+        (see `_scrapes`), or None; floor and settled are kept before it, so it is read again."""
         t0 = time.perf_counter()
         step = self.step_s if step_s is None else step_s
         stats = acc.stats
         instants: list[tuple[int, Callable[[], None]]] = []
+        held: int | None = None
         for dt in self.device_tables:
-            rows = self._pivot_devices(dt, results.get(dt.name, ()), stats)
-            _note_own_stamps(rows.keys(), acc)
+            rows, h = _scrapes(self._pivot_devices(dt, results.get(dt.name, ()), stats), lo, hi, p.own_stamps)
+            if h is not None:
+                held = h if held is None else min(held, h)
             for group, t in self._select(p, dt.name, rows.keys(), floor, step):
                 instants.append((t, lambda dt=dt, group=group, t=t, devs=rows[(group, t)]:
                                  self._deliver_devices(target, dt, group, t, devs, acc)))
@@ -509,8 +558,12 @@ class PrometheusCollector:
         instants.sort(key=lambda x: x[0])
         for _, deliver in instants:
             deliver()
-        p.floor_ms = hi if p.floor_ms is None else max(p.floor_ms, hi)
+        done = hi if held is None else held - 1
+        p.floor_ms = done if p.floor_ms is None else max(p.floor_ms, done)
+        if held is not None and p.settled_ms is not None:
+            p.settled_ms = min(p.settled_ms, held - 1)
         acc.parse_s += time.perf_counter() - t0
+        return held
 
     def _pivot_devices(self, dt: _DeviceTable, series, stats: ParseStats) -> dict[tuple, dict[str, list]]:
         """(group, t) -> device key -> [meta, values by column]."""
@@ -561,11 +614,12 @@ class PrometheusCollector:
 
     def _deliver_devices(self, target: Target, dt: _DeviceTable, group: tuple, t: int, devs: dict[str, list],
                          acc: _Acc) -> None:
-        """One exporter's scrape at t: energy deltas and events through the tracker, then into acc."""
+        """One exporter's scrape at t (each device row at its own time): energy deltas and events
+        through the tracker, then into acc."""
         ids = list(devs)
         cols = {c: [devs[k][1].get(c) for k in ids] for c in dt.mapping.columns}
         finish_columns(cols, ids, acc.stats)
-        batch = DeviceBatch(ids, [devs[k][0] for k in ids], cols, [t] * len(ids), acc.stats)
+        batch = DeviceBatch(ids, [devs[k][0] for k in ids], cols, [devs[k][2] for k in ids], acc.stats)
         batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
         acc.events.extend(self.tracker.observe(self._group_target(target, "tracker", group), _dt(t), batch))
         a = acc.dev.get(dt.name)
@@ -649,11 +703,6 @@ class PrometheusCollector:
                                      pa.array([_dt(oldest[d]) for d in sub.ids], table.schema.field("first_seen").type))
             devices.append(table)
         scrape = Scrape.parsed(target, ts, acc.stats)
-        for exporter, (times, spread) in sorted(acc.own_stamps.items()):
-            scrape.notes.append(
-                f"exporter {exporter} stamps its samples itself ({times} different times within {spread:.1f} s), "
-                "so Prometheus keeps them apart and most of its devices are missed; set "
-                "honor_timestamps: false on its scrape job in Prometheus")
         if samples:
             scrape.samples = samples[0] if len(samples) == 1 else pa.concat_tables(samples)
             scrape.devices = devices[0] if len(devices) == 1 else pa.concat_tables(devices)

@@ -31,7 +31,7 @@ from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError, Target
 from config import MappingFile, Source
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
-from prom_server import MISSING_REASON, PromServer, available, free_port, node_jobs
+from prom_server import MISSING_REASON, PromServer, available, free_port, node_jobs, static_target
 from test_parser import FIXTURES, read
 
 UTC = timezone.utc
@@ -183,30 +183,105 @@ def test_amd_and_ascend_through_prometheus_match_their_exporters(cfg, kind, fixt
             (row["vendor"], row["model"], row["catalogue_model"])
 
 
-def test_an_exporter_stamping_each_series_itself_is_named_with_the_fix(cfg):
-    """Huawei's npu-exporter stamps each chip with its own read time. A Prometheus honouring
-    those stamps (its default) stores one instant per chip; the sources page says so and how
-    to fix it (honor_timestamps: false), rather than the loss going unnoticed."""
-    text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
-    series, _ = parse_series(text)
+NPU_TEXT = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
+NPU_SERIES = [s for s in parse_series(NPU_TEXT)[0] if s.ts_ms is not None]
+NPU_FIRST = min(s.ts_ms for s in NPU_SERIES)          # the fixture's refresh: 16 stamps within 4.6 s
+
+
+def add_refresh(fake: FakeProm, start_ms: int) -> None:
+    """One refresh of the npu-exporter's cache as a Prometheus honouring its stamps stores it:
+    every series at its own time, the refresh's first stamp moved to start_ms."""
+    for s in NPU_SERIES:
+        fake.add({"__name__": s.name, **s.labels, "instance": "ascend-node-01:8082", "job": "npu"},
+                 (s.ts_ms - NPU_FIRST + start_ms) / 1000, s.value)
+
+
+def npu_rows(scrape) -> dict[tuple, dict]:
+    return {(r["device_id"], r["ts"]): r for r in scrape.samples.to_pylist()} if scrape.samples else {}
+
+
+def check_refreshes(cfg, rows: dict[tuple, dict], starts_ms: list[int]) -> None:
+    """Every refresh arrived whole: 8 chips each, every chip at its earliest stamp of that
+    refresh, with the values the exporter printed (as the direct scrape reads them)."""
+    from collectors.ascend import AscendCollector
+
+    tgt = Target(url="http://ascend-node-01:8082/metrics", source="t", kind="ascend", site=SITE, cluster=CLUSTER,
+                 host="ascend-node-01")
+    direct = rows_by_device(AscendCollector(cfg).from_text(NPU_TEXT, tgt, T0).samples)
+    earliest: dict[str, int] = {}
+    for s in NPU_SERIES:
+        dev = next(d for d in direct if d.endswith(s.labels["vdie_id"]) or s.labels["vdie_id"] in d)
+        earliest[dev] = min(earliest.get(dev, s.ts_ms), s.ts_ms)
+    want = {(dev, datetime.fromtimestamp((t - NPU_FIRST + start) / 1000, UTC))
+            for start in starts_ms for dev, t in earliest.items()}
+    assert set(rows) == want and len(want) == 8 * len(starts_ms)
+    for (dev, _), row in rows.items():
+        for c in COMPARED:
+            if c != "host":
+                assert same(row[c], direct[dev][c]), (dev, c, row[c], direct[dev][c])
+
+
+def test_an_exporter_stamping_each_series_itself_arrives_as_whole_scrapes(cfg):
+    """Huawei's npu-exporter stamps each chip, and each metric family, with its own read time,
+    and Prometheus keeps those stamps by default (honor_timestamps). One refresh of its cache
+    is 16 instants within 4.6 s; they are one scrape, so all 8 chips arrive, each at its own
+    time. The next refresh comes 15 s later."""
     fake = FakeProm()
-    for s in series:
-        if s.ts_ms is not None:
-            fake.add({"__name__": s.name, **s.labels, "instance": "ascend-node-01:8082", "job": "npu"},
-                     s.ts_ms / 1000, s.value)
-    newest = max(s.ts_ms for s in series if s.ts_ms is not None) / 1000
-    got = collector(cfg, fake, mappings=("ascend",), host_from="target").collect(
-        target(), datetime.fromtimestamp(newest + 30, UTC))
-    assert got.notes == [
-        "exporter npu/ascend-node-01:8082 stamps its samples itself (16 different times within 4.6 s), "
-        "so Prometheus keeps them apart and most of its devices are missed; set honor_timestamps: false "
-        "on its scrape job in Prometheus"]
-    # stamped with the scrape's time instead, every chip arrives and nothing is noted
+    starts = [NPU_FIRST, NPU_FIRST + 15_000, NPU_FIRST + 30_000]
+    for start in starts:
+        add_refresh(fake, start)
+    col = collector(cfg, fake, step_s=0, mappings=("ascend",), host_from="target")
+    got = col.collect(target(), datetime.fromtimestamp(NPU_FIRST / 1000 + 60, UTC))
+    check_refreshes(cfg, npu_rows(got), starts)
+    assert got.notes == [] and got.lines_skipped == 0
+    assert len({d["device_id"] for d in got.devices.to_pylist()}) == 8
+
+
+def test_a_refresh_cut_by_the_read_window_waits_for_the_next_read(cfg):
+    """A collect whose tick falls inside a refresh (its later chips are stamped after the tick)
+    delivers nothing of that refresh; the next collect delivers it whole, once."""
     fake = FakeProm()
-    fake.add_text(text, newest, instance="ascend-node-01:8082", job="npu")
-    got = collector(cfg, fake, mappings=("ascend",), host_from="target").collect(
-        target(), datetime.fromtimestamp(newest + 30, UTC))
-    assert got.notes == [] and got.samples.num_rows == 8
+    starts = [NPU_FIRST, NPU_FIRST + 15_000, NPU_FIRST + 30_000]
+    for start in starts:
+        add_refresh(fake, start)
+    col = collector(cfg, fake, step_s=0, mappings=("ascend",), host_from="target")
+    first = col.collect(target(), datetime.fromtimestamp((starts[1] + 2_000) / 1000, UTC))   # mid-refresh
+    check_refreshes(cfg, npu_rows(first), starts[:1])
+    second = col.collect(target(), datetime.fromtimestamp(NPU_FIRST / 1000 + 60, UTC))
+    check_refreshes(cfg, npu_rows(second), starts[1:])
+
+
+def test_back_fill_windows_do_not_cut_a_refresh(cfg):
+    """A back-fill reads in windows (the first is 300 s while the sample rate is unknown); a
+    refresh straddling a window's end is read whole in the next window."""
+    fake = FakeProm()
+    since = NPU_FIRST - 12_000
+    starts = [since + 12_000 + 15_000 * k for k in range(48)]
+    assert any(st < since + 300_000 < st + 4_600 for st in starts)         # one refresh straddles 300 s
+    for start in starts:
+        add_refresh(fake, start)
+    col = collector(cfg, fake, step_s=0, mappings=("ascend",), host_from="target")
+    scrapes = col.backfill(target(), datetime.fromtimestamp(since / 1000, UTC),
+                           datetime.fromtimestamp((starts[-1] + 10_000) / 1000, UTC))
+    assert len(scrapes) >= 2
+    rows: dict[tuple, dict] = {}
+    for sc in scrapes:
+        got = npu_rows(sc)
+        assert not set(got) & set(rows)                                    # nothing twice
+        rows.update(got)
+    check_refreshes(cfg, rows, starts)
+
+
+def test_back_to_back_refreshes_are_told_apart_by_their_series(cfg):
+    """An exporter refreshing as often as a refresh takes (every 5 s, 4.6 s of stamps) leaves
+    gaps under a second between refreshes: a series coming again starts the next scrape."""
+    fake = FakeProm()
+    starts = [NPU_FIRST + 5_000 * k for k in range(4)]
+    for start in starts:
+        add_refresh(fake, start)
+    col = collector(cfg, fake, step_s=0, mappings=("ascend",), host_from="target")
+    got = col.collect(target(), datetime.fromtimestamp(NPU_FIRST / 1000 + 60, UTC))
+    check_refreshes(cfg, npu_rows(got), starts)
 
 
 def event_keys(scrape) -> list[tuple]:
@@ -616,3 +691,51 @@ def test_a_long_gap_without_data_does_not_hold_collection_back(cfg):
     calls = len(fake.calls)
     assert col.collect(target(), T0 + timedelta(seconds=10 * 3600 + 31)).rows == 0
     assert len(fake.calls) == calls + 1
+
+
+def test_npu_exporter_stamps_through_a_real_prometheus_arrive_whole(tmp_path):
+    """Debian's Prometheus, with its default honor_timestamps, scrapes a simulated npu-exporter
+    that stamps each chip with its read time (chip 0 0.7 s before chip 7). Every scrape the
+    collector delivers holds all 8 chips, each at its own time, with the values the simulator
+    printed for that page."""
+    if not available():
+        pytest.skip(MISSING_REASON)
+    import config as config_mod
+    from collectors.ascend import AscendCollector
+    from simulator import Floor, SimulatorServer
+    from simulator.exporter import ASCEND_CHIP_READ_MS
+
+    mixed = config_mod.load(config_mod.PROJECT_ROOT / "config" / "examples" / "mixed-fleet")
+    floor = Floor(mixed)
+    now = time.time()
+    host = next(h for h in floor.hosts if h.kind == "ascend"
+                and all(floor.exporter_up(h.host, now + d) and len(floor.gpu_states(h.host, now + d)) == h.n_gpus
+                        for d in range(0, 121, 5)))
+    with SimulatorServer(floor, clock=lambda: float(math.floor(time.time()))) as sim:
+        address = sim.base_url.split("//", 1)[1]
+        jobs = [{"job_name": "npu", "static_configs": [static_target(address, f"/nodes/{host.host}/metrics",
+                                                                     f"{host.host}:8082")]}]
+        with PromServer(tmp_path, jobs) as prom:
+            prom.wait_for_samples("count_over_time(npu_chip_info_utilization[1m]) >= 4", 8)
+            # thinned to one scrape a second: a chip's stamp taken for a scrape would leave 1 chip of 8
+            col = PrometheusCollector(mixed, source(prom.url, mappings=("ascend",), host_from="target"), step_s=1)
+            got = col.collect(target(prom.url), datetime.now(UTC))
+            col.close()
+    # the tracker saw whole scrapes: no chip reads as lost from the scrape of another
+    assert [e for e in (got.events.to_pylist() if got.events else []) if e["kind"] == "lost"] == []
+    index = {d["device_id"]: d["gpu_index"] for d in got.devices.to_pylist()}
+    pages: dict[int, dict[str, dict]] = {}
+    for r in got.samples.to_pylist():
+        page_ms = round(r["ts"].timestamp() * 1000) + (7 - index[r["device_id"]]) * ASCEND_CHIP_READ_MS
+        assert page_ms % 1000 == 0, r                    # the chip's own stamp, not the scrape's
+        pages.setdefault(page_ms // 1000, {})[r["device_id"]] = r
+    assert len(pages) >= 3
+    tgt = Target(url=f"http://{host.host}:8082/metrics", source="prom-a", kind="ascend", site=SITE, cluster=CLUSTER,
+                 host=host.host)
+    direct = AscendCollector(mixed, host_from_label=False)
+    for sec, rows in pages.items():
+        assert len(rows) == 8, (sec, sorted(index[d] for d in rows))
+        want = rows_by_device(direct.from_text(floor.node_text(host.host, float(sec)), tgt, T0, track=False).samples)
+        for dev, row in rows.items():
+            for c in ("util_pct", "mem_used_mib", "mem_free_mib", "power_w", "temp_c", "health", "namespace", "pod"):
+                assert same(row[c], want[dev][c]), (sec, dev, c, row[c], want[dev][c])
