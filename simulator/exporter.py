@@ -490,15 +490,22 @@ def ascend_labels(s: "GpuState") -> tuple[tuple, str]:
     return tuple(vals.values()), ",".join(f'{k}="{_esc(v)}"' for k, v in vals.items())
 
 
+ASCEND_CHIP_READ_MS = 100      # the simulated npu-exporter reads one chip every 100 ms
+
+
 def render_ascend(states: Iterable["GpuState"], *, timestamp_ms: int) -> str:
-    """Huawei npu-exporter text for the NPUs of one host, every chip sample stamped `timestamp_ms`."""
+    """Huawei npu-exporter text for the NPUs of one host. Like the real exporter, which reads the
+    chips one after another (by id) into its cache, each chip's samples carry that chip's read
+    time: the last chip `timestamp_ms`, each one before it ASCEND_CHIP_READ_MS earlier."""
     chips = sorted((ascend_labels(s) + (s,) for s in states), key=lambda c: c[0])
-    ts = f" {timestamp_ms}\n"
+    last = max((s.gpu_index for *_, s in chips), default=0)
+    stamps = [f" {timestamp_ms - (last - s.gpu_index) * ASCEND_CHIP_READ_MS}\n" for *_, s in chips]
     out = [f"# HELP machine_npu_nums Amount of npu installed on the machine.\n"
            f"# TYPE machine_npu_nums gauge\nmachine_npu_nums {len(chips)}\n"]
     for name, help_text, value in ASCEND_METRICS:
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-        out.extend(f"{name}{{{lab}}} {go_float(value(s))}{ts}" for _, lab, s in chips)
+        out.extend(f"{name}{{{lab}}} {go_float(value(s))}{ts}" for (_, lab, s), ts in zip(chips, stamps))
     out.append("# HELP npu_chip_info_name the Ascend npu name with value '1'\n# TYPE npu_chip_info_name gauge\n")
-    out.extend(f"npu_chip_info_name{{{lab.replace(',model_name=', ',name=', 1)}}} 1{ts}" for _, lab, s in chips)
+    out.extend(f"npu_chip_info_name{{{lab.replace(',model_name=', ',name=', 1)}}} 1{ts}"
+               for (_, lab, s), ts in zip(chips, stamps))
     return _sorted_families(out)

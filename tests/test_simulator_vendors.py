@@ -12,6 +12,7 @@ exporter answers and every GPU is on the bus, so each run checks the same floor.
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -28,7 +29,7 @@ from collectors.runtime import Runtime
 from collectors.targets import Target, fetch
 from queries import Store
 from simulator import Floor, GpuState, SimulatorServer, render_amd, render_ascend
-from simulator.exporter import go_float, vendor_health
+from simulator.exporter import ASCEND_CHIP_READ_MS, go_float, vendor_health
 from test_runtime import wait_for
 
 UTC = timezone.utc
@@ -143,7 +144,9 @@ def test_pages_of_every_kind_parse_to_the_right_vendor_model_and_values(floor, m
                     assert r["power_w"] == pytest.approx(round(s.power_w, 1), abs=1e-4)     # float32, one decimal
                     assert r["tensor_active"] == pytest.approx(round(s.tensor_active * 100) / 100)
                     assert r["energy_j"] is None and r["health"] == vendor_health(s)
-                    assert r["ts"] == ts                                              # the page's ms timestamp
+                    # each chip at its own read time (by id), the last one at the page's time (ms)
+                    read_ms = (len(states) - 1 - d["gpu_index"]) * ASCEND_CHIP_READ_MS
+                    assert r["ts"] == ts - timedelta(milliseconds=read_ms)
                     assert len(dev) == 44 and dev.count("-") == 4                     # a vdie_id
                 else:
                     assert r["power_w"] == s.power_w and r["energy_j"] == pytest.approx(s.energy_mj / 1000)
@@ -174,7 +177,11 @@ def test_ascend_pages_carry_the_read_time_in_milliseconds(floor):
     t = calm_instant(floor) + 0.25
     text = floor.node_text(host, t)
     stamped = [line for line in text.splitlines() if line.startswith("npu_chip_info_")]
-    assert stamped and all(line.endswith(f" {int(t * 1000)}") for line in stamped)
+    # each chip at the time the exporter read it: chip 7 at the page's time, chip 0 0.7 s before
+    for line in stamped:
+        chip = int(re.search(r'[{,]id="(\d+)"', line).group(1))
+        assert line.endswith(f" {int(t * 1000) - (7 - chip) * ASCEND_CHIP_READ_MS}"), line
+    assert len(stamped) > 8
     assert "\nmachine_npu_nums 8\n" in text                      # a node-level gauge has no timestamp
 
 
@@ -292,14 +299,15 @@ def test_backfill_of_a_mixed_fleet_stores_every_vendor(mixed, floor):
         rt.targets = [target_for(tg, tg.kind) for tg in SimulatorServer(floor).targets()]
         end = datetime.fromtimestamp(T_REF, UTC)
         assert rt.backfill(end=end) == 4
-        got = dict(store.con.execute(
-            "SELECT d.vendor, count(DISTINCT s.ts) FROM devices d JOIN device_samples s USING (device_id) "
-            "GROUP BY 1").fetchall())
+        got = dict(store.con.execute(          # samples per device (most of a vendor's devices)
+            "SELECT vendor, max(n) FROM (SELECT d.vendor, device_id, count(DISTINCT s.ts) AS n FROM devices d "
+            "JOIN device_samples s USING (device_id) GROUP BY 1, 2) GROUP BY 1").fetchall())
         assert got == {"amd": 4, "huawei": 4, "nvidia": 4}
         first, last = store.con.execute(
             "SELECT min(ts), max(ts) FROM device_samples s JOIN devices d USING (device_id) "
             "WHERE d.vendor = 'huawei'").fetchone()
-        assert (first, last) == (end - timedelta(hours=1), end - timedelta(seconds=900))    # the pages' ms stamps
+        # the pages' ms stamps: chip 0 read 0.7 s before the page's time, chip 7 at it
+        assert (first, last) == (end - timedelta(hours=1, milliseconds=700), end - timedelta(seconds=900))
         deltas = store.con.execute(
             "SELECT count(*) FROM device_samples s JOIN devices d USING (device_id) "
             "WHERE d.vendor = 'amd' AND s.energy_delta_j > 0").fetchone()[0]
