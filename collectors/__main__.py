@@ -20,13 +20,16 @@ import logging
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 
 import config
+from collectors.attribution import Attributor
 from collectors.exposition import CompiledMapping, NotExposition, parse_devices
 from collectors.registry import collector_class
-from config.canonical import SAMPLE_MEASURES
+from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
 
 PARSE_KINDS = ("dcgm", "amd", "ascend")
+ATTRIBUTION_LABELS = ("namespace", "pod", "job", "job_user")
 OUTPUT_KEYS = ("device_id", "host", "model", "gpu_index", "uuid", "pci_bus_id", "driver_version",
                "mig_profile", "mig_instance", "mig_parent")
 
@@ -57,7 +60,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     except NotExposition as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 1
-    tenant_of = cfg.tenant_for_namespace()
+    attributor = Attributor(cfg)
+    now = datetime.now(timezone.utc)
     out = sys.stdout
     for i, dev in enumerate(batch.ids):
         m = batch.meta[i]
@@ -69,9 +73,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
         for col in SAMPLE_MEASURES:
             values = batch.columns.get(col)
             rec[col] = values[i] if values is not None else None
-        for col in ("namespace", "pod", "container", "job"):
+        for col in SAMPLE_LABELS:
             rec[col] = m.get(col)
-        rec["tenant"] = tenant_of.get(m.get("namespace"))
+        # the configured attribution (leases need a time: the sample's own, else now)
+        at = datetime.fromtimestamp(batch.ts_ms[i] / 1000, timezone.utc) if batch.ts_ms[i] else now
+        rec["tenant"] = attributor.tenant(dev, m.get("host"), at, *(m.get(c) for c in ATTRIBUTION_LABELS))
         rec["exporter_ts_ms"] = batch.ts_ms[i]
         out.write(json.dumps(rec, ensure_ascii=False) + "\n")
     s = batch.stats

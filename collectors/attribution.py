@@ -5,8 +5,8 @@ Precedence, first match wins (documented in README "Tenant attribution"):
 1. a static lease on the device (`[[leases]] devices = [...]`) covering the sample time;
 2. a static lease on the device's host (`[[leases]] hosts = [...]`) covering the sample time:
    a bare-metal renter holds the machine whatever runs on it;
-3. the `[[attribution]]` rules in file order: shell-glob patterns on the namespace, pod and
-   job labels; every pattern a rule gives must match;
+3. the `[[attribution]]` rules in file order: shell-glob patterns on the namespace, pod,
+   job and job user labels; every pattern a rule gives must match;
 4. a tenant's own `namespaces` list (exact match);
 5. otherwise none: the sample is kept as unattributed (it may still carry a pod, and then
    counts as allocated), never dropped.
@@ -23,7 +23,8 @@ from config import Config, Lease
 
 class Attributor:
     def __init__(self, cfg: Config):
-        self.rules = [(r.tenant, r.namespace, r.pod, r.job) for r in cfg.attribution]
+        self.rules = [(r.tenant, (("namespace", r.namespace), ("pod", r.pod), ("job", r.job), ("job_user", r.user)))
+                      for r in cfg.attribution]
         self.by_namespace = cfg.tenant_for_namespace()
         self.device_leases: dict[str, list[Lease]] = {}
         self.host_leases: dict[str, list[Lease]] = {}
@@ -41,20 +42,21 @@ class Attributor:
                 return lease.tenant
         return None
 
-    def _from_labels(self, namespace: str | None, pod: str | None, job: str | None) -> str | None:
-        for tenant, ns_pat, pod_pat, job_pat in self.rules:
-            if ((ns_pat is None or (namespace is not None and fnmatch.fnmatchcase(namespace, ns_pat)))
-                    and (pod_pat is None or (pod is not None and fnmatch.fnmatchcase(pod, pod_pat)))
-                    and (job_pat is None or (job is not None and fnmatch.fnmatchcase(job, job_pat)))):
+    def _from_labels(self, namespace: str | None, pod: str | None, job: str | None,
+                     job_user: str | None) -> str | None:
+        values = {"namespace": namespace, "pod": pod, "job": job, "job_user": job_user}
+        for tenant, patterns in self.rules:
+            if all(pat is None or (values[label] is not None and fnmatch.fnmatchcase(values[label], pat))
+                   for label, pat in patterns):
                 return tenant
         return self.by_namespace.get(namespace) if namespace is not None else None
 
     def tenant(self, device_id: str, host: str | None, ts: datetime, namespace: str | None,
-               pod: str | None, job: str | None) -> str | None:
+               pod: str | None, job: str | None, job_user: str | None = None) -> str | None:
         if self.device_leases or self.host_leases:
             leased = self._leased(self.device_leases.get(device_id), ts)
             if leased is None and host is not None:
                 leased = self._leased(self.host_leases.get(host), ts)
             if leased is not None:
                 return leased
-        return self._labels(namespace, pod, job)
+        return self._labels(namespace, pod, job, job_user)

@@ -279,7 +279,7 @@ class BatchBuilder:
             else:
                 cols[c] = pa.array(values, pa.float64())
         tenant = self.attributor.tenant
-        cols["tenant"] = pa.array([tenant(dev, m["host"], t, m["namespace"], m["pod"], m["job"])
+        cols["tenant"] = pa.array([tenant(dev, m["host"], t, m["namespace"], m["pod"], m["job"], m["job_user"])
                                    for dev, m, t in zip(batch.ids, meta, row_ts)], pa.string())
         for c in SAMPLE_LABELS:
             cols[c] = pa.array([m[c] for m in meta], pa.string())

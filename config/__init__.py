@@ -96,6 +96,7 @@ class AttributionRule(_Strict):
     namespace: str | None = None
     pod: str | None = None
     job: str | None = None          # Slurm / HPC job label (hpc_job, job_id)
+    user: str | None = None         # the job's user (AMD exporter's job_user on Slurm)
 
 
 class Lease(_Strict):

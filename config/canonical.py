@@ -74,7 +74,7 @@ PLAUSIBLE_RANGES: dict[str, tuple[float | None, float | None]] = {
 DERIVED_MEASURES: tuple[str, ...] = ("energy_delta_j",)
 
 # device_samples attribution/identity columns (strings)
-SAMPLE_LABELS: tuple[str, ...] = ("namespace", "pod", "container", "job")
+SAMPLE_LABELS: tuple[str, ...] = ("namespace", "pod", "container", "job", "job_user")
 
 # Device attributes a mapping may fill from a string-valued field or a label.
 DEVICE_ATTRIBUTES: tuple[str, ...] = ("model", "driver_version", "pci_bus_id")
@@ -82,7 +82,7 @@ DEVICE_ATTRIBUTES: tuple[str, ...] = ("model", "driver_version", "pci_bus_id")
 # Label roles a mapping may name.
 LABEL_ROLES: tuple[str, ...] = (
     "uuid", "gpu_index", "host", "model", "pci_bus_id", "driver_version",
-    "mig_profile", "mig_instance", "namespace", "pod", "container", "job",
+    "mig_profile", "mig_instance", "namespace", "pod", "container", "job", "job_user",
 )
 
 # facility_samples measures and the label roles a facility mapping may name

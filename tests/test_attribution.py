@@ -28,6 +28,11 @@ job = "bf-*"
 tenant = "chatserve"
 namespace = "cs-*"
 
+[[attribution]]
+tenant = "edu-cloud"
+user = "alice"
+job = "428*"
+
 [[leases]]
 tenant = "edu-cloud"
 hosts = ["node-a"]
@@ -67,6 +72,9 @@ def test_precedence(attributed_cfg):
     assert a.tenant("x", "node-z", t_lease, "ad-sandbox", "train-7", None) is None            # no rule, not listed
     assert a.tenant("x", "node-z", t_lease, None, None, "bf-fold-1234") == "bioforge"         # Slurm job pattern
     assert a.tenant("x", "node-z", t_lease, "cs-canary", "web-1", None) == "chatserve"
+    assert a.tenant("x", "node-z", t_lease, None, None, "428113", "alice") == "edu-cloud"     # Slurm user and job
+    assert a.tenant("x", "node-z", t_lease, None, None, "428113", "bob") is None              # both must match
+    assert a.tenant("x", "node-z", t_lease, None, None, None, "alice") is None
     # 5. nothing matches: unattributed
     assert a.tenant("x", "node-z", t_lease, "research-sandbox", "nb-0", None) is None
 
@@ -98,3 +106,19 @@ def test_bad_rules_are_rejected(tmp_path):
     (d / "centre.toml").write_text(base + '\n[[attribution]]\ntenant = "moonlake"\n')
     with pytest.raises(config.ConfigError, match=r"attribution\[0\]': a rule needs at least one"):
         config.load(d)
+
+
+def test_a_slurm_user_on_amd_gpus_is_attributed(attributed_cfg):
+    """AMD's exporter on a Slurm cluster labels each GPU with job_id and job_user; both are
+    stored with the sample and a rule naming the user attributes it."""
+    from collectors.amd import AmdCollector
+    from test_parser import FIXTURES
+
+    text = (FIXTURES.parent / "amd" / "mi300x_slurm.txt").read_text()
+    target = Target(url="http://hpc-mi300-021:5000/metrics", source="t", kind="amd", site="sh-lingang",
+                    cluster="train-a", host="hpc-mi300-021")
+    rows = AmdCollector(attributed_cfg).from_text(text, target, datetime(2026, 11, 20, tzinfo=UTC)).samples.to_pylist()
+    by_user = {(r["job"], r["job_user"], r["tenant"]) for r in rows}
+    assert ("428113", "alice", "edu-cloud") in by_user
+    assert all(r["tenant"] == "edu-cloud" for r in rows if r["job_user"] == "alice")
+    assert all(r["tenant"] is None for r in rows if r["job_user"] != "alice")
