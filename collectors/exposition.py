@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from config import SELECTOR_RE, MappingFile
 from config.canonical import PLAUSIBLE_RANGES, SAMPLE_LABELS
+from i18n import t
 
 # DCGM marks "no value" with sentinels: int64 blanks start at 0x7ffffffffffffff0,
 # fp64 blanks at 2^47 (DCGM_FP64_BLANK = 140737488355328.0, +1..+3 for the
@@ -60,7 +61,7 @@ class LineIssue:
     text: str
 
     def __str__(self) -> str:
-        return f"line {self.lineno}: {self.reason}: {self.text}"
+        return t("msg.line", "en", n=self.lineno, reason=self.reason, text=self.text)
 
 
 @dataclass
@@ -85,9 +86,10 @@ class ParseStats:
         for col, (count, device, value) in self.implausible.items():
             lo, hi = PLAUSIBLE_RANGES[col]
             allowed = f"{_num(lo)}..{_num(hi)}" if hi is not None else f">= {_num(lo)}"
-            parts.append(f"{col} = {_num(value)} on {device}" + (f" (+{count - 1} more)" if count > 1 else "")
-                         + f", allowed {allowed}")
-        return f"{n} implausible value(s) stored as NULL: " + "; ".join(parts)
+            parts.append(t("msg.implausible_values", "en", column=col, value=_num(value), device=device,
+                           more=count - 1, allowed=allowed) if count > 1 else
+                         t("msg.implausible_value", "en", column=col, value=_num(value), device=device, allowed=allowed))
+        return t("msg.implausible", "en", n=n, values="; ".join(parts))
 
     def add_issue(self, lineno: int, reason: str, line: str) -> None:
         self.malformed += 1

@@ -56,6 +56,7 @@ from collectors.exposition import DeviceBatch, ParseStats, device_identity, fini
 from collectors.targets import ScrapeError, Target
 from config import Config
 from config.canonical import LABEL_ROLES
+from i18n import t
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class SeenXid:
 
 def unavailable_message(exc: BaseException) -> str:
     hint = _HINTS.get(type(exc).__name__.removeprefix("NVMLError_"))
-    return f"{UNAVAILABLE}: {exc}" + (f" ({hint})" if hint else "")
+    return t("msg.nvml_unavailable", "en", detail=f"{exc}" + (f" ({hint})" if hint else ""))
 
 
 def _text(value: bytes | str) -> str:
@@ -237,8 +238,7 @@ class NvmlCollector:
                 try:
                     self._bind(importlib.import_module(self.module_name))
                 except ImportError as exc:
-                    raise ScrapeError(f"{UNAVAILABLE}: cannot import {self.module_name} ({exc}); "
-                                      "install nvidia-ml-py") from None
+                    raise ScrapeError(t("msg.nvml_no_module", "en", module=self.module_name, detail=exc)) from None
             self._call("nvmlInit", mode="init")
             self._ready = True
 
@@ -275,8 +275,8 @@ class NvmlCollector:
         scrape.events = pa.Table.from_pylist(events, schema=EVENT_SCHEMA) if events else None
         scrape.parse_s = time.perf_counter() - t0
         if self._failed_reads:
-            scrape.notes.append("NVML read(s) failed, stored as NULL: "
-                                + "; ".join(f"{n}: {e}" for n, e in sorted(self._failed_reads.items())))
+            scrape.notes.append(t("msg.nvml_reads_failed", "en", reads="; ".join(
+                f"{n}: {e}" for n, e in sorted(self._failed_reads.items()))))
         return scrape
 
     def _read_gpu(self, handle: Any, uuid: str, index: int, driver: str | None) -> list[tuple[str, dict, dict]]:
@@ -457,7 +457,7 @@ class NvmlCollector:
     def _register(self) -> None:
         self._event_set = self._call("nvmlEventSetCreate", mode="system")
         if self._event_set is None:
-            raise ScrapeError("NVML event sets are not supported on this host")
+            raise ScrapeError(t("msg.nvml_no_events", "en"))
         watching = {}
         for index in range(self._call("nvmlDeviceGetCount", mode="system") or 0):
             try:

@@ -70,6 +70,7 @@ from collectors.exposition import (
 from collectors.facility import FACILITY_SCHEMA
 from collectors.targets import ScrapeError, Target
 from config import Config, Source
+from i18n import t
 
 # the vendor a device mapping's devices default to when the catalogue does not know the model
 VENDOR_OF_MAPPING = {"dcgm": "nvidia", "amd": "amd", "ascend": "huawei"}
@@ -264,15 +265,15 @@ def _api_error(exc: Exception) -> tuple[int | None, str, bool]:
 def _reason(exc: Exception, timeout: float) -> str:
     text = str(exc)
     if "timed out" in text or "TimeoutError" in text:      # with retries off urllib3 wraps timeouts too
-        return f"no answer within {timeout:g} s"
+        return t("msg.timeout", "en", s=f"{timeout:g}")
     if "Connection refused" in text:
-        return "connection refused"
+        return t("msg.conn_refused", "en")
     if "Name or service not known" in text or "Failed to resolve" in text or "nodename nor servname" in text:
-        return "host name not found"
+        return t("msg.host_not_found", "en")
     if "Connection reset" in text:
-        return "connection reset"
+        return t("msg.conn_reset", "en")
     if "RemoteDisconnected" in text or "closed connection without response" in text:
-        return "connection closed before any response"
+        return t("msg.closed_before", "en")
     return text[-200:]
 
 
@@ -354,7 +355,7 @@ class PrometheusCollector:
         except ScrapeError as exc:
             if not out:
                 raise
-            raise BackfillIncomplete(f"back-fill stopped after {len(out)} window(s): {exc}", out) from None
+            raise BackfillIncomplete(t("msg.backfill_stopped", "en", n=len(out), error=exc), out) from None
         return out
 
     def iter_backfill(self, target: Target, since: datetime, until: datetime,
@@ -437,22 +438,23 @@ class PrometheusCollector:
         try:
             result = self._client(url).custom_query(query, params=params)
         except requests.exceptions.Timeout:
-            raise ScrapeError(f"Prometheus at {url} not reachable: no answer within {self.timeout:g} s") from None
+            raise ScrapeError(t("msg.prom_unreachable", "en", url=url,
+                                reason=t("msg.timeout", "en", s=f"{self.timeout:g}"))) from None
         except requests.exceptions.RequestException as exc:
-            raise ScrapeError(f"Prometheus at {url} not reachable: {_reason(exc, self.timeout)}") from None
+            raise ScrapeError(t("msg.prom_unreachable", "en", url=url, reason=_reason(exc, self.timeout))) from None
         except PrometheusApiClientException as exc:
             code, detail, from_prometheus = _api_error(exc)
             if not from_prometheus and code is not None and code >= 500:
                 # a proxy's 502/504, or Prometheus still starting (503): not an answer to the query
-                raise ScrapeError(f"Prometheus at {url} not reachable: HTTP {code}, {detail}") from None
-            raise ScrapeError(f"Prometheus at {url} failed query {shown}: "
-                              + (detail if code is None else f"HTTP {code}, {detail}")) from None
+                raise ScrapeError(t("msg.prom_unreachable", "en", url=url,
+                                    reason=t("msg.prom_http", "en", code=code, detail=detail))) from None
+            raise ScrapeError(t("msg.prom_query_failed", "en", url=url, query=shown, detail=detail if code is None
+                                else t("msg.prom_http", "en", code=code, detail=detail))) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise ScrapeError(f"Prometheus at {url} answered query {shown} with something that is not "
-                              f"Prometheus JSON ({type(exc).__name__}: {str(exc)[:100]})") from None
+            raise ScrapeError(t("msg.prom_not_json", "en", url=url, query=shown,
+                                detail=f"{type(exc).__name__}: {str(exc)[:100]}")) from None
         if not isinstance(result, list):
-            raise ScrapeError(f"Prometheus at {url} answered query {shown} with a {type(result).__name__}, "
-                              "not a list of series")
+            raise ScrapeError(t("msg.prom_not_list", "en", url=url, query=shown, kind=type(result).__name__))
         return result
 
     def _fetch(self, url: str, p: _Progress, lo: int, hi: int) -> tuple[dict[str, list[dict]], int]:

@@ -32,6 +32,7 @@ from collectors.batch import TS, Scrape
 from collectors.exposition import NotExposition
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import ScrapeError, Target
+from i18n import t
 from queries import Store
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ScrapeError):
         return str(exc)
     if isinstance(exc, NotExposition):
-        return f"response is not Prometheus text: {exc}"
+        return t("msg.not_exposition", "en", detail=exc)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -126,8 +127,8 @@ class Scheduler:
                 notes = list(scrape.notes)
                 if scrape.lines_skipped:
                     first = scrape.issues[0] if scrape.issues else None
-                    notes.insert(0, f"{scrape.lines_skipped} malformed line(s) skipped"
-                                 + (f"; first: {first}" if first else ""))
+                    notes.insert(0, t("msg.malformed_first", "en", n=scrape.lines_skipped, first=first) if first
+                                 else t("msg.malformed", "en", n=scrape.lines_skipped))
                 runs.append(_run(started, scrape.oldest_sample_ts() or ts, target, duration, scrape.rows,
                                  scrape.lines_skipped, True, "; ".join(notes) or None))
                 return scrape, runs
@@ -139,7 +140,7 @@ class Scheduler:
                 retry = (attempt < retries and not getattr(exc, "timeout", False) and not self._stop.is_set()
                          and time.monotonic() + wait + duration <= deadline)
                 if retry:
-                    error += f" (attempt {attempt + 1} of {retries + 1}; retrying)"
+                    error = t("msg.retrying", "en", error=error, k=attempt + 1, n=retries + 1)
                 runs.append(_run(started, ts, target, duration, 0, 0, False, error))
                 if not retry:
                     return None, runs

@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable
 
+from i18n import t
+
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
@@ -52,24 +54,24 @@ def fetch(url: str, timeout: float) -> str:
             declared = resp.headers.get("Content-Length")
             # read(n) returns short data, not an error, when the peer closes early
             if declared and declared.isdigit() and len(body) < int(declared) <= MAX_BODY_BYTES:
-                raise ScrapeError(f"connection closed mid-response after {len(body)} of {declared} bytes")
+                raise ScrapeError(t("msg.closed_mid_declared", "en", got=len(body), declared=declared))
     except urllib.error.HTTPError as exc:
-        raise ScrapeError(f"HTTP {exc.code} {exc.reason}") from None
+        raise ScrapeError(t("msg.http_status", "en", code=exc.code, reason=exc.reason)) from None
     except (TimeoutError, socket.timeout):
-        raise ScrapeError(f"no answer within {timeout:g} s", timeout=True) from None
+        raise ScrapeError(t("msg.timeout", "en", s=f"{timeout:g}"), timeout=True) from None
     except http.client.IncompleteRead as exc:
-        raise ScrapeError(f"connection closed mid-response after {len(exc.partial)} bytes") from None
+        raise ScrapeError(t("msg.closed_mid", "en", got=len(exc.partial))) from None
     except http.client.RemoteDisconnected:
-        raise ScrapeError("connection closed before any response") from None
+        raise ScrapeError(t("msg.closed_before", "en")) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise ScrapeError(f"no answer within {timeout:g} s", timeout=True) from None
+            raise ScrapeError(t("msg.timeout", "en", s=f"{timeout:g}"), timeout=True) from None
         if isinstance(reason, ConnectionRefusedError):
-            raise ScrapeError("connection refused (is the exporter running?)") from None
-        raise ScrapeError(f"cannot reach target: {reason}") from None
+            raise ScrapeError(t("msg.refused", "en")) from None
+        raise ScrapeError(t("msg.unreachable", "en", reason=reason)) from None
     except (ConnectionError, OSError) as exc:
-        raise ScrapeError(f"connection failed: {exc}") from None
+        raise ScrapeError(t("msg.connection_failed", "en", detail=exc)) from None
     if len(body) > MAX_BODY_BYTES:
-        raise ScrapeError(f"response larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+        raise ScrapeError(t("msg.too_large", "en", mib=MAX_BODY_BYTES // (1024 * 1024)))
     return body.decode("utf-8", errors="replace")

@@ -47,7 +47,7 @@ def _detail_text(row: pd.Series) -> str:
         which = row["detail"] if row["detail"] in ("dbe", "remap_pending", "remap_failed") else "dbe"
         return t(f"problem.detail.ecc.{which}", n="—" if ui.missing(row["code"]) else int(row["code"]))
     if kind == "exporter_down":
-        return t("problem.detail.exporter_down", error=row["detail"] or "—")
+        return t("problem.detail.exporter_down", error=ui.message(row["detail"]) or "—")
     if kind == "stale":
         return t("problem.detail.stale", last=row["detail"] or t("common.never"))
     return str(row["detail"] or "")

@@ -38,7 +38,7 @@ def sources_view() -> None:
                        if state != "off" else None, delta_color="off", delta_arrow="off",
                        help=t("sources.backfill_help"))
         if state == "failed":
-            st.warning(t("sources.backfill.failed_detail", error=runtime.backfill_error), icon=":material/history:")
+            st.warning(t("sources.backfill.failed_detail", error=ui.message(runtime.backfill_error)), icon=":material/history:")
         rep = runtime.scheduler.last_report if runtime.scheduler else None
         spool = runtime.scheduler.spool.stats if runtime.scheduler else None
         if rep is not None and rep.write_error:
@@ -75,7 +75,7 @@ def sources_view() -> None:
         t("sources.col.failures"): df.apply(lambda r: f"{int(r['failures_1h'])} / {int(r['attempts_1h'])}", axis=1),
         t("sources.col.last_ok"): df["last_ok"].map(lambda v: ui.fmt_age(v, at)),
         t("sources.col.error"): df.apply(
-            lambda r: "" if ui.missing(r["last_error"]) else f"{r['last_error']} ({ui.fmt_age(r['last_error_at'], at)})",
+            lambda r: "" if ui.missing(r["last_error"]) else f"{ui.message(r['last_error'])} ({ui.fmt_age(r['last_error_at'], at)})",
             axis=1),
         t("sources.col.target"): df["target"],
     })

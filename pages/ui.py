@@ -42,6 +42,11 @@ def t(key: str, **values: object) -> str:
     return i18n.t(key, lang(), **values)
 
 
+def message(text: str | None) -> str:
+    """A collector's stored English error or note, in the reader's language (i18n.message)."""
+    return i18n.message(text, lang())
+
+
 def i18n_has(key: str) -> bool:
     return i18n.has(key)
 

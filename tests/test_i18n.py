@@ -61,3 +61,39 @@ def test_normalise_and_fallback():
     assert i18n.normalise("zh") == "zh-CN" and i18n.normalise("fr") == "en" and i18n.normalise(None) == "en"
     assert i18n.t("no.such.key", "zh-CN") == "no.such.key"
     assert i18n.t("common.ago_s", "zh-CN", n=5) == "5 秒前"
+
+
+def test_collector_messages_read_in_chinese():
+    """Collectors store errors and notes in English from the msg.* templates; a page shows them
+    in the reader's language, placeholders translated in turn, unknown text as it is."""
+    from collectors.exposition import LineIssue, ParseStats
+    from i18n import message, t
+
+    zh = "zh-CN"
+    timeout = t("msg.timeout", "en", s="5")
+    assert message(timeout, zh) == "5 秒内无应答" and message(timeout, "en") == timeout
+    retried = t("msg.retrying", "en", error=t("msg.http_status", "en", code=503, reason="Service Unavailable"),
+                k=1, n=3)
+    assert retried == "HTTP 503 Service Unavailable (attempt 1 of 3; retrying)"
+    assert message(retried, zh) == "HTTP 错误 503 Service Unavailable（第 1 次尝试，共 3 次；正在重试）"
+    prom = t("msg.prom_unreachable", "en", url="http://prom:9090", reason=timeout)
+    assert message(prom, zh) == "无法访问 Prometheus（http://prom:9090）：5 秒内无应答"
+    # a parse's notes, joined with "; " by the scheduler, each one translated
+    stats = ParseStats()
+    stats.implausible = {"util_pct": [2, "GPU-1", 808334905.0], "temp_c": [1, "GPU-2", 255.0]}
+    note = stats.implausible_note()
+    skipped = t("msg.malformed_first", "en", n=2, first=LineIssue(7, "unclosed label block", "DCGM_FI{"))
+    shown = message(skipped + "; " + note, zh)
+    assert shown.startswith("已跳过 2 行格式错误的数据；第一处：第 7 行：unclosed label block：DCGM_FI{")
+    assert "3 个不合理的数值已存为空值：GPU-1 的 util_pct = 808,334,905（另有 1 个），允许范围 0..100" in shown
+    assert "GPU-2 的 temp_c = 255，允许范围" in shown
+    assert not re.search(r"implausible|stored as|allowed|skipped", shown)
+    # an exporter's or Python's own words stay as they are
+    assert message("KeyError: 'x'", zh) == "KeyError: 'x'" and message(None, zh) == ""
+
+
+def test_every_collector_message_template_is_used():
+    """Each msg.* key is one a collector writes (or a page reads): none left over."""
+    literal, _ = used_keys()
+    unused = sorted(k for k in i18n.table() if k.startswith("msg.") and k not in literal)
+    assert not unused, unused

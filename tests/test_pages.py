@@ -111,6 +111,17 @@ def test_sources_page_lists_every_target_with_errors(seeded):
     assert row_a["Status"] == "OK" and row_a["Rows"] == "2"
 
 
+def test_collector_errors_read_in_chinese(seeded):
+    """The stored error is English (logs, CSV); the Chinese pages show it in Chinese."""
+    at = run_page("pages/sources.py", "zh-CN")
+    table = table_with(at, "目标地址")
+    row_b = table[table["目标地址"] == B.url].iloc[0]
+    assert row_b["最近错误"].startswith("HTTP 错误 503 Service Unavailable"), row_b["最近错误"]
+    live = run_page("pages/live.py", "zh-CN")
+    detail = " ".join(table_with(live, "问题")["详情"])
+    assert "HTTP 错误 503 Service Unavailable" in detail and "HTTP 503 Service" not in detail
+
+
 @pytest.mark.parametrize("page", PAGES)
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
 def test_every_page_renders_on_an_empty_store(tmp_path, monkeypatch, page, lang):
