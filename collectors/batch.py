@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -81,14 +81,20 @@ class Scrape:
             scrape.notes.append(note)
         return scrape
 
-    def oldest_sample_ts(self) -> datetime | None:
+    def oldest_sample_ts(self, within_s: float) -> datetime | None:
         """The earliest time a device row of this scrape carries: the tick, unless the exporter
         stamps its samples itself (Huawei's npu-exporter: each chip at its cache read time).
         Its collector_runs row records this, so every device the scrape carried has a sample at
-        or after its run's time, and one it left out (lost) falls behind."""
+        or after its run's time, and one it left out (lost) falls behind. Only stamps within
+        `within_s` of the newest count: a chip whose reading froze minutes ago must not hold
+        the time back and hide every other chip that leaves (it reads lost itself: its
+        exporter answers without news of it)."""
         if self.samples is None or not self.samples.num_rows:
             return None
-        return pc.min(self.samples["ts"]).as_py()
+        ts = self.samples["ts"]
+        newest = pc.max(ts).as_py()
+        recent = pc.filter(ts, pc.greater_equal(ts, pa.scalar(newest - timedelta(seconds=within_s), ts.type)))
+        return pc.min(recent).as_py()
 
 
 def _num(v):

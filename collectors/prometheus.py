@@ -158,8 +158,8 @@ class _Acc:
     parse_s: float = 0.0
 
 
-def _scrapes(rows: dict[tuple, dict[str, list]], lo: int, hi: int,
-             own: set[tuple]) -> tuple[dict[tuple, dict[str, list]], int | None]:
+def _scrapes(rows: dict[tuple, dict[str, list]], lo: int, hi: int, own: set[tuple],
+             hold: bool = True) -> tuple[dict[tuple, dict[str, list]], int | None]:
     """One window's instants, (group, t) -> device -> [meta, columns], as the exporters' scrapes:
     (group, T) -> device -> [meta, columns, the device's own time], T the scrape's newest time.
 
@@ -168,9 +168,10 @@ def _scrapes(rows: dict[tuple, dict[str, list]], lo: int, hi: int,
     default, as a run of instants less than OWN_STAMPS_MS apart. Such a run is one scrape; it
     ends at a gap of OWN_STAMPS_MS or where a series it already holds comes again (the next
     refresh of the exporter's cache). Each device row keeps the earliest time it was read at.
-    `own` remembers the exporters seen doing this. Their last scrape in the window is held back
-    when it ends within OWN_STAMPS_MS of `hi` (it may go on after it) and does not begin at the
-    window's start; the earliest time held back is returned, the next read must start before it."""
+    `own` remembers the exporters seen doing this. With `hold`, their last scrape in the window
+    is held back when it ends within OWN_STAMPS_MS of `hi` (it may go on after it) and does not
+    begin at the window's start; the earliest time held back is returned, the next read must
+    start before it."""
     times: dict[tuple, list[int]] = {}
     for group, t in rows:
         times.setdefault(group, []).append(t)
@@ -197,7 +198,7 @@ def _scrapes(rows: dict[tuple, dict[str, list]], lo: int, hi: int,
         runs.append(cur)
         if any(len(r) > 1 for r in runs):
             own.add(group)
-        if group in own and hi - runs[-1][-1] < OWN_STAMPS_MS and runs[-1][0] - 1 > lo:
+        if hold and group in own and hi - runs[-1][-1] < OWN_STAMPS_MS and runs[-1][0] - 1 > lo:
             held = runs[-1][0] if held is None else min(held, runs[-1][0])
             runs.pop()
         for run in runs:
@@ -337,6 +338,8 @@ class PrometheusCollector:
                         raise
                     break
                 held = self._process(target, p, results, p.floor_ms if p.floor_ms is not None else lo, lo, end, acc)
+                if held is not None and p.settled_ms is not None:
+                    p.settled_ms = min(p.settled_ms, held - 1)      # so the next read starts before it
                 if held is not None and end == hi:
                     break                   # the rest of that scrape comes with the next collect
                 lo = end if held is None else held - 1
@@ -370,10 +373,10 @@ class PrometheusCollector:
             with p.lock:            # collects of the same target interleave between windows, never inside one
                 end = min(hi, lo + self._window_ms(p))
                 results, end = self._fetch(target.url, p, lo, end)
-                held = self._process(target, p, results, _ms(since), lo, end, acc, step_s=step_s)
-            # a scrape cut by the window's end is read again by the next window; at `until`,
-            # by the collects that follow (they share this target's cursors)
-            lo = hi if held is not None and end == hi else (end if held is None else held - 1)
+                # a scrape cut by a window's end is read again by the next window; the last
+                # window holds nothing back (no later read of this back-fill would deliver it)
+                held = self._process(target, p, results, _ms(since), lo, end, acc, step_s=step_s, hold=end < hi)
+            lo = end if held is None else held - 1
             yield self._build(acc, target, _dt(end))
 
     def resume_from(self, target: Target, since: datetime) -> None:
@@ -536,18 +539,19 @@ class PrometheusCollector:
             stats.issues.append(LineIssue(0, reason, text[:120]))
 
     def _process(self, target: Target, p: _Progress, results: dict[str, list[dict]], floor: int, lo: int, hi: int,
-                 acc: _Acc, *, step_s: float | None = None) -> int | None:
+                 acc: _Acc, *, step_s: float | None = None, hold: bool = True) -> int | None:
         """Pivot one window (lo, hi]'s results into acc, feeding the tracker in time order.
 
         Returns the earliest time of a scrape held back because the window may have cut it
-        (see `_scrapes`), or None; floor and settled are kept before it, so it is read again."""
+        (see `_scrapes`), or None; the floor is kept before it, and the caller reads from
+        before it again (a collect also keeps `settled` before it)."""
         t0 = time.perf_counter()
         step = self.step_s if step_s is None else step_s
         stats = acc.stats
         instants: list[tuple[int, Callable[[], None]]] = []
         held: int | None = None
         for dt in self.device_tables:
-            rows, h = _scrapes(self._pivot_devices(dt, results.get(dt.name, ()), stats), lo, hi, p.own_stamps)
+            rows, h = _scrapes(self._pivot_devices(dt, results.get(dt.name, ()), stats), lo, hi, p.own_stamps, hold)
             if h is not None:
                 held = h if held is None else min(held, h)
             for group, t in self._select(p, dt.name, rows.keys(), floor, step):
@@ -562,8 +566,6 @@ class PrometheusCollector:
             deliver()
         done = hi if held is None else held - 1
         p.floor_ms = done if p.floor_ms is None else max(p.floor_ms, done)
-        if held is not None and p.settled_ms is not None:
-            p.settled_ms = min(p.settled_ms, held - 1)
         acc.parse_s += time.perf_counter() - t0
         return held
 

@@ -129,7 +129,7 @@ class Scheduler:
                     first = scrape.issues[0] if scrape.issues else None
                     notes.insert(0, t("msg.malformed_first", "en", n=scrape.lines_skipped, first=first) if first
                                  else t("msg.malformed", "en", n=scrape.lines_skipped))
-                runs.append(_run(started, scrape.oldest_sample_ts() or ts, target, duration, scrape.rows,
+                runs.append(_run(started, self._sample_ts(scrape, ts), target, duration, scrape.rows,
                                  scrape.lines_skipped, True, "; ".join(notes) or None))
                 return scrape, runs
             except Exception as exc:  # every failure is recorded, none stops the cycle
@@ -146,6 +146,11 @@ class Scheduler:
                     return None, runs
                 self.sleep(wait)
         return None, runs
+
+    def _sample_ts(self, scrape: Scrape, ts: datetime) -> datetime:
+        """The run's sample time (see Scrape.oldest_sample_ts): the tick, or the oldest of the
+        exporter's own stamps within one interval of its newest."""
+        return scrape.oldest_sample_ts(within_s=self.interval_s) or ts
 
     def run_cycle(self, ts: datetime | None = None) -> CycleReport:
         now = self.clock()

@@ -361,8 +361,8 @@ def _cross_check(path: Path, cf: CentreFile, cat: Catalogue) -> None:
     for i, r in enumerate(cf.attribution):
         if r.tenant not in tenant_ids:
             raise ConfigError(f"{path}: key 'attribution[{i}].tenant': unknown tenant {r.tenant!r}")
-        if r.namespace is None and r.pod is None and r.job is None:
-            raise ConfigError(f"{path}: key 'attribution[{i}]': a rule needs at least one of namespace, pod, job")
+        if r.namespace is None and r.pod is None and r.job is None and r.user is None:
+            raise ConfigError(f"{path}: key 'attribution[{i}]': a rule needs at least one of namespace, pod, job, user")
     for i, lease in enumerate(cf.leases):
         if lease.tenant not in tenant_ids:
             raise ConfigError(f"{path}: key 'leases[{i}].tenant': unknown tenant {lease.tenant!r}")

@@ -60,6 +60,14 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # placeholders whose value may itself hold "; " (a list, a nested message); no other one
 # spans it, so "a; b" is read as two messages, not as one template swallowing both
 _MAY_HOLD_LISTS = frozenset({"values", "reads", "error", "detail"})
+_NUMBERS = {"code": r"\d+", "n": r"\d+", "k": r"\d+", "got": r"\d+", "declared": r"\d+", "mib": r"\d+",
+            "more": r"\d+", "s": r"[\d.]+"}
+# placeholders that hold words of ours (a reason, a nested message), translated in turn;
+# the others (a URL, a query, a device, an exporter's own words) are shown as they are
+_NESTED = frozenset({"reason", "error", "detail", "values", "reads", "first"})
+# longer text is an exporter's or a library's own words: shown as it is (and never fed to
+# the lazy patterns, whose backtracking grows with the cube of the length)
+MAX_MESSAGE_CHARS = 600
 
 
 @lru_cache(maxsize=1)
@@ -72,7 +80,7 @@ def _message_patterns() -> list[tuple[str, re.Pattern]]:
         parts, pos = [], 0
         for m in _PLACEHOLDER.finditer(en):
             name = m.group(1)
-            value = ".+?" if name in _MAY_HOLD_LISTS else "(?:(?!; ).)+?"
+            value = _NUMBERS.get(name) or (".+?" if name in _MAY_HOLD_LISTS else "(?:(?!; ).)+?")
             parts.append(re.escape(en[pos:m.start()]) + f"(?P<{name}>{value})")
             pos = m.end()
         parts.append(re.escape(en[pos:]))
@@ -86,15 +94,18 @@ def _one_message(text: str, lang: str, depth: int) -> str | None:
     for key, pattern in _message_patterns():
         m = pattern.match(text)
         if m:
-            values = {k: (message(v, lang, depth + 1) if depth < 3 else v) for k, v in m.groupdict().items()}
+            values = {k: (message(v, lang, depth + 1) if depth < 3 and k in _NESTED else v)
+                      for k, v in m.groupdict().items()}
             return t(key, lang, **values)
     return None
 
 
 def message(text: str | None, lang: str = DEFAULT, depth: int = 0) -> str:
     """A collector's English message (see above) in `lang`; messages joined with "; " each."""
-    if not text or normalise(lang) == DEFAULT:
-        return text or ""
+    if not isinstance(text, str):
+        return "" if text is None or text != text else str(text)       # None, NaN from a DataFrame
+    if not text or normalise(lang) == DEFAULT or len(text) > MAX_MESSAGE_CHARS:
+        return text
     whole = _one_message(text, lang, depth)
     if whole is not None:
         return whole

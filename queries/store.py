@@ -298,8 +298,27 @@ class _DeviceRows:
     def changed(self, cur: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
         if self.rows is None:
             self.rows = {r["device_id"]: r for r in cur.sql("SELECT * FROM devices").to_arrow_table().to_pylist()}
-        keep = [i for i, row in enumerate(table.to_pylist()) if self._differs(row)]
-        return table if len(keep) == table.num_rows else table.take(pa.array(keep, pa.int64()))
+        rows = table.to_pylist()
+        # one row per device: two endpoints may report it in one flush (NVML and dcgm-exporter
+        # on one host), and the upsert applies only one of them; keep the newest, with the
+        # earliest first_seen, as separate flushes would have left it
+        newest: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            j = newest.get(row["device_id"])
+            if j is None:
+                newest[row["device_id"]] = i
+                continue
+            if row["last_seen"] >= rows[j]["last_seen"]:
+                row["first_seen"] = min(row["first_seen"], rows[j]["first_seen"])
+                newest[row["device_id"]] = i
+            else:
+                rows[j]["first_seen"] = min(row["first_seen"], rows[j]["first_seen"])
+        keep = [i for i in newest.values() if self._differs(rows[i])]
+        if len(keep) == table.num_rows:
+            return table
+        out = table.take(pa.array(keep, pa.int64()))
+        first = pa.array([rows[i]["first_seen"] for i in keep], table.schema.field("first_seen").type)
+        return out.set_column(out.schema.get_field_index("first_seen"), "first_seen", first)
 
     def _differs(self, new: dict) -> bool:
         old = self.rows.get(new["device_id"])

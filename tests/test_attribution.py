@@ -122,3 +122,14 @@ def test_a_slurm_user_on_amd_gpus_is_attributed(attributed_cfg):
     assert ("428113", "alice", "edu-cloud") in by_user
     assert all(r["tenant"] == "edu-cloud" for r in rows if r["job_user"] == "alice")
     assert all(r["tenant"] is None for r in rows if r["job_user"] != "alice")
+
+
+def test_a_rule_may_name_only_the_user(tmp_path):
+    d = tmp_path / "cfg"
+    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (d / "centre.toml").write_text((d / "centre.toml").read_text()
+                                   + '\n[[attribution]]\ntenant = "bioforge"\nuser = "bf-*"\n')
+    a = Attributor(config.load(d))
+    t = datetime(2026, 11, 20, tzinfo=UTC)
+    assert a.tenant("x", "node-z", t, None, None, "1234", "bf-alice") == "bioforge"
+    assert a.tenant("x", "node-z", t, None, None, "1234", "alice") is None

@@ -97,3 +97,17 @@ def test_every_collector_message_template_is_used():
     literal, _ = used_keys()
     unused = sorted(k for k in i18n.table() if k.startswith("msg.") and k not in literal)
     assert not unused, unused
+
+
+def test_collector_messages_that_are_not_ours_stay_as_they_are():
+    from i18n import MAX_MESSAGE_CHARS, message, t
+
+    zh = "zh-CN"
+    assert message("HTTP Error 500: boom", zh) == "HTTP Error 500: boom"      # a code must be a number
+    assert message(float("nan"), zh) == "" and message(3, zh) == "3"         # what a DataFrame cell holds
+    long = t("msg.timeout", "en", s="5") + " " + "x" * MAX_MESSAGE_CHARS
+    assert message(long, zh) == long
+    # a URL is shown as it is even when it reads like one of our messages
+    url = "http://connection-reset"
+    assert message(t("msg.prom_unreachable", "en", url=url, reason=t("msg.conn_reset", "en")), zh) \
+        == f"无法访问 Prometheus（{url}）：连接被重置"

@@ -249,3 +249,66 @@ def test_an_exporter_stamping_its_cache_time_is_not_lost(cfg, store):
     states = store.query("heatmap", now=tick + timedelta(seconds=35), stale_s=60, cluster=None)
     assert dict(zip(states["gpu_index"], states["state"]))[7] == "lost"
     assert (states["state"] == "lost").sum() == 1
+
+
+def test_an_exporter_stamping_ahead_of_our_clock_is_not_lost(cfg, store):
+    """An exporter whose clock runs 30 s ahead stamps every sample in our future: the run that
+    carried those samples must not count before the samples themselves can be seen."""
+    from collectors.ascend import AscendCollector
+    from test_parser import FIXTURES
+
+    text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
+    first = min(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"
+                and line.rsplit(" ", 1)[1].isdigit() and len(line.rsplit(" ", 1)[1]) == 13)
+    tick = datetime.fromtimestamp(first // 1000 - 30, timezone.utc)           # the exporter is 30 s ahead
+    npu = Target(url="http://ascend-node-01:8082/metrics", source="t", kind="ascend", site="sh-lingang",
+                 cluster="train-a", host="ascend-node-01")
+    floor = FakeFloor()
+    sched = Scheduler(store, [(AscendCollector(cfg, fetch=floor.fetch), [npu])], interval_s=15, concurrency=2)
+    store.register_targets([npu.as_row()])
+    for k in range(3):
+        floor.responses[npu.url] = re.sub(r" (\d{13})$", lambda m: f" {int(m.group(1)) + 15_000 * k}", text,
+                                          flags=re.M)
+        sched.run_cycle(tick + timedelta(seconds=15 * k))
+    sched.pool.shutdown()
+    for at in (tick + timedelta(seconds=50), tick + timedelta(seconds=65)):
+        states = store.query("heatmap", now=at, stale_s=60, cluster=None)
+        assert len(states) == 8 and "lost" not in set(states["state"]), (at, list(states["state"]))
+
+
+def test_one_frozen_chip_stamp_does_not_hide_another_chip_leaving(cfg, store):
+    """A chip whose stamp froze 5 minutes ago must not hold its scrape's sample time back:
+    only stamps within an interval of the scrape's newest count, so a chip that then leaves
+    the scrape still reads as lost, and so does the frozen one (no news of it)."""
+    from collectors.ascend import AscendCollector
+    from test_parser import FIXTURES
+
+    text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
+    stamps = sorted({int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"})
+    tick = datetime.fromtimestamp(stamps[-1] // 1000 + 3, timezone.utc)
+    npu = Target(url="http://ascend-node-01:8082/metrics", source="t", kind="ascend", site="sh-lingang",
+                 cluster="train-a", host="ascend-node-01")
+    floor = FakeFloor()
+    sched = Scheduler(store, [(AscendCollector(cfg, fetch=floor.fetch), [npu])], interval_s=15, concurrency=2)
+    store.register_targets([npu.as_row()])
+
+    def page(k: int, without: str | None = None) -> str:
+        lines = []
+        for line in text.splitlines():
+            if without and f'id="{without}"' in line:
+                continue
+            frozen = 'id="0"' in line
+            lines.append(re.sub(r" (\d{13})$", lambda m: f" {int(m.group(1)) + (-300_000 if frozen else 15_000 * k)}",
+                                line))
+        return "\n".join(lines) + "\n"
+
+    for k in range(3):
+        floor.responses[npu.url] = page(k)
+        sched.run_cycle(tick + timedelta(seconds=15 * k))
+    floor.responses[npu.url] = page(3, without="7")
+    sched.run_cycle(tick + timedelta(seconds=45))
+    sched.pool.shutdown()
+    states = store.query("heatmap", now=tick + timedelta(seconds=50), stale_s=60, cluster=None)
+    state = dict(zip(states["gpu_index"], states["state"]))
+    assert state[7] == "lost" and state[0] == "lost"
+    assert all(state[i] != "lost" for i in range(1, 7)), state

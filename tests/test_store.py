@@ -7,6 +7,7 @@ import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 
 from collectors.dcgm import DcgmCollector
@@ -188,3 +189,20 @@ def test_every_named_query_runs_against_the_schema(cfg, store):
         assert df is not None, name
     hist = store.query("device_history", **params)
     assert len(hist) == 4 and set(hist["util_pct"]) == {87.0, 0.0}
+
+
+def test_a_device_two_endpoints_report_in_one_flush_is_written_once(cfg, store):
+    """NVML and dcgm-exporter on one host report the same GPU: one flush carries it twice. The
+    newest report names the endpoint, the earliest first_seen stays, and the next flush with
+    the same two reports writes nothing."""
+    col = DcgmCollector(cfg)
+    other = Target(url="http://node-a:9401/metrics", source="test", kind="dcgm", site="sh-lingang",
+                   cluster="train-a", host="node-a")
+    for k in range(3):
+        t = T0 + timedelta(seconds=15 * k)
+        a = col.from_text(dcgm_text(), TARGET, t)
+        b = col.from_text(dcgm_text(), other, t + timedelta(seconds=1))
+        store.write_scrape(samples=a.samples, devices=pa.concat_tables([a.devices, b.devices]))
+        assert store.con.execute("SELECT target, first_seen FROM devices WHERE device_id = 'GPU-0000'"
+                                 ).fetchall()[0] == (other.url, T0)
+    assert store._devices.upserted == 2          # both GPUs once, on the first flush

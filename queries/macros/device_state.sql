@@ -26,6 +26,9 @@ endpoint AS (
     SELECT target, max(coalesce(sample_ts, started_at)) FILTER (WHERE ok) AS last_ok
     FROM collector_runs
     WHERE started_at > at_ts - INTERVAL 1 HOUR AND started_at <= at_ts
+      -- only runs whose samples `latest` can see: an exporter stamping ahead of our clock
+      -- must not make its own devices look left behind
+      AND coalesce(sample_ts, started_at) <= at_ts
     GROUP BY target
 ),
 carried AS (
