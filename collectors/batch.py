@@ -183,7 +183,11 @@ class EventTracker:
                 last[dev] = e
         return out
 
-    def observe(self, target: Target, ts: datetime, batch: DeviceBatch) -> list[dict]:
+    def observe(self, target: Target, ts: datetime, batch: DeviceBatch, *,
+                ecc_xid_devices: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+        """Events of one scrape of `target`. `ecc_xid_devices`: devices (or MIG parents) an ECC
+        XID of this scrape was reported for outside xid_last (NVML's event thread); like an
+        ECC XID in xid_last, it makes a double-bit ECC rise of the same scrape one incident."""
         events: list[dict] = []
         xids = batch.columns.get("xid_last", [None] * len(batch))
         thr = batch.columns.get("throttle_reasons", [None] * len(batch))
@@ -219,8 +223,10 @@ class EventTracker:
                     self.unhealthy[dev] = bad
                 ecc = tuple(col[i] for col in ecc_cols)
                 if ecc != (None, None, None):
+                    dbe_reported = (new_xid in ECC_XIDS or dev in ecc_xid_devices
+                                    or m.get("mig_parent") in ecc_xid_devices)
                     events.extend({**ident, **e} for e in _ecc_events(self.ecc.get(dev), ecc)
-                                  if not (e["detail"] == "dbe" and new_xid in ECC_XIDS))
+                                  if not (e["detail"] == "dbe" and dbe_reported))
                     self.ecc[dev] = ecc
                 if dev in self.lost:
                     self.lost.discard(dev)

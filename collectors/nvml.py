@@ -131,17 +131,6 @@ def _scaled(value: float | None, factor: float = 1.0) -> float | None:
     return None if value is None else value * factor
 
 
-def _one_incident(tracked: list[dict], xids: list[dict], batch: DeviceBatch) -> list[dict]:
-    """The tracker's events less a double-bit ECC rise that an ECC XID of this scrape already
-    reports (the tracker does this itself for XIDs it sees in xid_last, which ours bypass)."""
-    reported = {e["device_id"] for e in xids if e["code"] in ECC_XIDS} - {None}
-    if not reported:
-        return tracked
-    parent = {dev: meta["mig_parent"] for dev, meta in zip(batch.ids, batch.meta)}
-    return [e for e in tracked if not (e["kind"] == "ecc" and e["detail"] == "dbe"
-                                       and {e["device_id"], parent.get(e["device_id"])} & reported)]
-
-
 def _handle_key(handle: Any) -> int:
     """NVML hands the same device back as a new ctypes pointer object: key handles by address."""
     try:
@@ -267,10 +256,14 @@ class NvmlCollector:
                             [None] * len(rows), ParseStats())
         finish_columns(batch.columns, batch.ids, batch.stats)
         batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
-        events = self.tracker.observe(target, ts, batch)       # before xid_last: see module docstring
+        xids = self._xid_events(target, set(batch.ids))
+        # before xid_last is filled (see module docstring); a DBE rise that an ECC XID of this
+        # scrape reports is the same incident, as the tracker treats one it sees in xid_last
+        events = self.tracker.observe(target, ts, batch,
+                                      ecc_xid_devices={e["device_id"] for e in xids if e["code"] in ECC_XIDS})
         events += self._presence_events(lost, rows, events, target, ts)
-        xids = self._xid_events(batch, target)
-        events = _one_incident(events, xids, batch) + xids
+        self._fill_xid_last(batch)
+        events += xids
         scrape = self.builder.build(batch, target, ts)
         scrape.events = pa.Table.from_pylist(events, schema=EVENT_SCHEMA) if events else None
         scrape.parse_s = time.perf_counter() - t0
@@ -378,12 +371,11 @@ class NvmlCollector:
                 events.append(self._event(target, ts, self._unseen_lost.pop(index), index, "back"))
         return events
 
-    def _xid_events(self, batch: DeviceBatch, target: Target) -> list[dict]:
-        """One event per XID seen since the last scrape; fills the batch's xid_last column."""
+    def _xid_events(self, target: Target, present: set[str]) -> list[dict]:
+        """One event per XID seen since the last scrape (on the MIG instance when it is one of
+        `present`, else on its GPU)."""
         with self._lock:
             seen, self._xids = self._xids, []
-            watched = set(self._watched)
-        present = set(batch.ids)
         events = []
         for x in seen:
             instance = f"{x.uuid}/{x.instance}"
@@ -392,6 +384,12 @@ class NvmlCollector:
                 self._xid_state[key] = (x.seen, x.code)
             events.append(self._event(target, datetime.fromtimestamp(x.seen, timezone.utc), key, x.gpu_index,
                                       "xid", x.code))
+        return events
+
+    def _fill_xid_last(self, batch: DeviceBatch) -> None:
+        """The batch's xid_last column: each device's newest XID (0: none since watching began)."""
+        with self._lock:
+            watched = set(self._watched)
         latest = []
         for dev_id, meta in zip(batch.ids, batch.meta):
             if meta["uuid"] not in watched:
@@ -400,7 +398,6 @@ class NvmlCollector:
             known = [s for s in (self._xid_state.get(dev_id), self._xid_state.get(meta["mig_parent"])) if s]
             latest.append(max(known)[1] if known else 0)
         batch.columns["xid_last"] = latest
-        return events
 
     # ---- the XID watch -------------------------------------------------
 
