@@ -98,6 +98,20 @@ def make_config(tmp: Path, targets: int) -> Path:
     return d
 
 
+def start_simulator(cdir: Path) -> tuple[subprocess.Popen, list[Target]]:
+    """A second process serving the centre configured in `cdir` on 127.0.0.1; its targets."""
+    server = subprocess.Popen([sys.executable, "-c", SERVE.format(root=str(ROOT), cdir=str(cdir))],
+                              stdout=subprocess.PIPE, text=True)
+    targets = []
+    for line in server.stdout:
+        if line.strip() == "READY":
+            break
+        kind, site, cluster, host, url = line.split()
+        targets.append(Target(url=url, source="simulator", kind=kind, site=site,
+                              cluster=None if cluster == "-" else cluster, host=None if host == "-" else host))
+    return server, targets
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", type=int, default=1000)
@@ -108,15 +122,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-collect-"))
     cdir = make_config(tmp, args.targets)
     cfg = config.load(cdir)
-    server = subprocess.Popen([sys.executable, "-c", SERVE.format(root=str(ROOT), cdir=str(cdir))],
-                              stdout=subprocess.PIPE, text=True)
-    targets = []
-    for line in server.stdout:
-        if line.strip() == "READY":
-            break
-        kind, site, cluster, host, url = line.split()
-        targets.append(Target(url=url, source="simulator", kind=kind, site=site,
-                              cluster=None if cluster == "-" else cluster, host=None if host == "-" else host))
+    server, targets = start_simulator(cdir)
     try:
         limit = args.memory_limit or cfg.database.memory_limit
         store = Store(tmp / "bench.duckdb", memory_limit=limit)

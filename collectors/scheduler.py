@@ -38,6 +38,10 @@ from queries import Store
 
 log = logging.getLogger(__name__)
 
+# DuckDB holds memory for what was appended while the file is open and frees it only on
+# close (docs/benchmarks.md, "Memory"); the collector reopens the file this often.
+REOPEN_EVERY_S = 3 * 3600
+
 RUN_SCHEMA = pa.schema([
     ("started_at", TS), ("source", pa.string()), ("kind", pa.string()), ("target", pa.string()),
     ("duration_s", pa.float64()), ("rows", pa.int32()), ("lines_skipped", pa.int32()),
@@ -217,6 +221,8 @@ class Scheduler:
                  f", write error: {report.write_error}" if report.write_error else "")
         self.last_report = report
         self.cycles += 1
+        if time.monotonic() - self.store.opened_at >= REOPEN_EVERY_S and self.store.reopen():
+            log.info("reopened the database to give back the memory DuckDB held for it")
         release_free_memory()
         return report
 

@@ -15,9 +15,11 @@ range filter lets DuckDB's zone maps skip all but the newest row groups).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +32,8 @@ import pyarrow as pa
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MACROS_DIR = Path(__file__).resolve().parent / "macros"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+log = logging.getLogger(__name__)
 
 _LOCK_RE = re.compile(r"PID (\d+)")
 
@@ -156,21 +160,67 @@ class Store:
     def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False,
                  memory_limit: str | None = None):
         self.path = str(path)
-        self.con = connect(path, read_only=read_only, memory_limit=memory_limit)
+        self.read_only = read_only
+        self.memory_limit = memory_limit
+        self.con: duckdb.DuckDBPyConnection | None = connect(path, read_only=read_only, memory_limit=memory_limit)
         if not read_only:
             migrate(self.con)
             create_macros(self.con)
+        self.opened_at = time.monotonic()
         self.write_lock = threading.Lock()
         self._devices = _DeviceRows()
         self._closed = False
+        self._gate = threading.Condition()     # cursors in use vs. reopen()
+        self._in_use = 0
+        self._reopening = False
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self.con.cursor()
+        with self._gate:
+            self._gate.wait_for(lambda: not self._reopening)
+            if self.con is None:               # a reopen could not connect: try again now
+                self.con = connect(self.path, read_only=self.read_only, memory_limit=self.memory_limit)
+                self.opened_at = time.monotonic()
+            cur = self.con.cursor()
+            self._in_use += 1
         try:
             yield cur
         finally:
             cur.close()
+            with self._gate:
+                self._in_use -= 1
+                self._gate.notify_all()
+
+    def reopen(self, wait_s: float = 30.0) -> bool:
+        """Close the connection and open the file again; True when it was reopened.
+
+        DuckDB keeps memory for the data appended while a database is open (about
+        7 MiB an hour at 1,000 exporters, after a first two hours' warm-up; see
+        docs/benchmarks.md) and gives it back only when the database is closed; the
+        collector reopens it every few hours so its memory stays bounded. Waits for
+        running writes and for cursors in use (up to `wait_s`, else gives up and
+        returns False); new cursors wait until it is done. If the file cannot be
+        opened again (another process took it in between), the next cursor tries."""
+        if self.path == ":memory:" or self._closed:
+            return False
+        with self.write_lock, self._gate:
+            self._reopening = True
+            try:
+                if not self._gate.wait_for(lambda: self._in_use == 0, timeout=wait_s):
+                    return False
+                if self.con is not None:
+                    self.con.close()
+                    self.con = None
+                try:
+                    self.con = connect(self.path, read_only=self.read_only, memory_limit=self.memory_limit)
+                except (DatabaseOwned, duckdb.Error) as exc:
+                    log.error("could not reopen the database %s, will try again at the next use: %s", self.path, exc)
+                    return False
+                self.opened_at = time.monotonic()
+                return True
+            finally:
+                self._reopening = False
+                self._gate.notify_all()
 
     def query(self, name: str, **params: Any) -> pd.DataFrame:
         with self.cursor() as cur:
@@ -179,7 +229,8 @@ class Store:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.con.close()
+            if self.con is not None:
+                self.con.close()
 
     # ---- writes -------------------------------------------------------
 

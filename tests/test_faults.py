@@ -85,6 +85,9 @@ class TimedStore:
     def __init__(self, store: Store, failures: int = 0):
         self.store, self.failures, self.writes = store, failures, []
 
+    def __getattr__(self, name):               # everything but writes is the real store's
+        return getattr(self.store, name)
+
     def write_scrape(self, **tables):
         if self.failures > 0:
             self.failures -= 1
@@ -173,6 +176,27 @@ def test_write_fails_twice_then_succeeds_and_nothing_is_lost(cfg, store):
     sched.spool.put(Batch.of(samples=DcgmCollector(cfg).from_text(texts[0], t, T0, track=False).samples))
     sched.spool.flush(store.write_scrape)                      # a duplicate delivery changes nothing
     assert store.con.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == 6
+
+
+def test_collector_reopens_the_database_every_few_hours_and_loses_nothing(cfg, tmp_path):
+    from collectors.scheduler import REOPEN_EVERY_S
+
+    store = Store(tmp_path / "c.duckdb")
+    t = Target(url="http://a:9400/metrics", source="f", kind="dcgm", site="sh-lingang", cluster="train-a")
+    sched = Scheduler(store, [(DcgmCollector(cfg, fetch=lambda u, to: dcgm_text(util=(10, 20))), [t], 0)],
+                      interval_s=15)
+    sched.run_cycle(T0)
+    first = store.opened_at
+    sched.run_cycle(T0 + timedelta(seconds=15))
+    assert store.opened_at == first                            # not yet
+    store.opened_at -= REOPEN_EVERY_S
+    sched.run_cycle(T0 + timedelta(seconds=30))
+    assert store.opened_at > first                             # reopened after that cycle's writes
+    sched.run_cycle(T0 + timedelta(seconds=45))
+    with store.cursor() as cur:
+        assert cur.execute("SELECT count(*) FROM device_samples").fetchone()[0] == 8
+        assert cur.execute("SELECT count(*) FROM collector_runs").fetchone()[0] == 4
+    store.close()
 
 
 def test_spool_spills_to_disk_and_survives_a_restart(cfg, store, tmp_path):

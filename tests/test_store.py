@@ -206,3 +206,66 @@ def test_a_device_two_endpoints_report_in_one_flush_is_written_once(cfg, store):
         assert store.con.execute("SELECT target, first_seen FROM devices WHERE device_id = 'GPU-0000'"
                                  ).fetchall()[0] == (other.url, T0)
     assert store._devices.upserted == 2          # both GPUs once, on the first flush
+
+
+def devices(store):
+    with store.cursor() as cur:
+        return cur.execute("SELECT count(*) FROM devices").fetchone()[0]
+
+
+def test_reopen_keeps_everything_and_waits_for_cursors_in_use(cfg, tmp_path):
+    """The collector reopens the file every few hours (DuckDB frees what it holds for
+    appended data only on close). Data, macros and the device cache survive; a cursor
+    in use holds the reopen back, a cursor asked for meanwhile waits for the new
+    connection; an in-memory store is never reopened (that would empty it)."""
+    import threading
+    import time
+
+    store = Store(tmp_path / "r.duckdb")
+    try:
+        write(store, scrape(cfg, T0))
+        opened = store.opened_at
+        assert store.reopen()
+        assert store.opened_at > opened
+        assert write(store, scrape(cfg, T0)) == 0                      # still recognised as stored
+        assert write(store, scrape(cfg, T0 + timedelta(seconds=15))) == 2
+        assert devices(store) == 2
+        assert store._devices.upserted == 2                            # unchanged devices not rewritten
+
+        done = []
+        with store.cursor() as cur:
+            assert not store.reopen(wait_s=0.2)                        # a cursor in use: gives up
+            worker = threading.Thread(target=lambda: done.append(store.reopen(wait_s=10)))
+            worker.start()
+            time.sleep(0.2)
+            assert worker.is_alive() and not done                       # waits for the cursor
+            reader = threading.Thread(target=lambda: done.append(
+                devices(store)))
+            reader.start()
+            time.sleep(0.2)
+            assert cur.execute("SELECT count(*) FROM device_samples").fetchone()[0] == 4
+        worker.join(10)
+        reader.join(10)
+        assert done == [True, 2]                                        # reopened first, then read
+    finally:
+        store.close()
+    assert not Store(":memory:").reopen()
+
+
+def test_a_failed_reopen_connects_at_the_next_use(cfg, tmp_path, monkeypatch):
+    import queries.store as qs
+
+    store = Store(tmp_path / "r.duckdb")
+    write(store, scrape(cfg, T0))
+    real = qs.connect
+
+    def taken(*a, **kw):
+        raise DatabaseOwned("The database is in use by process 4242")
+    monkeypatch.setattr(qs, "connect", taken)
+    assert not store.reopen()
+    assert store.con is None
+    with pytest.raises(DatabaseOwned):                                  # still taken: the caller hears why
+        devices(store)
+    monkeypatch.setattr(qs, "connect", real)
+    assert devices(store) == 2
+    store.close()
