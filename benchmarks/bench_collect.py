@@ -112,6 +112,15 @@ def start_simulator(cdir: Path) -> tuple[subprocess.Popen, list[Target]]:
     return server, targets
 
 
+def make_scheduler(cfg: config.Config, store: Store, targets: list[Target], interval_s: float,
+                   spool_dir: Path) -> Scheduler:
+    """The dashboard's collection for the simulator's targets: DCGM exporters and the facility meter."""
+    jobs = [(DcgmCollector(cfg), [t for t in targets if t.kind == "dcgm"]),
+            (FacilityCollector(cfg), [t for t in targets if t.kind == "facility"])]
+    return Scheduler(store, jobs, interval_s=interval_s, concurrency=cfg.collection.concurrency,
+                     spool=WriteSpool(spool_dir))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", type=int, default=1000)
@@ -126,12 +135,9 @@ def main() -> None:
     try:
         limit = args.memory_limit or cfg.database.memory_limit
         store = Store(tmp / "bench.duckdb", memory_limit=limit)
-        jobs = [(DcgmCollector(cfg), [t for t in targets if t.kind == "dcgm"]),
-                (FacilityCollector(cfg), [t for t in targets if t.kind == "facility"])]
-        sched = Scheduler(store, jobs, interval_s=args.interval, concurrency=cfg.collection.concurrency,
-                          spool=WriteSpool(tmp / "spool"))
-        n_dcgm = len(jobs[0][1])
-        print(f"{n_dcgm} exporters x 8 GPUs + {len(jobs[1][1])} facility meter(s); interval {args.interval:g} s; "
+        sched = make_scheduler(cfg, store, targets, args.interval, tmp / "spool")
+        n_dcgm = sum(t.kind == "dcgm" for t in targets)
+        print(f"{n_dcgm} exporters x 8 GPUs + {len(targets) - n_dcgm} facility meter(s); interval {args.interval:g} s; "
               f"{args.minutes:g} min; {os.cpu_count()} cores; DuckDB memory_limit {limit}")
         print(f"{'cycle':>5} {'wall s':>7} {'answered':>9} {'cpu s':>6} {'ok':>5} {'fail':>4} {'rows':>6} {'rss MiB':>8} "
               f"{'duckdb MiB':>10} {'heap used':>9} {'heap free':>9} {'arrow MiB':>9}")

@@ -33,11 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import config  # noqa: E402
-from bench_collect import heap, make_config, start_simulator, status  # noqa: E402
-from collectors.dcgm import DcgmCollector  # noqa: E402
-from collectors.facility import FacilityCollector  # noqa: E402
-from collectors.scheduler import Scheduler, release_free_memory  # noqa: E402
-from collectors.spool import WriteSpool  # noqa: E402
+from bench_collect import heap, make_config, make_scheduler, start_simulator, status  # noqa: E402
+from collectors.scheduler import release_free_memory  # noqa: E402
 from queries import Store  # noqa: E402
 
 
@@ -60,10 +57,7 @@ def capture(tmp: Path, targets: int) -> list[dict[str, pa.Table | None]]:
     server, found = start_simulator(cdir)
     try:
         store = RecordingStore(tmp / "capture.duckdb", memory_limit=cfg.database.memory_limit)
-        jobs = [(DcgmCollector(cfg), [t for t in found if t.kind == "dcgm"]),
-                (FacilityCollector(cfg), [t for t in found if t.kind == "facility"])]
-        sched = Scheduler(store, jobs, interval_s=15, concurrency=cfg.collection.concurrency,
-                          spool=WriteSpool(tmp / "spool"))
+        sched = make_scheduler(cfg, store, found, 15, tmp / "spool")
         sched.run_cycle()
         store.batches.clear()
         time.sleep(1)

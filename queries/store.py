@@ -162,11 +162,11 @@ class Store:
         self.path = str(path)
         self.read_only = read_only
         self.memory_limit = memory_limit
-        self.con: duckdb.DuckDBPyConnection | None = connect(path, read_only=read_only, memory_limit=memory_limit)
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self._open()
         if not read_only:
             migrate(self.con)
             create_macros(self.con)
-        self.opened_at = time.monotonic()
         self.write_lock = threading.Lock()
         self._devices = _DeviceRows()
         self._closed = False
@@ -174,13 +174,16 @@ class Store:
         self._in_use = 0
         self._reopening = False
 
+    def _open(self) -> None:
+        self.con = connect(self.path, read_only=self.read_only, memory_limit=self.memory_limit)
+        self.opened_at = time.monotonic()
+
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._gate:
             self._gate.wait_for(lambda: not self._reopening)
             if self.con is None:               # a reopen could not connect: try again now
-                self.con = connect(self.path, read_only=self.read_only, memory_limit=self.memory_limit)
-                self.opened_at = time.monotonic()
+                self._open()
             cur = self.con.cursor()
             self._in_use += 1
         try:
@@ -195,7 +198,7 @@ class Store:
         """Close the connection and open the file again; True when it was reopened.
 
         DuckDB keeps memory for the data appended while a database is open (about
-        7 MiB an hour at 1,000 exporters, after a first two hours' warm-up; see
+        7 MiB an hour at 1,000 exporters, after the first hours' warm-up; see
         docs/benchmarks.md) and gives it back only when the database is closed; the
         collector reopens it every few hours so its memory stays bounded. Waits for
         running writes and for cursors in use (up to `wait_s`, else gives up and
@@ -212,11 +215,10 @@ class Store:
                     self.con.close()
                     self.con = None
                 try:
-                    self.con = connect(self.path, read_only=self.read_only, memory_limit=self.memory_limit)
+                    self._open()
                 except (DatabaseOwned, duckdb.Error) as exc:
                     log.error("could not reopen the database %s, will try again at the next use: %s", self.path, exc)
                     return False
-                self.opened_at = time.monotonic()
                 return True
             finally:
                 self._reopening = False
