@@ -15,16 +15,20 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable
 
-from i18n import t
+from i18n import Msg, msg
 
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 class ScrapeError(Exception):
-    """A target could not be scraped; the message is shown on the sources page."""
+    """A target could not be scraped; the message is shown on the sources page.
 
-    def __init__(self, message: str, *, timeout: bool = False):
-        super().__init__(message)
+    Give it an `i18n.Msg` (key and parameters, stored as such and shown in the
+    reader's language); `str()` of the error is the English text."""
+
+    def __init__(self, message: "Msg | str", *, timeout: bool = False):
+        super().__init__(str(message))
+        self.msg: Msg | str = message
         self.timeout = timeout      # the target did not answer in time (not retried within a cycle)
 
 
@@ -54,24 +58,24 @@ def fetch(url: str, timeout: float) -> str:
             declared = resp.headers.get("Content-Length")
             # read(n) returns short data, not an error, when the peer closes early
             if declared and declared.isdigit() and len(body) < int(declared) <= MAX_BODY_BYTES:
-                raise ScrapeError(t("msg.closed_mid_declared", "en", got=len(body), declared=declared))
+                raise ScrapeError(msg("msg.closed_mid_declared", got=len(body), declared=declared))
     except urllib.error.HTTPError as exc:
-        raise ScrapeError(t("msg.http_status", "en", code=exc.code, reason=exc.reason)) from None
+        raise ScrapeError(msg("msg.http_status", code=exc.code, reason=str(exc.reason))) from None
     except (TimeoutError, socket.timeout):
-        raise ScrapeError(t("msg.timeout", "en", s=f"{timeout:g}"), timeout=True) from None
+        raise ScrapeError(msg("msg.timeout", s=f"{timeout:g}"), timeout=True) from None
     except http.client.IncompleteRead as exc:
-        raise ScrapeError(t("msg.closed_mid", "en", got=len(exc.partial))) from None
+        raise ScrapeError(msg("msg.closed_mid", got=len(exc.partial))) from None
     except http.client.RemoteDisconnected:
-        raise ScrapeError(t("msg.closed_before", "en")) from None
+        raise ScrapeError(msg("msg.closed_before")) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise ScrapeError(t("msg.timeout", "en", s=f"{timeout:g}"), timeout=True) from None
+            raise ScrapeError(msg("msg.timeout", s=f"{timeout:g}"), timeout=True) from None
         if isinstance(reason, ConnectionRefusedError):
-            raise ScrapeError(t("msg.refused", "en")) from None
-        raise ScrapeError(t("msg.unreachable", "en", reason=reason)) from None
+            raise ScrapeError(msg("msg.refused")) from None
+        raise ScrapeError(msg("msg.unreachable", reason=str(reason))) from None
     except (ConnectionError, OSError) as exc:
-        raise ScrapeError(t("msg.connection_failed", "en", detail=exc)) from None
+        raise ScrapeError(msg("msg.connection_failed", detail=str(exc))) from None
     if len(body) > MAX_BODY_BYTES:
-        raise ScrapeError(t("msg.too_large", "en", mib=MAX_BODY_BYTES // (1024 * 1024)))
+        raise ScrapeError(msg("msg.too_large", mib=MAX_BODY_BYTES // (1024 * 1024)))
     return body.decode("utf-8", errors="replace")

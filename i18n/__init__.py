@@ -1,27 +1,45 @@
 """The one translation table: every visible string, in English and 简体中文.
 
-Strings live in strings.toml as `["key"] en = "..." zh-CN = "..."`, with
-`{name}` placeholders filled by `t(key, lang, name=...)`. A missing key is a
-bug that tests catch (tests/test_i18n.py walks the code for t("...") calls);
-at run time it shows the key itself rather than crash a NOC screen.
+Strings live in i18n/*.toml (strings.toml and one file per area, so that work on
+different areas never edits one file) as `["key"] en = "..." zh-CN = "..."`, with
+`{name}` placeholders filled by `t(key, lang, name=...)`. A key defined in two files
+is an error. A missing key is a bug that tests catch (tests/test_i18n.py walks the
+code for t("...") calls); at run time it shows the key itself rather than crash a
+NOC screen.
+
+Messages of collectors, jobs and parsers are stored as keys with parameters
+(`Msg`, serialised by `dumps`) and rendered in the reader's language when shown
+(`render`). Rows stored before that carry English text only; `message` turns such
+text back into keys by matching the English templates, and is kept only for them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 LANGUAGES: dict[str, str] = {"en": "English", "zh-CN": "简体中文"}
 DEFAULT = "en"
-_PATH = Path(__file__).resolve().parent / "strings.toml"
+_DIR = Path(__file__).resolve().parent
 
 
 @lru_cache(maxsize=1)
 def table() -> dict[str, dict[str, str]]:
-    with _PATH.open("rb") as fh:
-        return tomllib.load(fh)
+    out: dict[str, dict[str, str]] = {}
+    where: dict[str, str] = {}
+    for path in sorted(_DIR.glob("*.toml")):
+        with path.open("rb") as fh:
+            for key, entry in tomllib.load(fh).items():
+                if key in out:
+                    raise ValueError(f"{path.name}: key {key!r} is already defined in {where[key]}")
+                out[key] = entry
+                where[key] = path.name
+    return out
 
 
 def normalise(lang: str | None) -> str:
@@ -124,3 +142,82 @@ def message(text: str | None, lang: str = DEFAULT, depth: int = 0) -> str:
             out.append(pieces[i])
             i += 1
     return "；".join(out)
+
+
+# ---- messages stored as keys ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Msg:
+    """A message as a key and its parameters; `str()` is its English text.
+
+    A parameter may itself be a `Msg` (a reason inside "Prometheus at ... not
+    reachable: {reason}"): it is rendered in the same language. Everything else is
+    shown as it is (URLs, an exporter's own words, numbers)."""
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, lang: str = DEFAULT) -> str:
+        values = {k: (v.render(lang) if isinstance(v, Msg) else v) for k, v in self.params.items()}
+        return t(self.key, normalise(lang), **values)
+
+    def __str__(self) -> str:
+        return self.render(DEFAULT)
+
+    def to_json(self) -> dict:
+        return {"key": self.key,
+                "params": {k: (v.to_json() if isinstance(v, Msg) else v) for k, v in self.params.items()}}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Msg":
+        params = {k: (cls.from_json(v) if isinstance(v, dict) and "key" in v and "params" in v else v)
+                  for k, v in (doc.get("params") or {}).items()}
+        return cls(str(doc["key"]), params)
+
+
+def msg(key: str, /, **params: Any) -> Msg:
+    return Msg(key, params)
+
+
+def dumps(msgs: "list[Msg | str] | Msg | str | None") -> str | None:
+    """Messages as stored beside their English text: a JSON list of {key, params}; plain
+    strings (an exporter's or a library's own words) are kept as {"text": ...}."""
+    if msgs is None:
+        return None
+    if isinstance(msgs, (Msg, str)):
+        msgs = [msgs]
+    items = [m.to_json() if isinstance(m, Msg) else {"text": str(m)} for m in msgs]
+    return json.dumps(items, ensure_ascii=False, default=str) if items else None
+
+
+def loads(stored: str | None) -> list[Msg | str]:
+    if not stored:
+        return []
+    out: list[Msg | str] = []
+    for item in json.loads(stored):
+        out.append(Msg.from_json(item) if "key" in item else str(item.get("text", "")))
+    return out
+
+
+def english(msgs: "list[Msg | str] | Msg | str | None", sep: str = "; ") -> str | None:
+    """The English text stored beside the keys (logs, CSV exports, old readers)."""
+    if msgs is None:
+        return None
+    if isinstance(msgs, (Msg, str)):
+        msgs = [msgs]
+    return sep.join(str(m) for m in msgs) or None
+
+
+def render(stored_json: str | None, text: str | None, lang: str = DEFAULT) -> str:
+    """A stored message in `lang`: from its keys when the row has them, else (rows written
+    before messages were stored as keys) from its English text through `message`."""
+    if isinstance(stored_json, str) and stored_json:
+        try:
+            parts = loads(stored_json)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            parts = []
+        if parts:
+            sep = "；" if normalise(lang) == "zh-CN" else "; "
+            return sep.join(p.render(lang) if isinstance(p, Msg) else p for p in parts)
+    return message(text, lang)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import config
 import i18n
 
 CODE_DIRS = ["pages", "collectors", "queries", "config"]
-CALL = re.compile(r"""\bt\(\s*(f?)"([^"]+)\"""")
+CALL = re.compile(r"""\b(?:t|msg|Msg)\(\s*(f?)"([^"]+)\"""")
 
 
 def used_keys():
@@ -111,3 +113,34 @@ def test_collector_messages_that_are_not_ours_stay_as_they_are():
     url = "http://connection-reset"
     assert message(t("msg.prom_unreachable", "en", url=url, reason=t("msg.conn_reset", "en")), zh) \
         == f"无法访问 Prometheus（{url}）：连接被重置"
+
+
+def test_messages_stored_as_keys_render_in_the_readers_language():
+    from i18n import dumps, english, loads, msg, render
+
+    nested = msg("msg.prom_unreachable", url="http://p:9090", reason=msg("msg.timeout", s="5"))
+    stored = dumps([nested, "KeyError: 'x'"])
+    assert loads(stored)[0] == nested and loads(stored)[1] == "KeyError: 'x'"
+    assert english([nested, "KeyError: 'x'"]) == \
+        "Prometheus at http://p:9090 not reachable: no answer within 5 s; KeyError: 'x'"
+    zh = render(stored, None, "zh-CN")
+    assert "http://p:9090" in zh and "5 秒内无应答" in zh and zh.endswith("；KeyError: 'x'")
+    assert render(stored, None, "en") == english([nested, "KeyError: 'x'"])
+    # a row written before keys were stored is read from its English text
+    old = str(msg("msg.timeout", s="5"))
+    assert render(None, old, "zh-CN") == "5 秒内无应答"
+
+
+def test_a_key_defined_in_two_files_is_refused(tmp_path, monkeypatch):
+    import i18n
+
+    (tmp_path / "a.toml").write_text('["x.y"]\nen = "a"\nzh-CN = "甲"\n')
+    (tmp_path / "b.toml").write_text('["x.y"]\nen = "b"\nzh-CN = "乙"\n')
+    monkeypatch.setattr(i18n, "_DIR", tmp_path)
+    i18n.table.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="b.toml: key 'x.y' is already defined in a.toml"):
+            i18n.table()
+    finally:
+        monkeypatch.undo()
+        i18n.table.cache_clear()
