@@ -11,7 +11,7 @@ import config
 from collectors.attribution import Attributor
 from collectors.dcgm import DcgmCollector
 from collectors.targets import Target
-from test_store import dcgm_text
+from helpers import dcgm_text
 
 UTC = timezone.utc
 RULES = '''
@@ -112,7 +112,7 @@ def test_a_slurm_user_on_amd_gpus_is_attributed(attributed_cfg):
     """AMD's exporter on a Slurm cluster labels each GPU with job_id and job_user; both are
     stored with the sample and a rule naming the user attributes it."""
     from collectors.amd import AmdCollector
-    from test_parser import FIXTURES
+    from helpers import FIXTURES
 
     text = (FIXTURES.parent / "amd" / "mi300x_slurm.txt").read_text()
     target = Target(url="http://hpc-mi300-021:5000/metrics", source="t", kind="amd", site="sh-lingang",

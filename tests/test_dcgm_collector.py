@@ -14,7 +14,7 @@ from collectors.dcgm import DcgmCollector
 from collectors.exposition import NotExposition
 from collectors.targets import Target
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
-from test_parser import K8S_GPU0, K8S_GPU1, K8S_GPU2, MIG_GPU, read
+from helpers import K8S_GPU0, K8S_GPU1, K8S_GPU2, MIG_GPU, read
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)

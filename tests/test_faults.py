@@ -19,7 +19,7 @@ from collectors.scheduler import Scheduler
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import Target
 from queries import Store
-from test_store import dcgm_text
+from helpers import dcgm_text
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 GOOD = dcgm_text()

@@ -10,28 +10,9 @@ import pandas as pd
 from collectors.dcgm import DcgmCollector
 from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError, Target
-from test_store import dcgm_text
+from helpers import A, B, FakeFloor, dcgm_text, text_b
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
-A = Target(url="http://node-a:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="train-a", host="node-a")
-B = Target(url="http://node-b:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="infer-b", host="node-b")
-
-
-class FakeFloor:
-    """Per-URL responses: text, or an exception to raise."""
-
-    def __init__(self):
-        self.responses = {}
-
-    def fetch(self, url, timeout):
-        r = self.responses[url]
-        if isinstance(r, Exception):
-            raise r
-        return r
-
-
-def text_b(**kw):
-    return dcgm_text(**kw).replace('Hostname="node-a"', 'Hostname="node-b"').replace("GPU-000", "GPU-B00")
 
 
 def setup(cfg, store):
@@ -224,7 +205,7 @@ def test_an_exporter_stamping_its_cache_time_is_not_lost(cfg, store):
     """Huawei's npu-exporter stamps samples with the time it read the chips, seconds before the
     cycle's tick; its NPUs must read as present, and one that vanishes as lost."""
     from collectors.ascend import AscendCollector
-    from test_parser import FIXTURES
+    from helpers import FIXTURES
 
     text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
     stamps = sorted({int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"})
@@ -255,7 +236,7 @@ def test_an_exporter_stamping_ahead_of_our_clock_is_not_lost(cfg, store):
     """An exporter whose clock runs 30 s ahead stamps every sample in our future: the run that
     carried those samples must not count before the samples themselves can be seen."""
     from collectors.ascend import AscendCollector
-    from test_parser import FIXTURES
+    from helpers import FIXTURES
 
     text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
     first = min(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"
@@ -281,7 +262,7 @@ def test_one_frozen_chip_stamp_does_not_hide_another_chip_leaving(cfg, store):
     only stamps within an interval of the scrape's newest count, so a chip that then leaves
     the scrape still reads as lost, and so does the frozen one (no news of it)."""
     from collectors.ascend import AscendCollector
-    from test_parser import FIXTURES
+    from helpers import FIXTURES
 
     text = (FIXTURES.parent / "ascend" / "npu_exporter_910b_k8s.txt").read_text()
     stamps = sorted({int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"})

@@ -20,7 +20,7 @@ from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError, Target
 from config import Source
 from fake_nvml import GIB, FakeGpu, FakeMig, FakeNvml
-from test_parser import MIG_GPU, read
+from helpers import MIG_GPU, read
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)

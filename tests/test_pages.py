@@ -14,8 +14,8 @@ from collectors.dcgm import DcgmCollector
 from collectors.scheduler import Scheduler
 from pages import ui
 from queries import Store
-from test_live import A, B, FakeFloor, text_b
-from test_store import dcgm_text
+from helpers import A, B, FakeFloor, text_b
+from helpers import dcgm_text
 
 PAGES = ["pages/live.py", "pages/sources.py"]
 
@@ -141,8 +141,8 @@ def mixed_seeded(tmp_path, monkeypatch):
     """The mixed-fleet example centre after one live collection cycle from its simulator."""
     from collectors.runtime import Runtime
     from simulator import Floor
-    from test_runtime import wait_for
-    from test_simulator_vendors import calm_instant
+    from helpers import wait_for
+    from helpers import calm_instant
 
     cdir = tmp_path / "mixed"
     cdir.mkdir()

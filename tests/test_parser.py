@@ -16,21 +16,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import FIXTURES, K8S_GPU0, K8S_GPU1, K8S_GPU2, MIG_GPU, read
 from collectors.exposition import (
     CompiledMapping, DeviceBatch, NotExposition, parse_devices, parse_labels, parse_series,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dcgm"
-
-K8S_GPU0 = "GPU-3f2a9c41-7d1e-4b8a-9c55-0e1f2a3b4c5d"
-K8S_GPU1 = "GPU-8b7c6d5e-1a2b-4c3d-8e9f-a0b1c2d3e4f5"
-K8S_GPU2 = "GPU-c0ffee00-5a5a-4b4b-8c8c-0d0d0e0e0f0f"
-MIG_GPU = "GPU-9e8d7c6b-5a49-4382-b1c0-d9e8f7a6b5c4"
-
-
-def read(name: str) -> str:
-    # bytes -> str by hand so that \r\n survives exactly as stored
-    return (FIXTURES / name).read_bytes().decode("utf-8")
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from collectors.targets import ScrapeError, Target
 from config import MappingFile, Source
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
 from prom_server import MISSING_REASON, PromServer, available, free_port, node_jobs, static_target
-from test_parser import FIXTURES, read
+from helpers import FIXTURES, read
 
 UTC = timezone.utc
 SITE, CLUSTER = "sh-lingang", "train-a"

@@ -16,15 +16,7 @@ import pytest
 import config
 from collectors.runtime import BACKFILL_KEY, Runtime
 from queries import Store
-
-
-def wait_for(cond, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return False
+from helpers import wait_for
 
 
 def test_runtime_collects_the_simulated_centre_over_http(cfg, store):

@@ -30,10 +30,9 @@ from collectors.targets import Target, fetch
 from queries import Store
 from simulator import Floor, GpuState, SimulatorServer, render_amd, render_ascend
 from simulator.exporter import ASCEND_CHIP_READ_MS, go_float, vendor_health
-from test_runtime import wait_for
+from helpers import T_REF, calm_instant, wait_for
 
 UTC = timezone.utc
-T_REF = 1795132800.0            # 2026-11-20T00:00:00Z
 MIXED = config.PROJECT_ROOT / "config" / "examples" / "mixed-fleet"
 VENDOR_OF_KIND = {"dcgm": "nvidia", "amd": "amd", "ascend": "huawei"}
 CATALOGUE_OF_KIND = {"dcgm": "H100-SXM", "amd": "MI300X", "ascend": "Ascend-910B"}
@@ -47,15 +46,6 @@ def mixed() -> config.Config:
 @pytest.fixture(scope="module")
 def floor(mixed) -> Floor:
     return Floor(mixed)
-
-
-def calm_instant(floor: Floor, start: float = T_REF) -> float:
-    """The first instant from `start` (15 s steps) when every exporter answers and every GPU is present."""
-    t = start - start % 15
-    while True:
-        if all(floor.exporter_up(h.host, t) and len(floor.gpu_states(h.host, t)) == h.n_gpus for h in floor.hosts):
-            return t
-        t += 15
 
 
 def host_of(floor: Floor, kind: str, busy: bool = True, t: float = T_REF) -> str:

@@ -15,27 +15,11 @@ from collectors.targets import Target
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
 from queries import DatabaseOwned, Store, migrate, query_names
 from queries.store import migrations
+from helpers import dcgm_text
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 TARGET = Target(url="http://node-a:9400/metrics", source="test", kind="dcgm", site="sh-lingang",
                 cluster="train-a", host="node-a")
-
-
-def dcgm_text(util=(87, 0), xid=(0, 0), throttle=(0, 0), gpus=(0, 1), ns=("moonlake-train", None)):
-    lines = ["# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).", "# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
-    fields = [("DCGM_FI_DEV_GPU_UTIL", lambda i: util[i]), ("DCGM_FI_DEV_POWER_USAGE", lambda i: 300.5 + i),
-              ("DCGM_FI_DEV_FB_USED", lambda i: 1000 * (i + 1)), ("DCGM_FI_DEV_FB_FREE", lambda i: 80559 - 1000 * i),
-              ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", lambda i: 0.5), ("DCGM_FI_DEV_XID_ERRORS", lambda i: xid[i]),
-              ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", lambda i: throttle[i]),
-              ("DCGM_FI_DEV_GPU_TEMP", lambda i: 60 + i),
-              ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", lambda i: 5_000_000 + i)]
-    for name, value in fields:
-        for i in gpus:
-            pod = (f',container="pytorch",namespace="{ns[i]}",pod="job-{i}"' if ns[i] else "")
-            lines.append(f'{name}{{gpu="{i}",UUID="GPU-{i:04d}",pci_bus_id="00000000:1{i}:00.0",device="nvidia{i}",'
-                         f'modelName="NVIDIA H100 80GB HBM3",Hostname="node-a",DCGM_FI_DRIVER_VERSION="550.127.05"'
-                         f'{pod}}} {value(i)}')
-    return "\n".join(lines) + "\n"
 
 
 def scrape(cfg, ts, **kw):
