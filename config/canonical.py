@@ -1,8 +1,9 @@
 """The canonical, vendor-neutral data model's column names and types.
 
-Collectors translate every exporter into these columns; the store's schema
-(queries/migrations) declares the same ones, and a meta-test keeps the two in
-step. Units live in the names. Missing values are NULL, never 0.
+Collectors translate every exporter into these columns; the table catalogue
+(queries/catalogue.py) builds the device_samples declaration from them, and a
+meta-test checks the migrated schema against the catalogue. Units live in the
+names. Missing values are NULL, never 0.
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ SAMPLE_MEASURES: dict[str, str] = {
     "processes": "BIGINT",            # compute processes running on the device
     "health": "BIGINT",            # exporter's own verdict: 1 healthy, 0 unhealthy (Ascend, AMD)
     "energy_delta_j": "DOUBLE",    # energy since this device's previous sample; counter resets handled
+}
+
+# the notes the table catalogue (queries/catalogue.py) gives the measure columns
+SAMPLE_MEASURE_NOTES: dict[str, str] = {
+    "util_pct": "GPU utilisation, 0..100",
+    "gr_active": "graphics engine active ratio, 0..1",
+    "sm_active": "SM active ratio, 0..1",
+    "tensor_active": "tensor pipe active ratio, 0..1",
+    "dram_active": "memory interface active ratio, 0..1",
+    "energy_j": "counter since driver load",
+    "throttle_reasons": "NVML/DCGM clocks-event bitmask",
+    "xid_last": "last XID seen (0 = none)",
+    "ecc_dbe_aggregate": "lifetime double-bit ECC errors",
+    "remapped_rows_uncorrectable": "rows remapped after uncorrectable errors",
+    "row_remap_pending": "1: a remap waits for a GPU reset",
+    "row_remap_failed": "1: remapping failed; the GPU needs service",
+    "processes": "compute processes running on the device",
+    "health": "exporter's own verdict: 1 healthy, 0 unhealthy (Ascend, AMD)",
+    "energy_delta_j": "energy since this device's previous sample; counter resets handled",
 }
 
 # What a real device can report: a value outside [low, high] (None: unbounded) is

@@ -7,27 +7,46 @@ serialises writers (the scheduler and the back-fill thread) so device upserts
 never conflict. A second process gets `DatabaseOwned`, which names the owner.
 
 Batches arrive as pyarrow tables and are appended with `INSERT ... SELECT`
-from the registered table, never row by row. A sample is identified by
-(device_id, ts): the anti-join on insert makes a retried or overlapping
-delivery store each sample once, without an index on the big table (its time
-range filter lets DuckDB's zone maps skip all but the newest row groups).
+from the registered table, never row by row. Every table's natural key is
+declared in queries/catalogue.py, and the insert derived from it stores a row
+only when its key is not stored yet and not repeated earlier in the batch: a
+retried or overlapping delivery stores each sample once, without an index on
+the big tables (the probe is bounded by the batch's time range, so DuckDB's
+zone maps skip all but the newest row groups).
+
+Rows that belong to an owner process (targets, collector runs, job runs, key-
+value state, owner status) carry its identity (`owner_site`, `owner_instance`),
+so files of several owners can be combined later. A store writes as its
+`owner`; the writer adopts rows left with the default owner (written before
+migration 011, or by a store opened without one) when it opens the file.
+
+Every read is a named query: queries/sql/<name>.sql, whose first line declares
+its parameters (`-- params: now, cluster` or `-- params: none`); a call that
+misses one or passes one not declared is an error naming both.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from queries import catalogue
+from queries.catalogue import DEFAULT_OWNER, OWNER_COLUMNS, arrow_schema, first_of_each_key, insert_sql
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MACROS_DIR = Path(__file__).resolve().parent / "macros"
@@ -44,6 +63,27 @@ class DatabaseOwned(RuntimeError):
 
 class UnknownQuery(KeyError):
     pass
+
+
+class OwnerKey(NamedTuple):
+    """Who writes: the owner process's site and instance name."""
+
+    site: str
+    instance: str
+
+
+def owner_key(owner: Any) -> OwnerKey:
+    """A `(site, instance)` tuple, or anything with `.site` and `.instance` (config.Owner);
+    None is the default owner."""
+    if owner is None:
+        return OwnerKey(*DEFAULT_OWNER)
+    if isinstance(owner, tuple):
+        site, instance = owner
+    else:
+        site, instance = owner.site, owner.instance
+    if not site or not instance:
+        raise ValueError(f"an owner needs a site and an instance name, got {owner!r}")
+    return OwnerKey(str(site), str(instance))
 
 
 def _owner_description(pid: int) -> str:
@@ -100,14 +140,15 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         raise
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply migrations not yet applied, each in its own transaction; return those applied."""
+def migrate(con: duckdb.DuckDBPyConnection, *, upto: int | None = None) -> list[int]:
+    """Apply migrations not yet applied (up to version `upto`, default all), each in its own
+    transaction; return those applied."""
     con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
         version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)""").fetchall()
     done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
     for version, name, sql in migrations():
-        if version in done:
+        if version in done or (upto is not None and version > upto):
             continue
         with transaction(con):
             for statement in _statements(sql):
@@ -147,26 +188,65 @@ def query_names() -> list[str]:
     return sorted(p.stem for p in SQL_DIR.glob("*.sql"))
 
 
-def run(cur: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pd.DataFrame:
-    """Run queries/sql/<name>.sql with $named parameters; return a DataFrame."""
+_PARAMS_LINE = re.compile(r"--\s*params:\s*(.*?)\s*$")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    text: str
+    params: tuple[str, ...]
+
+
+def named_query(name: str) -> NamedQuery:
+    """queries/sql/<name>.sql with the parameters its first line declares."""
     text = sql_text(name)
-    used = {k: v for k, v in params.items() if f"${k}" in text}
-    return cur.execute(text, used).df()
+    first = text.split("\n", 1)[0]
+    m = _PARAMS_LINE.match(first)
+    if not m:
+        raise ValueError(f"query {name!r}: the first line must declare its parameters "
+                         f"('-- params: a, b' or '-- params: none'), found {first!r}")
+    declared = m.group(1)
+    params = () if declared == "none" else tuple(p.strip() for p in declared.split(","))
+    bad = [p for p in params if not _PARAM_NAME.match(p)]
+    if bad or len(set(params)) != len(params):
+        raise ValueError(f"query {name!r}: cannot read the parameter list {declared!r}")
+    return NamedQuery(name, text, params)
+
+
+def run(cur: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pd.DataFrame:
+    """Run queries/sql/<name>.sql with $named parameters; return a DataFrame. Every declared
+    parameter must be given (None is a value: SQL NULL) and no other (TypeError otherwise)."""
+    q = named_query(name)
+    missing = [p for p in q.params if p not in params]
+    if missing:
+        raise TypeError(f"query {name!r} is missing parameter {missing[0]!r} "
+                        f"(it declares: {', '.join(q.params)})")
+    unknown = [k for k in params if k not in q.params]
+    if unknown:
+        raise TypeError(f"query {name!r} got an unknown parameter {unknown[0]!r} "
+                        f"(it declares: {', '.join(q.params) or 'none'})")
+    if not params:
+        return cur.execute(q.text).df()
+    return cur.execute(q.text, params).df()
 
 
 class Store:
     """The owner's handle on the database (see module docstring)."""
 
     def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False,
-                 memory_limit: str | None = None):
+                 memory_limit: str | None = None, owner: Any = None):
         self.path = str(path)
         self.read_only = read_only
         self.memory_limit = memory_limit
+        self.owner = owner_key(owner)
         self.con: duckdb.DuckDBPyConnection | None = None
         self._open()
         if not read_only:
             migrate(self.con)
             create_macros(self.con)
+            adopt_default_owner(self.con, self.owner)
         self.write_lock = threading.Lock()
         self._devices = _DeviceRows()
         self._closed = False
@@ -245,43 +325,70 @@ class Store:
                      events: pa.Table | None = None, facility: pa.Table | None = None,
                      runs: pa.Table | None = None) -> int:
         """Write one or more scrapes' batches in one transaction; return samples stored."""
-        steps = [(devices, "batch_devices", _UPSERT_DEVICES), (samples, "batch_samples", _INSERT_SAMPLES),
-                 (events, "batch_events", _INSERT_EVENTS), (facility, "batch_facility", _INSERT_FACILITY),
-                 (runs, "batch_runs", _INSERT_RUNS)]
         stored = 0
         written: list[dict] = []
         with self._tx() as cur:
-            for table, name, sql in steps:
-                if name == "batch_devices" and table is not None:
-                    table = self._devices.changed(cur, table)
-                if table is None or not table.num_rows:
-                    continue
-                cur.register(name, table)
-                result = cur.execute(sql).fetchall()
-                if name == "batch_devices":
+            if devices is not None:
+                devices = self._devices.changed(cur, devices)
+                if devices.num_rows:
+                    cur.register("batch_devices", devices)
+                    cur.execute(_UPSERT_DEVICES).fetchall()
                     written = cur.sql(_DEVICES_WRITTEN).to_arrow_table().to_pylist()
-                cur.unregister(name)
-                if name == "batch_samples":
-                    stored = result[0][0]
+                    cur.unregister("batch_devices")
+            for name, table in (("device_samples", samples), ("device_events", events),
+                                ("facility_samples", facility), ("collector_runs", runs)):
+                n = self._insert(cur, name, table)
+                if name == "device_samples":
+                    stored = n
         self._devices.remember(written)          # only once committed
         return stored
 
+    def insert(self, name: str, table: pa.Table) -> int:
+        """Insert a batch into the catalogue table `name` in its own transaction; return the
+        rows inserted. Idempotent: a row whose natural key is stored, or repeated earlier in
+        the batch, is skipped. Owner columns the batch lacks are this store's owner."""
+        with self._tx() as cur:
+            return self._insert(cur, name, table)
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None) -> int:
+        if table is None or not table.num_rows:
+            return 0
+        if catalogue.table(name).owned:
+            table = self._with_owner(table)
+        table = first_of_each_key(name, table)
+        relation = f"batch_{name}"
+        cur.register(relation, table)
+        inserted = cur.execute(_insert_sql(name, relation)).fetchall()[0][0]
+        cur.unregister(relation)             # not after a failure: the aborted transaction refuses it
+        return inserted
+
+    def _with_owner(self, table: pa.Table) -> pa.Table:
+        """`table` with this store's owner where it names none (no column, or NULL)."""
+        for column, value in zip(OWNER_COLUMNS, self.owner):
+            i = table.schema.get_field_index(column)
+            if i < 0:
+                table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
+            elif table.column(i).null_count:
+                table = table.set_column(i, column, pc.fill_null(table.column(i), value))
+        return table
+
     def register_targets(self, rows: list[dict]) -> None:
-        """Make `rows` the current scrape targets; targets no longer configured are retired
-        (their collector_runs history stays). The simulator's URLs change port on every
-        start, so without this the sources page would fill with dead endpoints."""
+        """Make `rows` this owner's current scrape targets; its targets no longer configured
+        are retired (their collector_runs history stays), other owners' are left alone. The
+        simulator's URLs change port on every start, so without this the sources page would
+        fill with dead endpoints."""
         now = datetime.now(timezone.utc)
-        table = pa.Table.from_pylist([{**r, "registered_at": now} for r in rows],
-                                     schema=pa.schema([("target", pa.string()), ("source", pa.string()),
-                                                       ("kind", pa.string()), ("site", pa.string()),
-                                                       ("cluster", pa.string()), ("host", pa.string()),
-                                                       ("registered_at", pa.timestamp("us", tz="UTC"))]))
+        table = pa.Table.from_pylist([{**r, "registered_at": now} for r in rows], schema=arrow_schema("targets"))
+        table = first_of_each_key("targets", self._with_owner(table))
+        site, instance = self.owner
         with self._tx() as cur:
             cur.register("batch_targets", table)
-            cur.execute("DELETE FROM targets WHERE target NOT IN (SELECT target FROM batch_targets)").fetchall()
+            cur.execute("""DELETE FROM targets WHERE owner_site = ? AND owner_instance = ?
+                           AND target NOT IN (SELECT target FROM batch_targets)""", [site, instance]).fetchall()
             cur.execute("""INSERT INTO targets BY NAME SELECT * FROM batch_targets
-                ON CONFLICT (target) DO UPDATE SET source = excluded.source, kind = excluded.kind,
-                site = excluded.site, cluster = excluded.cluster, host = excluded.host""").fetchall()
+                ON CONFLICT (owner_site, owner_instance, target) DO UPDATE SET source = excluded.source,
+                kind = excluded.kind, site = excluded.site, cluster = excluded.cluster,
+                host = excluded.host""").fetchall()
             cur.unregister("batch_targets")
 
     def import_facility_readings(self, rows: list[dict]) -> dict[str, list]:
@@ -291,16 +398,16 @@ class Store:
         if not rows:
             return out
         now = datetime.now(timezone.utc)
-        table = pa.Table.from_pylist([{**r, "imported_at": now} for r in rows])
+        table = pa.Table.from_pylist([{**r, "imported_at": now} for r in rows],
+                                     schema=arrow_schema("facility_readings"))
         with self._tx() as cur:
             cur.register("batch_readings", table)
             existing = cur.execute("""
                 SELECT b.source_line, f.energy_kwh FROM batch_readings b JOIN facility_readings f
                   ON f.site = b.site AND f.meter = b.meter
                  AND f.period_start = b.period_start AND f.period_end = b.period_end""").fetchall()
-            cur.execute("""INSERT INTO facility_readings BY NAME SELECT * FROM batch_readings
-                           ON CONFLICT DO NOTHING""").fetchall()
             cur.unregister("batch_readings")
+            self._insert(cur, "facility_readings", table)
         stored = dict(existing)
         for r in rows:
             if r["source_line"] not in stored:
@@ -312,16 +419,80 @@ class Store:
         return out
 
     def get_kv(self, key: str) -> str | None:
+        """This owner's value for `key`, None when unset."""
         with self.cursor() as cur:
-            rows = cur.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchall()
-        row = rows[0] if rows else None
-        return row[0] if row else None
+            rows = cur.execute("SELECT value FROM kv WHERE owner_site = ? AND owner_instance = ? AND key = ?",
+                               [*self.owner, key]).fetchall()
+        return rows[0][0] if rows else None
 
     def set_kv(self, key: str, value: str) -> None:
         with self._tx() as cur:
-            cur.execute("""INSERT INTO kv VALUES (?, ?, now())
-                ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at""",
-                        [key, value]).fetchall()
+            cur.execute("""INSERT INTO kv (owner_site, owner_instance, key, value, updated_at) VALUES (?, ?, ?, ?, now())
+                ON CONFLICT (owner_site, owner_instance, key) DO UPDATE
+                SET value = excluded.value, updated_at = excluded.updated_at""",
+                        [*self.owner, key, value]).fetchall()
+
+    def record_job_run(self, *, job: str, started_at: datetime, duration_s: float, ok: bool,
+                       rows: int | None, error: str | None = None, error_msg: str | None = None,
+                       detail: str | None = None) -> None:
+        """Record one run of a scheduled job for this owner (`error` in English, `error_msg`
+        its i18n.dumps JSON). A run recorded again (same job and start) is kept once."""
+        row = dict(job=job, started_at=started_at, duration_s=duration_s, ok=ok, rows=rows, error=error,
+                   error_msg=error_msg, detail=detail)
+        self.insert("job_runs", pa.Table.from_pylist([row], schema=_JOB_RUN_SCHEMA))
+
+    def put_status(self, name: str, value: dict, *, at: datetime | None = None) -> None:
+        """Publish this owner's status `name` (a JSON-encodable dict; datetimes become ISO
+        text), replacing the previous value; pages read it with the owner_status query."""
+        text = json.dumps(value, default=_json_default, ensure_ascii=False)
+        with self._tx() as cur:
+            cur.execute("""INSERT INTO owner_status (owner_site, owner_instance, name, value, updated_at)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (owner_site, owner_instance, name) DO UPDATE
+                SET value = excluded.value, updated_at = excluded.updated_at""",
+                        [*self.owner, name, text, at or datetime.now(timezone.utc)]).fetchall()
+
+    def get_status(self, name: str) -> dict | None:
+        """This owner's status `name` as put (datetimes as ISO text), None when never put."""
+        with self.cursor() as cur:
+            rows = cur.execute("""SELECT value FROM owner_status
+                WHERE owner_site = ? AND owner_instance = ? AND name = ?""", [*self.owner, name]).fetchall()
+        return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"owner status values must be JSON-encodable; got {type(value).__name__}: {value!r}")
+
+
+_JOB_RUN_SCHEMA = pa.schema([f for f in arrow_schema("job_runs") if f.name not in OWNER_COLUMNS])
+
+
+@lru_cache(maxsize=None)
+def _insert_sql(name: str, relation: str) -> str:
+    return insert_sql(name, relation)
+
+
+def adopt_default_owner(con: duckdb.DuckDBPyConnection, owner: OwnerKey) -> None:
+    """Give rows of the default owner to `owner`: rows written before migration 011 (or by a
+    store opened without an owner) belong to whoever owns the file, so an upgraded owner keeps
+    its targets and back-fill progress. Where `owner` already has a row of the same key (a
+    keyed table), its own row stays and the default owner's is dropped."""
+    if tuple(owner) == DEFAULT_OWNER:
+        return
+    with transaction(con):
+        for t in catalogue.TABLES.values():
+            if not t.owned:
+                continue
+            if t.primary_key:
+                rest = [k for k in t.key if k not in OWNER_COLUMNS]
+                same = " AND ".join(f"o.{k} IS NOT DISTINCT FROM d.{k}" for k in rest)
+                con.execute(f"""DELETE FROM {t.name} d WHERE owner_site = ? AND owner_instance = ?
+                    AND EXISTS (SELECT 1 FROM {t.name} o WHERE o.owner_site = ? AND o.owner_instance = ?
+                                AND {same})""", [*DEFAULT_OWNER, *owner]).fetchall()
+            con.execute(f"""UPDATE {t.name} SET owner_site = ?, owner_instance = ?
+                            WHERE owner_site = ? AND owner_instance = ?""", [*owner, *DEFAULT_OWNER]).fetchall()
 
 
 class _DeviceRows:
@@ -413,38 +584,6 @@ ON CONFLICT (device_id) DO UPDATE SET
     first_seen = least(devices.first_seen, excluded.first_seen),
     last_seen = greatest(devices.last_seen, excluded.last_seen)
 """
-
-# Only samples whose (device_id, ts) is not stored yet; the ts range filter
-# keeps the probe to the row groups that can overlap this batch.
-_INSERT_SAMPLES = """
-INSERT INTO device_samples BY NAME
-SELECT b.* FROM batch_samples b
-WHERE NOT EXISTS (
-    SELECT 1 FROM device_samples s
-    WHERE s.ts BETWEEN (SELECT min(ts) FROM batch_samples) AND (SELECT max(ts) FROM batch_samples)
-      AND s.device_id = b.device_id AND s.ts = b.ts)
-"""
-
-_INSERT_RUNS = "INSERT INTO collector_runs BY NAME SELECT * FROM batch_runs"
-
-_INSERT_EVENTS = """
-INSERT INTO device_events BY NAME
-SELECT b.* FROM batch_events b
-WHERE NOT EXISTS (
-    SELECT 1 FROM device_events e
-    WHERE e.ts BETWEEN (SELECT min(ts) FROM batch_events) AND (SELECT max(ts) FROM batch_events)
-      AND e.device_id IS NOT DISTINCT FROM b.device_id AND e.ts = b.ts AND e.kind = b.kind)
-"""
-
-_INSERT_FACILITY = """
-INSERT INTO facility_samples BY NAME
-SELECT b.* FROM batch_facility b
-WHERE NOT EXISTS (
-    SELECT 1 FROM facility_samples f
-    WHERE f.ts BETWEEN (SELECT min(ts) FROM batch_facility) AND (SELECT max(ts) FROM batch_facility)
-      AND f.site = b.site AND f.meter = b.meter AND f.ts = b.ts)
-"""
-
 
 _shared: Store | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,8 +14,8 @@ import pytest
 from collectors.dcgm import DcgmCollector
 from collectors.targets import Target
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
-from queries import DatabaseOwned, Store, migrate, query_names
-from queries.store import migrations
+from queries import DatabaseOwned, Store, arrow_schema, migrate, query_names
+from queries.store import migrations, named_query
 from helpers import dcgm_text
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
@@ -160,19 +161,160 @@ def test_second_process_is_told_who_owns_the_file(tmp_path):
         holder.wait()
 
 
+def sql_parameters(text: str) -> set[str]:
+    """The $names a query's SQL uses, comments left out."""
+    body = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    return set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", body))
+
+
 def test_every_named_query_runs_against_the_schema(cfg, store):
+    """Each .sql declares on its first line exactly the parameters its SQL uses, and runs
+    against the migrated schema with them (a pool of typical values, one per name)."""
     col = DcgmCollector(cfg)
+    store.register_targets([TARGET.as_row()])
     write(store, col.from_text(dcgm_text(), TARGET, T0))
     write(store, col.from_text(dcgm_text(xid=(13, 0), throttle=(0, 0x40)), TARGET, T0 + timedelta(seconds=15)))
-    params = dict(now=T0 + timedelta(seconds=20), stale_s=60, cluster=None, hours=24, minutes=60, owned=None,
-                  host="node-a", device_id=None)
+    store.record_job_run(job="reopen", started_at=T0, duration_s=0.5, ok=True, rows=0)
+    store.put_status("cycle", {"ts": T0, "targets": 1})
+    pool = dict(now=T0 + timedelta(seconds=20), stale_s=60, cluster=None, hours=24, minutes=60, owned=None,
+                host="node-a", device_id=None)
     names = query_names()
-    assert {"fleet_summary", "heatmap", "problems", "sources", "device_history"} <= set(names)
+    assert {"fleet_summary", "heatmap", "problems", "sources", "device_history", "owner_status",
+            "job_runs_latest"} <= set(names)
     for name in names:
-        df = store.query(name, **params)
+        q = named_query(name)
+        assert set(q.params) == sql_parameters(q.text), name
+        assert set(q.params) <= set(pool), f"{name}: add a typical value for its new parameter to the pool"
+        df = store.query(name, **{p: pool[p] for p in q.params})
         assert df is not None, name
-    hist = store.query("device_history", **params)
+    hist = store.query("device_history", **{p: pool[p] for p in named_query("device_history").params})
     assert len(hist) == 4 and set(hist["util_pct"]) == {87.0, 0.0}
+    assert len(store.query("owner_status")) == 1 and len(store.query("job_runs_latest", now=T0)) == 1
+
+
+def test_a_named_query_names_a_missing_or_unknown_parameter(store):
+    with pytest.raises(TypeError, match="'heatmap'.*missing parameter 'cluster'"):
+        store.query("heatmap", now=T0, stale_s=60)
+    with pytest.raises(TypeError, match="'sources'.*unknown parameter 'cluster'"):
+        store.query("sources", now=T0, cluster=None)
+    with pytest.raises(TypeError, match="'clusters'.*unknown parameter 'now'"):
+        store.query("clusters", now=T0)
+    assert store.query("heatmap", now=T0, stale_s=60, cluster=None).empty     # None is a value: SQL NULL
+
+
+def test_a_query_without_its_parameter_line_is_refused(tmp_path, monkeypatch):
+    import queries.store as qs
+
+    (tmp_path / "bare.sql").write_text("-- Some devices.\nSELECT * FROM devices WHERE cluster = $cluster\n")
+    monkeypatch.setattr(qs, "SQL_DIR", tmp_path)
+    with pytest.raises(ValueError, match="'bare'.*first line must declare its parameters"):
+        named_query("bare")
+
+
+def test_in_batch_duplicates_are_stored_once(cfg, store):
+    """Two copies of one (device, ts) in one batch (a spool replay merged with the live
+    flush) store one sample; the first copy is the one kept. Events and facility rows
+    likewise, by their natural keys."""
+    s = scrape(cfg, T0)
+    changed = scrape(cfg, T0, util=(50, 1))
+    # 2 GPUs x (first copy + second copy with other values) -> 2 samples
+    assert store.write_scrape(samples=pa.concat_tables([s.samples, changed.samples])) == 2
+    assert store.con.execute("SELECT util_pct FROM device_samples ORDER BY device_id").fetchall() == [(87.0,), (0.0,)]
+    ev = scrape(cfg, T0, xid=(0, 79)).events
+    store.write_scrape(events=pa.concat_tables([ev, ev]))
+    assert store.con.execute("SELECT count(*) FROM device_events").fetchall() == [(1,)]
+    fac = pa.Table.from_pylist([dict(ts=T0, site="sh-lingang", meter="m1", scope="it", power_w=w)
+                                for w in (100.0, 200.0)], schema=arrow_schema("facility_samples"))
+    assert store.insert("facility_samples", fac) == 1
+    assert store.insert("facility_samples", fac) == 0
+    assert store.con.execute("SELECT power_w FROM facility_samples").fetchall() == [(100.0,)]
+
+
+def test_an_event_without_a_device_is_stored_once(store):
+    """device_events.device_id may be NULL (an event of the host): the key still matches."""
+    ev = pa.Table.from_pylist([dict(ts=T0, device_id=None, host="node-a", kind="lost", code=None)] * 2,
+                              schema=arrow_schema("device_events"))
+    assert store.insert("device_events", ev) == 1
+    assert store.insert("device_events", ev) == 0
+
+
+def test_runs_carry_the_store_owner(tmp_path):
+    store = Store(tmp_path / "o.duckdb", owner=("sh-lingang", "node-1"))
+    assert store.owner == ("sh-lingang", "node-1") and store.owner.instance == "node-1"
+    run = dict(started_at=T0, source="test", kind="dcgm", target=TARGET.url, duration_s=0.1, rows=2,
+               lines_skipped=0, ok=True, error=None, sample_ts=T0)
+    store.write_scrape(runs=pa.Table.from_pylist([run, run]))      # no owner columns; twice in one batch
+    store.write_scrape(runs=pa.Table.from_pylist([run]))           # delivered again
+    assert store.con.execute("SELECT owner_site, owner_instance, count(*) FROM collector_runs GROUP BY ALL"
+                             ).fetchall() == [("sh-lingang", "node-1", 1)]
+    store.close()
+
+
+def test_registering_targets_replaces_only_the_owners_own(tmp_path):
+    """Two owners' targets in one file: each registration retires only that owner's
+    targets, and both may name the same URL."""
+    path = tmp_path / "t.duckdb"
+    other = Target(url="http://node-b:9400/metrics", source="test", kind="dcgm", site="sh-lingang",
+                   cluster="infer-b", host="node-b")
+    a = Store(path, owner=("sh-lingang", "a"))
+    a.register_targets([TARGET.as_row(), other.as_row()])
+    a.close()
+    b = Store(path, owner=("sh-lingang", "b"))
+    b.register_targets([TARGET.as_row()])
+    b.register_targets([TARGET.as_row()])                          # a restart: unchanged
+    stored = b.con.execute("SELECT owner_instance, target FROM targets ORDER BY 1, 2").fetchall()
+    assert stored == [("a", TARGET.url), ("a", other.url), ("b", TARGET.url)]
+    b.close()
+    a = Store(path, owner=("sh-lingang", "a"))
+    a.register_targets([other.as_row()])                           # a's config drops node-a
+    stored = a.con.execute("SELECT owner_instance, target FROM targets ORDER BY 1, 2").fetchall()
+    assert stored == [("a", other.url), ("b", TARGET.url)]
+    a.close()
+
+
+def test_key_value_state_is_the_owners_own(tmp_path):
+    path = tmp_path / "kv.duckdb"
+    a = Store(path, owner=("sh-lingang", "a"))
+    a.set_kv("backfill_done", "2026-11-20T08:00:00+00:00")
+    a.set_kv("backfill_done", "2026-11-20T09:00:00+00:00")        # replaced, not added
+    a.close()
+    b = Store(path, owner=("sh-lingang", "b"))
+    assert b.get_kv("backfill_done") is None
+    b.set_kv("backfill_done", "2026-11-19T00:00:00+00:00")
+    b.close()
+    a = Store(path, owner=("sh-lingang", "a"))
+    assert a.get_kv("backfill_done") == "2026-11-20T09:00:00+00:00"
+    assert a.con.execute("SELECT count(*) FROM kv").fetchall() == [(2,)]
+    a.close()
+
+
+def test_job_runs_and_status_round_trip(store):
+    store.record_job_run(job="reopen", started_at=T0, duration_s=1.5, ok=True, rows=0)
+    store.record_job_run(job="reopen", started_at=T0, duration_s=1.5, ok=True, rows=0)     # recorded again
+    store.record_job_run(job="rollup", started_at=T0, duration_s=2.0, ok=False, rows=None,
+                         error="database is locked", error_msg='[["jobs.failed", {}]]', detail="hourly")
+    store.record_job_run(job="rollup", started_at=T0 + timedelta(hours=1), duration_s=3.0, ok=True, rows=120)
+    store.record_job_run(job="rollup", started_at=T0 - timedelta(days=2), duration_s=3.0, ok=False, rows=None,
+                         error="old failure")
+    assert store.con.execute("SELECT count(*) FROM job_runs").fetchall() == [(4,)]
+    latest = store.query("job_runs_latest", now=T0 + timedelta(hours=2))
+    rows = [(r.job, r.started_at, r.ok, r.newest, r.failures_24h) for r in latest.itertuples()]
+    # reopen: its one run; rollup: the newest (ok) and the failure an hour before it; the
+    # failure two days back is outside the 24 h
+    assert rows == [("reopen", T0, True, True, 0), ("rollup", T0 + timedelta(hours=1), True, True, 1),
+                    ("rollup", T0, False, False, 1)]
+    assert latest.iloc[2]["error_msg"] == '[["jobs.failed", {}]]' and latest.iloc[2]["detail"] == "hourly"
+    assert set(latest["owner_instance"]) == {"local"}
+
+    assert store.get_status("cycle") is None
+    store.put_status("cycle", {"ts": T0, "targets": 1000, "ok": 998, "note": "上次"}, at=T0)
+    store.put_status("cycle", {"ts": T0 + timedelta(seconds=15), "targets": 1000, "ok": 1000},
+                     at=T0 + timedelta(seconds=15))
+    assert store.get_status("cycle") == {"ts": "2026-11-20T08:00:15+00:00", "targets": 1000, "ok": 1000}
+    status = store.query("owner_status")
+    assert list(status["name"]) == ["cycle"] and status.iloc[0]["updated_at"] == T0 + timedelta(seconds=15)
+    with pytest.raises(TypeError, match="JSON-encodable"):
+        store.put_status("cycle", {"when": object()})
 
 
 def test_a_device_two_endpoints_report_in_one_flush_is_written_once(cfg, store):

@@ -1,3 +1,4 @@
+-- params: none
 -- Clusters with data, for the cluster filter.
 SELECT cluster, site, count(*) AS devices
 FROM devices

@@ -1,3 +1,4 @@
+-- params: none
 -- Each device's newest XID, throttle mask, energy counter, health and ECC state, to
 -- prime the event tracker on start (no repeated XID/ECC/unhealthy events, energy
 -- deltas continue across restarts).

@@ -1,6 +1,6 @@
+-- params: now, stale_s
 -- Newest reading of every facility meter within $stale_s, and the site's PUE from
 -- power (facility / IT, labelled with the IT meter's ISO/IEC 30134-2 category).
--- $now, $stale_s
 WITH latest AS (
     SELECT * FROM facility_samples
     WHERE ts > $now - to_seconds($stale_s) AND ts <= $now

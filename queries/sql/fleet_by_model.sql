@@ -1,8 +1,9 @@
+-- params: now, stale_s, cluster
 -- The fleet now, one row per vendor and accelerator model: a mixed floor (NVIDIA,
 -- AMD, Ascend) at a glance. Boards, not MIG instances, are counted; `model` is the
 -- name the source reports, `catalogue_model` the catalogue entry it matched (NULL:
 -- unknown to accelerators.toml, so it adds no PFLOPS).
--- $now, $stale_s, $cluster (NULL = all clusters)
+-- $cluster NULL: all clusters.
 WITH s AS (
     SELECT * FROM device_state($now, $stale_s)
     WHERE $cluster IS NULL OR cluster = $cluster

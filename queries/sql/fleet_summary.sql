@@ -1,8 +1,9 @@
+-- params: now, stale_s, cluster, owned
 -- Live fleet figures: the utilisation ladder now, fleet power, delivered vs
 -- installed PFLOPS. GPUs count physical boards (MIG instances fold into their parent).
 -- Owned is the larger of the inventory in config ($owned) and the boards ever seen;
 -- boards owned but never reported count as no data.
--- $now, $stale_s, $cluster (NULL = all clusters), $owned
+-- $cluster NULL: all clusters.
 WITH s AS (
     SELECT * FROM device_state($now, $stale_s)
     WHERE $cluster IS NULL OR cluster = $cluster

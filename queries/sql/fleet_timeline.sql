@@ -1,5 +1,6 @@
+-- params: now, minutes, cluster
 -- Fleet utilisation and power per scrape over the last $minutes minutes.
--- $now, $minutes, $cluster (NULL = all)
+-- $cluster NULL: all clusters.
 -- Power counts each board once (MIG instances repeat their GPU's board power).
 WITH per_board AS (
     SELECT s.ts, coalesce(d.mig_parent, s.device_id) AS board,

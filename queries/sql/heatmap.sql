@@ -1,5 +1,6 @@
+-- params: now, stale_s, cluster
 -- One cell per host x GPU index: utilisation, temperature, power and state now.
--- $now, $stale_s, $cluster (NULL = all)
+-- $cluster NULL: all clusters.
 SELECT
     host, cluster, gpu_index,
     avg(util_pct)  AS util_pct,

@@ -1,24 +1,26 @@
+-- params: now, stale_s, hours, cluster
 -- The NOC's problems list, newest first: device events of the last $hours hours
 -- (XID, thermal throttling, lost GPUs), exporters whose latest scrape failed,
 -- and targets with no scrape attempt within $stale_s (collector stopped).
--- $now, $stale_s, $hours, $cluster (NULL = all)
+-- $cluster NULL: all clusters.
 WITH runs AS (
     SELECT r.*, t.site, t.cluster, t.host
-    FROM collector_runs r JOIN targets t USING (target)      -- current targets only
+    FROM collector_runs r JOIN targets t USING (owner_site, owner_instance, target)   -- current targets only
     WHERE r.started_at > $now - to_hours(CAST($hours AS BIGINT)) AND r.started_at <= $now
 ),
 per_target AS (
-    SELECT target, any_value(site) AS site, any_value(cluster) AS cluster, any_value(host) AS host,
+    SELECT owner_site, owner_instance, target, any_value(site) AS site, any_value(cluster) AS cluster, any_value(host) AS host,
            max(started_at) AS last_at,
            arg_max(ok, started_at) AS last_was_ok,
            arg_max(error, started_at) AS last_error,
            max(started_at) FILTER (WHERE ok) AS last_ok
-    FROM runs GROUP BY target
+    FROM runs GROUP BY owner_site, owner_instance, target
 ),
 down AS (
     SELECT
         (SELECT min(r.started_at) FROM runs r
-          WHERE r.target = p.target AND NOT r.ok AND r.started_at > coalesce(p.last_ok, TIMESTAMPTZ '1970-01-01')) AS ts,
+          WHERE r.target = p.target AND r.owner_site = p.owner_site AND r.owner_instance = p.owner_instance
+            AND NOT r.ok AND r.started_at > coalesce(p.last_ok, TIMESTAMPTZ '1970-01-01')) AS ts,
         'exporter_down' AS kind, p.site, p.cluster, p.host, CAST(NULL AS INTEGER) AS gpu_index,
         CAST(NULL AS VARCHAR) AS device_id, CAST(NULL AS BIGINT) AS code, p.last_error AS detail,
         p.target, TRUE AS ongoing
@@ -28,7 +30,7 @@ stale AS (
     SELECT t.registered_at AS ts, 'stale' AS kind, t.site, t.cluster, t.host, CAST(NULL AS INTEGER),
            CAST(NULL AS VARCHAR), CAST(NULL AS BIGINT),
            CAST(p.last_at AS VARCHAR) AS detail, t.target, TRUE
-    FROM targets t LEFT JOIN per_target p USING (target)
+    FROM targets t LEFT JOIN per_target p USING (owner_site, owner_instance, target)
     WHERE (p.last_at IS NULL AND t.registered_at < $now - to_seconds($stale_s))
        OR p.last_at < $now - to_seconds($stale_s)
 ),

@@ -1,3 +1,4 @@
+-- params: none
 -- The newest stored sample of each source (device and facility rows), so a
 -- restarted collector can ask its source for everything after it.
 SELECT source, max(ts) AS newest
