@@ -3,7 +3,11 @@
 For centres where only Prometheus can reach the exporters. The mapping tables
 (config/mappings) are reused as they are: every field name is a metric name, so
 one query per table, `{__name__=~"A|B|C"}`, reads every series of that table;
-a table with `table = "facility_samples"` becomes facility rows.
+a table with `table = "facility_samples"` becomes facility rows. The query results go
+through the series -> rows stage (collectors/rows.py) that exporter text feeds too, so a
+GPU or meter read through Prometheus is the same row as one read from its exporter; this
+module keeps what is Prometheus' own: the PromQL windows, cursors, scrape detection and
+thinning.
 
 Why raw samples and not instant or `query_range` values: both of those stamp a
 value with the *evaluation* time and resample (a value repeats or is skipped
@@ -58,19 +62,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
-import pyarrow as pa
-
-from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
-from collectors.exposition import (
-    MAX_REPORTED_ISSUES, CompiledMapping, DeviceBatch, LineIssue, ParseStats, _first, device_identity, finish_columns,
-    is_blank,
-)
-from collectors.facility import FACILITY_SCHEMA
+from collectors.batch import BatchBuilder, EventTracker, Scrape
+from collectors.exposition import CompiledMapping
+from collectors.rows import DevicePivot, FacilityMapping, FacilityPivot, Rows, query_series
 from collectors.targets import ScrapeError, Target
 from config import Config, Source
-from i18n import t
+from i18n import Msg, msg
 
 # the vendor a device mapping's devices default to when the catalogue does not know the model
 VENDOR_OF_MAPPING = {"dcgm": "nvidia", "amd": "amd", "ascend": "huawei"}
@@ -113,7 +112,7 @@ def default_client(url: str, timeout: float) -> PrometheusClient:
 class BackfillIncomplete(ScrapeError):
     """A back-fill stopped at a failing window; `scrapes` holds what was read before it (store them)."""
 
-    def __init__(self, message: str, scrapes: list[Scrape]):
+    def __init__(self, message: Msg | str, scrapes: list[Scrape]):
         super().__init__(message)
         self.scrapes = scrapes
 
@@ -130,8 +129,7 @@ class _DeviceTable:
 @dataclass
 class _FacilityTable:
     name: str
-    fields: dict[str, tuple[str, float]]
-    labels: dict[str, tuple[str, ...]]
+    mapping: FacilityMapping
 
 
 @dataclass
@@ -147,20 +145,10 @@ class _Progress:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-@dataclass
-class _Acc:
-    """Rows of one Scrape in the making, in time order."""
-
-    dev: dict[str, dict] = field(default_factory=dict)        # table -> {ids, meta, columns, ts_ms, target}
-    facility: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    stats: ParseStats = field(default_factory=ParseStats)
-    parse_s: float = 0.0
-
-
 def _scrapes(rows: dict[tuple, dict[str, list]], lo: int, hi: int, own: set[tuple],
              hold: bool = True) -> tuple[dict[tuple, dict[str, list]], int | None]:
-    """One window's instants, (group, t) -> device -> [meta, columns], as the exporters' scrapes:
+    """One window's instants, (group, t) -> device -> [meta, columns, t] (DevicePivot.instants),
+    as the exporters' scrapes:
     (group, T) -> device -> [meta, columns, the device's own time], T the scrape's newest time.
 
     An exporter whose series carry their own times (Huawei's npu-exporter stamps each chip, and
@@ -204,7 +192,7 @@ def _scrapes(rows: dict[tuple, dict[str, list]], lo: int, hi: int, own: set[tupl
         for run in runs:
             merged: dict[str, list] = {}
             for t in run:
-                for key, (meta, cols) in rows[(group, t)].items():
+                for key, (meta, cols, _) in rows[(group, t)].items():
                     m = merged.get(key)
                     if m is None:
                         merged[key] = [meta, dict(cols), t]
@@ -235,14 +223,6 @@ def _host_of(instance: str) -> str | None:
     return head if sep and port.isdigit() and head else instance
 
 
-def _value(text: str) -> float | None:
-    """A Prometheus JSON sample value; DCGM's blank sentinels and NaN become None (as in exposition.py)."""
-    v = float(text)
-    if is_blank(v):
-        return None
-    return v
-
-
 def _api_error(exc: Exception) -> tuple[int | None, str, bool]:
     """(HTTP status, Prometheus' own error text, whether Prometheus said it) out of a
     PrometheusApiClientException ("HTTP Status Code 400 (b'{...}')")."""
@@ -263,18 +243,19 @@ def _api_error(exc: Exception) -> tuple[int | None, str, bool]:
         return code, " ".join(body.split())[:200] or "(empty body)", False
 
 
-def _reason(exc: Exception, timeout: float) -> str:
+def _reason(exc: Exception, timeout: float) -> Msg | str:
+    """Why a request failed, as a message key where we know the words (else the library's own)."""
     text = str(exc)
     if "timed out" in text or "TimeoutError" in text:      # with retries off urllib3 wraps timeouts too
-        return t("msg.timeout", "en", s=f"{timeout:g}")
+        return msg("msg.timeout", s=f"{timeout:g}")
     if "Connection refused" in text:
-        return t("msg.conn_refused", "en")
+        return msg("msg.conn_refused")
     if "Name or service not known" in text or "Failed to resolve" in text or "nodename nor servname" in text:
-        return t("msg.host_not_found", "en")
+        return msg("msg.host_not_found")
     if "Connection reset" in text:
-        return t("msg.conn_reset", "en")
+        return msg("msg.conn_reset")
     if "RemoteDisconnected" in text or "closed connection without response" in text:
-        return t("msg.closed_before", "en")
+        return msg("msg.closed_before")
     return text[-200:]
 
 
@@ -301,8 +282,9 @@ class PrometheusCollector:
         for name in source.mapping_names:
             m = cfg.mappings[name]
             if m.table == "facility_samples":
-                fields = {k: (f.column, float(f.scale)) for k, f in m.fields.items() if f.kind == "number"}
-                self.facility_tables.append(_FacilityTable(name, fields, {r: tuple(v) for r, v in m.labels.items()}))
+                fm = FacilityMapping.from_config(m)
+                fields = list(fm.fields)
+                self.facility_tables.append(_FacilityTable(name, fm))
             else:
                 cm = CompiledMapping.from_config(m)
                 fields = list(cm.numeric) + list(cm.selected)   # string-valued fields cannot live in Prometheus
@@ -325,7 +307,7 @@ class PrometheusCollector:
         if a later window fails, what was read before it is returned."""
         p = self._state(target.url)
         hi = _ms(ts)
-        acc = _Acc()
+        acc = Rows()
         with p.lock:
             lo = self._lower(p, hi)
             chunks = 0
@@ -344,7 +326,7 @@ class PrometheusCollector:
                     break                   # the rest of that scrape comes with the next collect
                 lo = end if held is None else held - 1
                 chunks += 1
-        return self._build(acc, target, ts)
+        return acc.scrape(target, ts)
 
     def backfill(self, target: Target, since: datetime, until: datetime, step_s: float | None = None) -> list[Scrape]:
         """Samples in (since, until] not delivered yet, one Scrape per window, in time order.
@@ -358,7 +340,7 @@ class PrometheusCollector:
         except ScrapeError as exc:
             if not out:
                 raise
-            raise BackfillIncomplete(t("msg.backfill_stopped", "en", n=len(out), error=exc), out) from None
+            raise BackfillIncomplete(msg("msg.backfill_stopped", n=len(out), error=exc.msg), out) from None
         return out
 
     def iter_backfill(self, target: Target, since: datetime, until: datetime,
@@ -369,7 +351,7 @@ class PrometheusCollector:
             return
         p = self._state(target.url)
         while lo < hi:
-            acc = _Acc()
+            acc = Rows()
             with p.lock:            # collects of the same target interleave between windows, never inside one
                 end = min(hi, lo + self._window_ms(p))
                 results, end = self._fetch(target.url, p, lo, end)
@@ -377,7 +359,7 @@ class PrometheusCollector:
                 # window holds nothing back (no later read of this back-fill would deliver it)
                 held = self._process(target, p, results, _ms(since), lo, end, acc, step_s=step_s, hold=end < hi)
             lo = end if held is None else held - 1
-            yield self._build(acc, target, _dt(end))
+            yield acc.scrape(target, _dt(end))
 
     def resume_from(self, target: Target, since: datetime) -> None:
         """Let the next collects deliver everything after `since` (the newest stored sample) first."""
@@ -441,23 +423,23 @@ class PrometheusCollector:
         try:
             result = self._client(url).custom_query(query, params=params)
         except requests.exceptions.Timeout:
-            raise ScrapeError(t("msg.prom_unreachable", "en", url=url,
-                                reason=t("msg.timeout", "en", s=f"{self.timeout:g}"))) from None
+            raise ScrapeError(msg("msg.prom_unreachable", url=url,
+                                  reason=msg("msg.timeout", s=f"{self.timeout:g}"))) from None
         except requests.exceptions.RequestException as exc:
-            raise ScrapeError(t("msg.prom_unreachable", "en", url=url, reason=_reason(exc, self.timeout))) from None
+            raise ScrapeError(msg("msg.prom_unreachable", url=url, reason=_reason(exc, self.timeout))) from None
         except PrometheusApiClientException as exc:
             code, detail, from_prometheus = _api_error(exc)
             if not from_prometheus and code is not None and code >= 500:
                 # a proxy's 502/504, or Prometheus still starting (503): not an answer to the query
-                raise ScrapeError(t("msg.prom_unreachable", "en", url=url,
-                                    reason=t("msg.prom_http", "en", code=code, detail=detail))) from None
-            raise ScrapeError(t("msg.prom_query_failed", "en", url=url, query=shown, detail=detail if code is None
-                                else t("msg.prom_http", "en", code=code, detail=detail))) from None
+                raise ScrapeError(msg("msg.prom_unreachable", url=url,
+                                      reason=msg("msg.prom_http", code=code, detail=detail))) from None
+            raise ScrapeError(msg("msg.prom_query_failed", url=url, query=shown, detail=detail if code is None
+                                  else msg("msg.prom_http", code=code, detail=detail))) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise ScrapeError(t("msg.prom_not_json", "en", url=url, query=shown,
-                                detail=f"{type(exc).__name__}: {str(exc)[:100]}")) from None
+            raise ScrapeError(msg("msg.prom_not_json", url=url, query=shown,
+                                  detail=f"{type(exc).__name__}: {str(exc)[:100]}")) from None
         if not isinstance(result, list):
-            raise ScrapeError(t("msg.prom_not_list", "en", url=url, query=shown, kind=type(result).__name__))
+            raise ScrapeError(msg("msg.prom_not_list", url=url, query=shown, kind=type(result).__name__))
         return result
 
     def _fetch(self, url: str, p: _Progress, lo: int, hi: int) -> tuple[dict[str, list[dict]], int]:
@@ -485,7 +467,7 @@ class PrometheusCollector:
                 p.rate = n / max((hi - lo) / 1000, 1e-3)
             return out, hi
 
-    # ---- pivot --------------------------------------------------------------
+    # ---- series -> rows --------------------------------------------------------
 
     def _group_target(self, target: Target, kind: str, group: tuple) -> Target:
         """A stand-in target per exporter: the tracker's presence and devices.target are per exporter."""
@@ -518,203 +500,43 @@ class PrometheusCollector:
             kept.append((group, t))
         return kept
 
-    def _identity(self, dt: _DeviceTable, metric: dict[str, str]):
-        """(group, device key, meta) of a series, by the same rules as exposition.parse_devices."""
-        roles = dt.mapping.labels
-        job, instance = metric.get("job", ""), metric.get("instance", "")
-        inst_host = _host_of(instance)
-        host = (_first(metric, roles.get("host", ())) or inst_host) if self.host_from_label else inst_host
-        try:
-            key, meta = device_identity(metric, roles, host)
-        except ValueError:
-            return None
-        return (job, instance, host), key, meta
-
-    @staticmethod
-    def _issue(stats: ParseStats, reason: str, metric: dict) -> None:
-        stats.malformed += 1
-        if len(stats.issues) < MAX_REPORTED_ISSUES:
-            text = metric.get("__name__", "") + "{" + ",".join(f'{k}="{v}"' for k, v in metric.items()
-                                                               if k != "__name__") + "}"
-            stats.issues.append(LineIssue(0, reason, text[:120]))
-
     def _process(self, target: Target, p: _Progress, results: dict[str, list[dict]], floor: int, lo: int, hi: int,
-                 acc: _Acc, *, step_s: float | None = None, hold: bool = True) -> int | None:
-        """Pivot one window (lo, hi]'s results into acc, feeding the tracker in time order.
+                 acc: Rows, *, step_s: float | None = None, hold: bool = True) -> int | None:
+        """One window (lo, hi]'s results through the series -> rows stage into acc, feeding the
+        tracker in time order.
 
         Returns the earliest time of a scrape held back because the window may have cut it
         (see `_scrapes`), or None; the floor is kept before it, and the caller reads from
         before it again (a collect also keeps `settled` before it)."""
         t0 = time.perf_counter()
         step = self.step_s if step_s is None else step_s
-        stats = acc.stats
-        instants: list[tuple[int, Callable[[], None]]] = []
+        instants: list[tuple[int, _DeviceTable, DevicePivot, tuple, dict[str, list]]] = []
         held: int | None = None
+        hosts: dict[str, str | None] = {}
         for dt in self.device_tables:
-            rows, h = _scrapes(self._pivot_devices(dt, results.get(dt.name, ()), stats), lo, hi, p.own_stamps, hold)
+            pivot = DevicePivot(dt.mapping, acc.stats, host_from_label=self.host_from_label, by_time=True)
+            for name, labels, values, exporter in query_series(results.get(dt.name, ())):
+                host = hosts.get(exporter[1], "")
+                if host == "":
+                    host = hosts[exporter[1]] = _host_of(exporter[1])
+                pivot.feed(name, labels, values, default_host=host, exporter=exporter, raw=True)
+            rows, h = _scrapes(pivot.instants, lo, hi, p.own_stamps, hold)
             if h is not None:
                 held = h if held is None else min(held, h)
             for group, t in self._select(p, dt.name, rows.keys(), floor, step):
-                instants.append((t, lambda dt=dt, group=group, t=t, devs=rows[(group, t)]:
-                                 self._deliver_devices(target, dt, group, t, devs, acc)))
+                instants.append((t, dt, pivot, group, rows[(group, t)]))
         for ft in self.facility_tables:
-            rows = self._pivot_facility(ft, target, results.get(ft.name, ()), stats)
-            for group, t in self._select(p, ft.name, rows.keys(), floor, step):
-                acc.facility.extend(rows[(group, t)].values())
+            fpivot = FacilityPivot(ft.mapping, acc.stats, site=target.site, source=target.source, by_time=True)
+            for name, labels, values, exporter in query_series(results.get(ft.name, ())):
+                fpivot.feed(name, labels, values, exporter=exporter, raw=True)
+            for group, t in self._select(p, ft.name, fpivot.instants.keys(), floor, step):
+                acc.facility.extend(fpivot.rows(fpivot.instants[(group, t)], _dt(t)))
         instants.sort(key=lambda x: x[0])
-        for _, deliver in instants:
-            deliver()
+        for t, dt, pivot, group, devs in instants:        # each exporter's scrape through the tracker, in time order
+            acc.add_devices(dt.name, dt.builder, pivot.batch(devs),
+                            self._group_target(target, "devices", group[:2]).url,
+                            self.tracker, self._group_target(target, "tracker", group), _dt(t))
         done = hi if held is None else held - 1
         p.floor_ms = done if p.floor_ms is None else max(p.floor_ms, done)
         acc.parse_s += time.perf_counter() - t0
         return held
-
-    def _pivot_devices(self, dt: _DeviceTable, series, stats: ParseStats) -> dict[tuple, dict[str, list]]:
-        """(group, t) -> device key -> [meta, values by column]."""
-        numeric = dt.mapping.numeric
-        selected = dt.mapping.selected
-        idents: dict[tuple, Any] = {}
-        out: dict[tuple, dict[str, list]] = {}
-        for s in series:
-            metric = s.get("metric") or {}
-            values = s.get("values")
-            if values is None:
-                values = [s["value"]] if s.get("value") else []
-            name = metric.get("__name__", "")
-            target = numeric.get(name)
-            if target is None and name in selected:        # e.g. AMD gpu_clock{clock_type="system"}
-                label, _, by_value = selected[name]
-                target = by_value.get(metric.get(label, ""))
-            if target is None:
-                stats.unmapped += len(values)
-                continue
-            rest = dict(metric)
-            rest.pop("__name__", None)
-            ck = tuple(rest.items())           # the series' labels but its name: one per device, cheap to build
-            ident = idents.get(ck, False)
-            if ident is False:
-                ident = idents[ck] = self._identity(dt, metric)
-            if ident is None:
-                self._issue(stats, "cannot identify the device: no UUID label and no host + gpu labels", metric)
-                continue
-            group, key, meta = ident
-            col, scale = target
-            for t, v in values:
-                try:
-                    x = _value(v)
-                except (TypeError, ValueError):
-                    self._issue(stats, f"value is not a number: {str(v)[:40]!r}", metric)
-                    continue
-                stats.samples += 1
-                if x is None:
-                    stats.blanks += 1
-                inst = out.setdefault((group, round(float(t) * 1000)), {})
-                row = inst.get(key)
-                if row is None:
-                    row = inst[key] = [meta, {}]
-                if x is not None:
-                    row[1][col] = x * scale if scale != 1.0 else x
-        return out
-
-    def _deliver_devices(self, target: Target, dt: _DeviceTable, group: tuple, t: int, devs: dict[str, list],
-                         acc: _Acc) -> None:
-        """One exporter's scrape at t (each device row at its own time): energy deltas and events
-        through the tracker, then into acc."""
-        ids = list(devs)
-        cols = {c: [devs[k][1].get(c) for k in ids] for c in dt.mapping.columns}
-        finish_columns(cols, ids, acc.stats)
-        batch = DeviceBatch(ids, [devs[k][0] for k in ids], cols, [devs[k][2] for k in ids], acc.stats)
-        batch.columns["energy_delta_j"] = self.tracker.energy_deltas(batch)
-        acc.events.extend(self.tracker.observe(self._group_target(target, "tracker", group), _dt(t), batch))
-        a = acc.dev.get(dt.name)
-        if a is None:
-            a = acc.dev[dt.name] = {"ids": [], "meta": [], "columns": {c: [] for c in batch.columns},
-                                    "ts_ms": [], "target": []}
-        a["ids"].extend(ids)
-        a["meta"].extend(batch.meta)
-        for c, values in batch.columns.items():
-            a["columns"][c].extend(values)
-        a["ts_ms"].extend(batch.ts_ms)
-        a["target"].extend([self._group_target(target, "devices", group[:2]).url] * len(ids))
-
-    def _pivot_facility(self, ft: _FacilityTable, target: Target, series, stats: ParseStats) -> dict[tuple, dict]:
-        """(group, t) -> (site, meter) -> facility row, as FacilityCollector builds them."""
-        def label(labels: dict, role: str) -> str | None:
-            for name in ft.labels.get(role, ()):
-                if labels.get(name):
-                    return labels[name]
-            return None
-
-        out: dict[tuple, dict] = {}
-        for s in series:
-            metric = s.get("metric") or {}
-            values = s.get("values")
-            if values is None:
-                values = [s["value"]] if s.get("value") else []
-            f = ft.fields.get(metric.get("__name__", ""))
-            if f is None:
-                stats.unmapped += len(values)
-                continue
-            site = label(metric, "site") or target.site
-            meter = label(metric, "meter")
-            scope = label(metric, "scope")
-            if meter is None or scope not in ("facility", "it", "cooling"):
-                self._issue(stats, "meter sample without a meter name or a scope of facility/it/cooling", metric)
-                continue
-            cat = label(metric, "pue_category")
-            group = (metric.get("job", ""), metric.get("instance", ""))
-            column, scale = f
-            for t, v in values:
-                try:
-                    x = _value(v)
-                except (TypeError, ValueError):
-                    self._issue(stats, f"value is not a number: {str(v)[:40]!r}", metric)
-                    continue
-                stats.samples += 1
-                t_ms = round(float(t) * 1000)
-                row = out.setdefault((group, t_ms), {}).setdefault((site, meter), {
-                    "ts": _dt(t_ms), "site": site, "meter": meter, "scope": scope,
-                    "pue_category": int(cat) if cat and cat.isdigit() else None,
-                    "power_w": None, "energy_kwh": None, "source": target.source})
-                row[column] = None if x is None else x * scale
-        return out
-
-    # ---- build ----------------------------------------------------------------
-
-    def _build(self, acc: _Acc, target: Target, ts: datetime) -> Scrape:
-        t1 = time.perf_counter()
-        samples, devices = [], []
-        for dt in self.device_tables:
-            a = acc.dev.get(dt.name)
-            if not a or not a["ids"]:
-                continue
-            full = DeviceBatch(a["ids"], a["meta"], a["columns"], a["ts_ms"], ParseStats())
-            samples.append(dt.builder.build(full, target, ts).samples)
-            # one devices row per device: the newest row's identity, first_seen from its oldest row
-            newest: dict[str, int] = {}
-            oldest: dict[str, int] = {}
-            for i, dev in enumerate(a["ids"]):
-                newest[dev] = i
-                oldest.setdefault(dev, a["ts_ms"][i])
-            idx = list(newest.values())
-            sub = DeviceBatch([a["ids"][i] for i in idx], [a["meta"][i] for i in idx],
-                              {c: [v[i] for i in idx] for c, v in a["columns"].items()},
-                              [a["ts_ms"][i] for i in idx], ParseStats())
-            table = dt.builder.build(sub, target, ts).devices
-            table = table.set_column(table.schema.get_field_index("target"), "target",
-                                     pa.array([a["target"][i] for i in idx], pa.string()))
-            table = table.set_column(table.schema.get_field_index("first_seen"), "first_seen",
-                                     pa.array([_dt(oldest[d]) for d in sub.ids], table.schema.field("first_seen").type))
-            devices.append(table)
-        scrape = Scrape.parsed(target, ts, acc.stats)
-        if samples:
-            scrape.samples = samples[0] if len(samples) == 1 else pa.concat_tables(samples)
-            scrape.devices = devices[0] if len(devices) == 1 else pa.concat_tables(devices)
-        if acc.facility:
-            scrape.facility = pa.Table.from_pylist(acc.facility, schema=FACILITY_SCHEMA)
-        if acc.events:
-            scrape.events = pa.Table.from_pylist(acc.events, schema=EVENT_SCHEMA)
-        scrape.rows = (scrape.samples.num_rows if scrape.samples is not None else 0) + (
-            scrape.facility.num_rows if scrape.facility is not None else 0)
-        scrape.parse_s = acc.parse_s + time.perf_counter() - t1
-        return scrape
