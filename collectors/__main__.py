@@ -3,32 +3,51 @@
 parse FILE   read exporter text (FILE or - for stdin), print one JSON object per
              canonical device sample, then a summary on stderr. Exit 0 when it
              parsed, 1 when the input was not exposition text at all. --kind
-             names the exporter (dcgm, amd, ascend: its mapping table and vendor).
+             names the exporter (a kind that reads device text: its mapping table
+             and vendor). With --series: every sample as parsed, before any
+             mapping (collectors/series_cli.py; starts without the heavy imports).
 run          headless collect-only mode: own the database and collect until
              interrupted (for sites that run the dashboard elsewhere or later).
 import-meters FILE
              import facility meter readings (CSV) into the database; bad rows are
              rejected with their line numbers, good rows kept, re-import changes nothing.
-check-config validate config/ and say what was found.
+check-config validate config/ and say what was found, or every problem at once.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import signal
 import sys
-import threading
-from datetime import datetime, timezone
 
-import config
-from collectors.attribution import Attributor
-from collectors.exposition import CompiledMapping, NotExposition, parse_devices
-from collectors.registry import collector_class
-from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
 
-PARSE_KINDS = ("dcgm", "amd", "ascend")
+def _series(argv: list[str]) -> int:
+    """`parse --series ...`: P's light parser CLI, handed the arguments without --series."""
+    try:
+        from collectors.series_cli import main as series_main
+    except ImportError as exc:
+        print(f"parse --series is not available in this build: {exc}", file=sys.stderr)
+        return 2
+    return series_main([a for a in argv if a != "--series"])
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["parse"] and "--series" in sys.argv[2:]:
+    # before the imports below: a conformance checker starts this once per case
+    sys.exit(_series(sys.argv[2:]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+import config  # noqa: E402
+from collectors.attribution import Attributor  # noqa: E402
+from collectors.exposition import CompiledMapping, NotExposition, parse_devices  # noqa: E402
+from collectors.kinds import kinds  # noqa: E402
+from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES  # noqa: E402
+
+# the kinds whose exporter text `parse` reads into device samples
+PARSE_KINDS = tuple(name for name, kind in kinds().items() if kind.parses_text)
 ATTRIBUTION_LABELS = ("namespace", "pod", "job", "job_user")
 OUTPUT_KEYS = ("device_id", "host", "model", "gpu_index", "uuid", "pci_bus_id", "driver_version",
                "mig_profile", "mig_instance", "mig_parent")
@@ -43,8 +62,8 @@ def _read(path: str) -> str:
 
 def cmd_parse(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
-    exporter = collector_class(args.kind)
-    args.mapping = args.mapping or exporter.mapping_name
+    exporter = kinds()[args.kind]
+    args.mapping = args.mapping or exporter.default_mappings[0]
     if args.mapping not in cfg.mappings or cfg.mappings[args.mapping].table != "device_samples":
         names = [k for k, m in cfg.mappings.items() if m.table == "device_samples"]
         print(f"unknown device mapping {args.mapping!r}; expected one of {names}", file=sys.stderr)
@@ -83,7 +102,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     s = batch.stats
     print(f"{args.file}: {len(batch)} device sample(s) from {s.samples} value line(s); "
           f"{s.lines} line(s) read, {s.comments} comment(s), {s.unmapped} sample line(s) not in the "
-          f"'{args.mapping}' mapping, {s.blanks} blank value(s) stored as null, {s.malformed} malformed line(s) skipped",
+          f"'{args.mapping}' mapping, {s.blanks} blank value(s) stored as null, "
+          f"{s.malformed} malformed line(s) skipped",
           file=sys.stderr)
     for issue in s.issues:
         print(f"  skipped {issue}", file=sys.stderr)
@@ -152,7 +172,8 @@ def cmd_import_meters(args: argparse.Namespace) -> int:
     for r in parsed.rejected:
         print(f"  line {r.line}: rejected: {r.reason}", file=sys.stderr)
     for r in result["conflicts"]:
-        print(f"  line {r['source_line']}: conflict: {r['meter']} {r['period_start']:%Y-%m-%d}..{r['period_end']:%Y-%m-%d} "
+        print(f"  line {r['source_line']}: conflict: {r['meter']} "
+              f"{r['period_start']:%Y-%m-%d}..{r['period_end']:%Y-%m-%d} "
               f"is stored with {r['stored_kwh']:g} kWh, the file says {r['energy_kwh']:g}; kept the stored value",
               file=sys.stderr)
     return 1 if parsed.rejected or result["conflicts"] else 0
@@ -168,6 +189,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["parse"] and "--series" in argv[1:]:
+        return _series(argv[1:])
     p = argparse.ArgumentParser(prog="python -m collectors", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help=f"configuration directory (default: ${config.ENV_VAR} or config/)")

@@ -20,8 +20,9 @@ import pyarrow.compute as pc
 from collectors.attribution import Attributor
 from collectors.exposition import DeviceBatch, LineIssue, ParseStats
 from collectors.targets import Target
-from config import Config
+from config import Catalogue, Config
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES, THERMAL_THROTTLE_MASK
+from i18n import Msg
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -69,7 +70,8 @@ class Scrape:
     lines_skipped: int = 0
     issues: list[LineIssue] = field(default_factory=list)
     parse_s: float = 0.0
-    notes: list[str] = field(default_factory=list)     # non-fatal problems, shown on the sources page
+    # non-fatal problems, shown on the sources page: messages as keys (i18n.Msg) or plain text
+    notes: list[Msg | str] = field(default_factory=list)
 
     @classmethod
     def parsed(cls, target: Target, ts: datetime, stats: ParseStats, **fields) -> Scrape:
@@ -247,13 +249,27 @@ class EventTracker:
 
 
 class BatchBuilder:
-    """DeviceBatch -> Scrape with samples and devices tables (see module docstring)."""
+    """DeviceBatch -> Scrape with samples and devices tables (see module docstring).
 
-    def __init__(self, cfg: Config, vendor: str):
-        self.catalogue = cfg.catalogue
-        self.attributor = Attributor(cfg)
+    `BatchBuilder(cfg, vendor)` takes the catalogue and attribution from a Config;
+    `BatchBuilder.explicit(catalogue, attributor, vendor)` takes them as they are (the
+    registry shares one attributor, and its label cache, among a runtime's collectors)."""
+
+    def __init__(self, cfg: Config | None, vendor: str, *, catalogue: Catalogue | None = None,
+                 attributor: Attributor | None = None):
+        if cfg is not None:
+            catalogue = catalogue or cfg.catalogue
+            attributor = attributor or Attributor(cfg)
+        if catalogue is None or attributor is None:
+            raise TypeError("BatchBuilder: give a Config, or a catalogue and an attributor")
+        self.catalogue = catalogue
+        self.attributor = attributor
         self.vendor = vendor
         self._peak_cache: dict[tuple[str | None, str | None], tuple[str | None, str, float | None]] = {}
+
+    @classmethod
+    def explicit(cls, catalogue: Catalogue, attributor: Attributor, vendor: str) -> BatchBuilder:
+        return cls(None, vendor, catalogue=catalogue, attributor=attributor)
 
     def _model_info(self, model: str | None, mig_profile: str | None):
         key = (model, mig_profile)

@@ -53,6 +53,7 @@ import pyarrow as pa
 
 from collectors.batch import ECC_XIDS, EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
 from collectors.exposition import DeviceBatch, ParseStats, device_identity, finish_columns
+from collectors.kinds.base import Collector
 from collectors.targets import ScrapeError, Target
 from config import Config
 from config.canonical import LABEL_ROLES
@@ -139,21 +140,30 @@ def _handle_key(handle: Any) -> int:
         return id(handle)          # not a ctypes pointer (an NVML double's handle): its identity
 
 
-class NvmlCollector:
-    """The local GPUs through NVML (see module docstring); one target, `nvml://<host>`."""
+class NvmlCollector(Collector):
+    """The local GPUs through NVML (see module docstring); one target, `nvml://<host>`.
+
+    `NvmlCollector(cfg, host=...)` takes its builder and retry interval from a Config;
+    without one, give `builder` and `retry_s` (as `for_source` does)."""
 
     kind = "nvml"
     vendor = "nvidia"
     module_name = "pynvml"          # imported on first use when no `nvml` is given
     EVENT_WAIT_MS = 250             # the XID watch wakes this often to notice stop()
 
-    def __init__(self, cfg: Config, *, host: str, tracker: EventTracker | None = None, nvml: Any = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(self, cfg: Config | None = None, *, host: str, tracker: EventTracker | None = None,
+                 nvml: Any = None, clock: Callable[[], float] = time.time, builder: BatchBuilder | None = None,
+                 retry_s: float | None = None):
+        if cfg is not None:
+            builder = builder or BatchBuilder(cfg, self.vendor)
+            retry_s = cfg.collection.interval_s if retry_s is None else retry_s
+        if builder is None or retry_s is None:
+            raise TypeError("NvmlCollector: give a Config, or a builder and retry_s")
         self.host = host
         self.tracker = tracker or EventTracker()
-        self.builder = BatchBuilder(cfg, self.vendor)
+        self.builder = builder
         self.clock = clock
-        self.retry_s = cfg.collection.interval_s
+        self.retry_s = retry_s
         self.nvml: Any = None
         self._kinds: dict[str, tuple[type, ...]] = {}
         self._nvml_error: type | tuple = ()
@@ -175,6 +185,13 @@ class NvmlCollector:
         self._failed_reads: dict[str, str] = {}    # this scrape's: function -> error
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_source(cls, source, deps, *, host: str, nvml: Any = None) -> NvmlCollector:
+        """The collector of a configured nvml source (NVML is retried every collection interval)."""
+        return cls(host=host, tracker=deps.tracker, nvml=nvml, clock=deps.clock,
+                   builder=BatchBuilder.explicit(deps.catalogue, deps.attributor, cls.vendor),
+                   retry_s=deps.collection.interval_s)
 
     # ---- the one NVML wrapper -----------------------------------------
 

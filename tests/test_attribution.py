@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -11,47 +10,28 @@ import config
 from collectors.attribution import Attributor
 from collectors.dcgm import DcgmCollector
 from collectors.targets import Target
-from helpers import dcgm_text
+from helpers import dcgm_text, make_config
 
 UTC = timezone.utc
-RULES = '''
-[[attribution]]
-tenant = "autodrive"
-namespace = "ad-*"
-pod = "*-eval-*"
-
-[[attribution]]
-tenant = "bioforge"
-job = "bf-*"
-
-[[attribution]]
-tenant = "chatserve"
-namespace = "cs-*"
-
-[[attribution]]
-tenant = "edu-cloud"
-user = "alice"
-job = "428*"
-
-[[leases]]
-tenant = "edu-cloud"
-hosts = ["node-a"]
-start = 2026-11-01T00:00:00+08:00
-end = 2026-12-01T00:00:00+08:00
-
-[[leases]]
-tenant = "zhipu-lab"
-devices = ["GPU-0001"]
-start = 2026-11-10T00:00:00Z
-'''
+CST = timezone(timedelta(hours=8))
+RULES = {
+    "attribution": [
+        {"tenant": "autodrive", "namespace": "ad-*", "pod": "*-eval-*"},
+        {"tenant": "bioforge", "job": "bf-*"},
+        {"tenant": "chatserve", "namespace": "cs-*"},
+        {"tenant": "edu-cloud", "user": "alice", "job": "428*"},
+    ],
+    "leases": [
+        {"tenant": "edu-cloud", "hosts": ["node-a"], "start": datetime(2026, 11, 1, tzinfo=CST),
+         "end": datetime(2026, 12, 1, tzinfo=CST)},
+        {"tenant": "zhipu-lab", "devices": ["GPU-0001"], "start": datetime(2026, 11, 10, tzinfo=UTC)},
+    ],
+}
 
 
 @pytest.fixture
-def attributed_cfg(tmp_path):
-    d = tmp_path / "cfg"
-    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (d / "centre.toml").write_text((d / "centre.toml").read_text() + RULES)
-    return config.load(d)
+def attributed_cfg():
+    return make_config(**RULES)
 
 
 def test_precedence(attributed_cfg):
@@ -93,19 +73,13 @@ def test_unattributed_samples_are_kept(attributed_cfg, store):
     assert int(summary.allocated) == 2                # a pod holds it, tenant or not
 
 
-def test_bad_rules_are_rejected(tmp_path):
-    d = tmp_path / "cfg"
-    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    base = (d / "centre.toml").read_text()
-    (d / "centre.toml").write_text(base + '\n[[attribution]]\ntenant = "nobody"\nnamespace = "x"\n')
+def test_bad_rules_are_rejected():
     with pytest.raises(config.ConfigError, match=r"attribution\[0\].tenant': unknown tenant 'nobody'"):
-        config.load(d)
-    (d / "centre.toml").write_text(base + '\n[[leases]]\ntenant = "moonlake"\nhosts = ["h"]\nstart = 2026-11-01T00:00:00\n')
+        make_config(attribution=[{"tenant": "nobody", "namespace": "x"}])
     with pytest.raises(config.ConfigError, match=r"leases\[0\].start': give a time zone"):
-        config.load(d)
-    (d / "centre.toml").write_text(base + '\n[[attribution]]\ntenant = "moonlake"\n')
+        make_config(leases=[{"tenant": "moonlake", "hosts": ["h"], "start": datetime(2026, 11, 1)}])
     with pytest.raises(config.ConfigError, match=r"attribution\[0\]': a rule needs at least one"):
-        config.load(d)
+        make_config(attribution=[{"tenant": "moonlake"}])
 
 
 def test_a_slurm_user_on_amd_gpus_is_attributed(attributed_cfg):
@@ -124,12 +98,8 @@ def test_a_slurm_user_on_amd_gpus_is_attributed(attributed_cfg):
     assert all(r["tenant"] is None for r in rows if r["job_user"] != "alice")
 
 
-def test_a_rule_may_name_only_the_user(tmp_path):
-    d = tmp_path / "cfg"
-    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (d / "centre.toml").write_text((d / "centre.toml").read_text()
-                                   + '\n[[attribution]]\ntenant = "bioforge"\nuser = "bf-*"\n')
-    a = Attributor(config.load(d))
+def test_a_rule_may_name_only_the_user():
+    a = Attributor(make_config(attribution=[{"tenant": "bioforge", "user": "bf-*"}]))
     t = datetime(2026, 11, 20, tzinfo=UTC)
     assert a.tenant("x", "node-z", t, None, None, "1234", "bf-alice") == "bioforge"
     assert a.tenant("x", "node-z", t, None, None, "1234", "alice") is None

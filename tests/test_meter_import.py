@@ -19,7 +19,8 @@ def test_rows_are_validated_one_by_one(cfg):
     parsed = parse_readings(CSV.read_bytes(), cfg, source_file="meters_october.csv")
     assert parsed.error is None
     assert [(r["meter"], r["scope"], r["pue_category"], r["energy_kwh"]) for r in parsed.rows] == [
-        ("grid-main", "facility", None, 612345.5), ("ups-out", "it", 1, 498765.0), ("chillers", "cooling", None, 88012.25)]
+        ("grid-main", "facility", None, 612345.5), ("ups-out", "it", 1, 498765.0),
+        ("chillers", "cooling", None, 88012.25)]
     assert parsed.rows[0]["period_start"] == datetime(2026, 10, 1, tzinfo=CST)     # bare dates: the site's time zone
     assert parsed.rows[0]["period_end"] == datetime(2026, 11, 1, tzinfo=CST)
     assert [(r.line, r.reason) for r in parsed.rejected] == [
@@ -48,7 +49,8 @@ def test_import_is_idempotent_and_never_overwrites(cfg, store):
     changed = CSV.read_text().replace("498765\n", "498000\n", 1)
     third = store.import_facility_readings(parse_readings(changed, cfg).rows)
     assert len(third["conflicts"]) == 1 and third["conflicts"][0]["stored_kwh"] == 498765.0
-    rows = store.con.execute("SELECT meter, scope, pue_category, energy_kwh FROM facility_readings ORDER BY meter").fetchall()
+    rows = store.con.execute("SELECT meter, scope, pue_category, energy_kwh FROM facility_readings "
+                             "ORDER BY meter").fetchall()
     assert rows == [("chillers", "cooling", None, 88012.25), ("grid-main", "facility", None, 612345.5),
                     ("ups-out", "it", 1, 498765.0)]
 

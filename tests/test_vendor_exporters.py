@@ -29,6 +29,7 @@ from collectors.dcgm import target_host
 from collectors.exposition import CompiledMapping, parse_devices
 from collectors.targets import Target
 from config import MappingFile
+from helpers import make_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -305,33 +306,40 @@ def test_label_selected_fields_and_derived_free_memory():
     assert b.stats.unmapped == 1 and b.stats.malformed == 1          # kind="soc" is not mapped; a broken line
 
 
+def mappings_with_amd_field_renamed(old: str, new: str) -> dict[str, dict]:
+    """The package's mapping tables as dicts, with one [fields] key of amd.toml renamed."""
+    import tomllib
+
+    import config
+
+    maps = {}
+    for p in sorted((config.CONFIG_DIR / "mappings").glob("*.toml")):
+        with p.open("rb") as fh:
+            maps[p.stem] = tomllib.load(fh)
+    fields = maps["amd"]["fields"]
+    fields[new] = fields.pop(old)
+    return maps
+
+
 @pytest.mark.parametrize("key, message", [
     ('gpu_clock{clock_type=system}', "one label selector"),
     ('gpu_clock{a="1",b="2"}', "one label selector"),
 ])
-def test_bad_label_selectors_are_config_errors(tmp_path, key, message):
-    import shutil
-
+def test_bad_label_selectors_are_config_errors(key, message):
     import config
 
-    shutil.copytree(config.CONFIG_DIR, tmp_path / "c", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    p = tmp_path / "c" / "mappings" / "amd.toml"
-    p.write_text(p.read_text().replace("'gpu_clock{clock_type=\"memory\"}'", f"'{key}'"))
+    maps = mappings_with_amd_field_renamed('gpu_clock{clock_type="memory"}', key)
     with pytest.raises(config.ConfigError, match=message) as e:
-        config.load(tmp_path / "c")
+        make_config(mappings=maps)
     assert "amd.toml" in str(e.value)
 
 
-def test_selecting_one_metric_by_two_labels_is_a_config_error(tmp_path):
-    import shutil
-
+def test_selecting_one_metric_by_two_labels_is_a_config_error():
     import config
 
-    shutil.copytree(config.CONFIG_DIR, tmp_path / "c", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    p = tmp_path / "c" / "mappings" / "amd.toml"
-    p.write_text(p.read_text().replace('gpu_clock{clock_type="memory"}', 'gpu_clock{clock_index="8"}'))
+    maps = mappings_with_amd_field_renamed('gpu_clock{clock_type="memory"}', 'gpu_clock{clock_index="8"}')
     with pytest.raises(config.ConfigError, match="must all select by the same label"):
-        config.load(tmp_path / "c")
+        make_config(mappings=maps)
 
 
 # --- into the store and back -----------------------------------------------------------------
