@@ -92,3 +92,26 @@ def wait_for(cond: Callable[[], bool], timeout: float = 60.0, *, event: threadin
         else:
             time.sleep(0.05)
     return cond()
+
+
+def config_dict(directory: Path | None = None) -> dict:
+    """centre.toml of the package (or of `directory`) as a dict, to change and hand to
+    `make_config` / `config.from_dict` instead of patching TOML text."""
+    import tomllib
+
+    import config
+
+    with ((directory or config.CONFIG_DIR) / "centre.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def make_config(centre: dict | None = None, *, base: Path | None = None, mappings: dict | None = None,
+                **tables):
+    """A validated Config: `centre` (default: `config_dict(base)`) with each keyword replacing
+    that top-level table, e.g. `make_config(database={"path": str(db)}, sources=[{...}])`.
+    `base` (e.g. config/examples/mixed-fleet) is also the Config's directory."""
+    import config
+
+    d = config_dict(base) if centre is None else centre
+    d.update(tables)
+    return config.from_dict(d, mappings=mappings, directory=base)
