@@ -16,7 +16,8 @@ either way cannot drift apart):
   with the scope and PUE-category checks.
 - `Rows`: what one Scrape collects, device batches through the shared EventTracker
   (energy deltas, XID/thermal/ECC/lost events) and BatchBuilder, facility rows and
-  events, turned into the Scrape's Arrow tables by `Rows.scrape`.
+  events, turned into the Scrape's Arrow tables by `Rows.scrape`; `batch_scrape` does
+  the same for a single batch (one exporter's text).
 
 An instant is `(exporter, time)`: with `by_time` (Prometheus) every sample time of
 every exporter behind Prometheus is its own instant, to be regrouped into scrapes by
@@ -61,7 +62,8 @@ FACILITY_SCHEMA = pa.schema([
 SCOPES = ("facility", "it", "cooling")
 _SHOWN = 40                     # characters of a bad value quoted in an issue
 
-# (exporter, sample time in ms or None): one instant of a pivot
+# one instant of a pivot: (group, sample time in ms); the group is the exporter (plus the
+# device's host, for device rows); the time is None for exporter text read as one scrape
 Instant = tuple[tuple, int | None]
 
 
@@ -310,6 +312,17 @@ def track(tracker: EventTracker, batch: DeviceBatch, target: Target, ts: datetim
     """One scrape of `target` through the tracker: energy deltas into the batch, its events out."""
     batch.columns["energy_delta_j"] = tracker.energy_deltas(batch)
     return tracker.observe(target, ts, batch)
+
+
+def batch_scrape(batch: DeviceBatch, builder: BatchBuilder, target: Target, ts: datetime,
+                 tracker: EventTracker | None = None) -> Scrape:
+    """One scrape's finished batch as a Scrape (samples, devices and, with a tracker, events):
+    what an exporter collector makes of one text, whichever parse produced the batch."""
+    events = track(tracker, batch, target, ts) if tracker is not None else None
+    scrape = builder.build(batch, target, ts)
+    if events:
+        scrape.events = pa.Table.from_pylist(events, schema=EVENT_SCHEMA)
+    return scrape
 
 
 @dataclass

@@ -22,7 +22,9 @@ import pytest
 from collectors.exposition import CompiledMapping, NotExposition, parse_devices, parse_series
 from collectors.facility import FacilityCollector
 from collectors.prometheus import PrometheusCollector
-from collectors.rows import DevicePivot, FacilityMapping, FacilityPivot, device_batch, facility_rows, query_series
+from collectors.rows import (
+    DevicePivot, FacilityMapping, FacilityPivot, batch_scrape, device_batch, facility_rows, query_series,
+)
 from collectors.targets import Target
 from config import Source
 from helpers import FIXTURES_ROOT, T_REF
@@ -155,14 +157,16 @@ class OnePromScrape:
                 if metric["__name__"] in names and lo < point[0] <= hi]
 
 
-def through_both(cfg, text: str, at: datetime):
-    """(rows FacilityCollector reads from text at tick `at`, rows PrometheusCollector reads
-    from a Prometheus that scraped the same text at `at`), each sorted by meter."""
-    tgt = Target(url="http://dcim-gw:9116/metrics", source="prom-a", kind="facility", site=SITE)
-    direct = FacilityCollector(cfg).from_text(text, tgt, at)
-    fake = OnePromScrape(text, at.timestamp())
+def through_both(cfg, text: str, at: datetime, *, direct_collector=None, url: str = "http://dcim-gw:9116/metrics",
+                 mapping: str = "facility", instance: str = "dcim-gw:9116"):
+    """(rows FacilityCollector, or `direct_collector`, reads from text at tick `at`, rows
+    PrometheusCollector reads with `mapping` from a Prometheus that scraped the same text at
+    `at` as `instance`), each sorted by meter; then both Scrapes."""
+    tgt = Target(url=url, source="prom-a", kind="facility", site=SITE)
+    direct = (direct_collector or FacilityCollector(cfg)).from_text(text, tgt, at)
+    fake = OnePromScrape(text, at.timestamp(), instance=instance)
     src = Source(name="prom-a", kind="prometheus", site=SITE, cluster="train-a", targets=["http://prom.test:9090"],
-                 mappings=["facility"])
+                 mappings=[mapping])
     col = PrometheusCollector(cfg, src, client_factory=lambda url, timeout: fake, step_s=0)
     via = col.collect(Target(url="http://prom.test:9090", source="prom-a", kind="prometheus", site=SITE),
                       at + timedelta(seconds=1))
@@ -224,6 +228,21 @@ def test_meter_stamps_of_the_text_are_kept_either_way(cfg):
     assert {r["ts"] for r in direct} == {at - timedelta(seconds=10)}
 
 
+def test_server_power_from_ipmi_reads_the_same_through_prometheus(cfg):
+    """ipmi_exporter prints the DCMI reading without labels: read directly, the meter is the
+    scraped server and scope/category come from the mapping's defaults (IT, category 3);
+    through a Prometheus whose multi-target relabelling makes `instance` the server, the
+    same defaults apply and the row is the same."""
+    from collectors.ipmi import IpmiCollector
+
+    text = (FIXTURES_ROOT / "ipmi" / "current_watts_local.txt").read_text()
+    at = datetime(2026, 11, 20, 8, 0, 15, tzinfo=UTC)
+    direct, via, *_ = through_both(cfg, text, at, direct_collector=IpmiCollector(cfg.mappings["ipmi"], timeout_s=5),
+                                   url="http://bmc-07:9290/metrics", mapping="ipmi", instance="bmc-07")
+    assert via == direct
+    assert [(r["meter"], r["scope"], r["pue_category"], r["power_w"]) for r in direct] == [("bmc-07", "it", 3, 612.0)]
+
+
 def test_facility_rows_is_the_one_function_both_paths_use(cfg):
     """facility_rows (exporter text) and FacilityPivot fed query points agree on every row."""
     series, stats = parse_series(METER_TEXT)
@@ -241,3 +260,24 @@ def test_facility_rows_is_the_one_function_both_paths_use(cfg):
     # 4 power + 2 energy samples landed (one NaN), the outdoor temperature is not mapped, the
     # scope-less meter is an issue
     assert (stats.samples, stats.unmapped, stats.malformed) == (6, 1, 1)
+
+
+def test_one_text_through_the_stage_is_the_exporter_collectors_scrape(cfg):
+    """dcgm text parsed by parse_series -> device_batch -> batch_scrape stores what DcgmCollector
+    stores for it: the same samples, devices and events (a second scrape raises the XID)."""
+    from collectors.batch import BatchBuilder, EventTracker
+    from collectors.dcgm import DcgmCollector
+    from helpers import A, dcgm_text
+
+    at = datetime(2026, 11, 20, 8, 0, 15, tzinfo=UTC)
+    direct, tracker = DcgmCollector(cfg), EventTracker()
+    mapping = numbers_only(CompiledMapping.from_config(cfg.mappings["dcgm"]))
+    builder = BatchBuilder(cfg, "nvidia")
+    for k, text in enumerate([dcgm_text(), dcgm_text(xid=(79, 0))]):
+        ts = at + timedelta(seconds=15 * k)
+        want = direct.from_text(text, A, ts)
+        got = batch_scrape(device_batch(*parse_series(text), mapping, default_host="node-a"), builder, A, ts, tracker)
+        assert got.samples.equals(want.samples) and got.devices.equals(want.devices)
+        assert (got.events is None) == (want.events is None) and (k == 0) == (want.events is None)
+        if want.events is not None:
+            assert got.events.equals(want.events)
