@@ -115,3 +115,69 @@ def make_config(centre: dict | None = None, *, base: Path | None = None, mapping
     d = config_dict(base) if centre is None else centre
     d.update(tables)
     return config.from_dict(d, mappings=mappings, directory=base)
+
+
+def _toml_value(v) -> str:
+    import json
+    from datetime import datetime
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)     # a JSON string is a TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def toml_text(centre: dict) -> str:
+    """centre.toml's text for a dict of its shape: keys, tables, arrays of tables."""
+    lines: list[str] = []
+    for key, value in centre.items():
+        if not isinstance(value, (dict, list)) or (isinstance(value, list) and not all(isinstance(x, dict)
+                                                                                         for x in value)):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in centre.items():
+        tables = [value] if isinstance(value, dict) else value if isinstance(value, list) and value and all(
+            isinstance(x, dict) for x in value) else []
+        for table in tables:
+            lines.append(f"\n[{key}]" if isinstance(value, dict) else f"\n[[{key}]]")
+            lines.extend(f"{k} = {_toml_value(x)}" for k, x in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def config_dir(directory: Path, centre: dict | None = None, **tables) -> Path:
+    """A configuration directory for a child process (CLI, server) that reads its config from
+    files: centre.toml written from `centre` (default: `config_dict()`) with `tables` replaced,
+    checked with `config.from_dict` first; the package's catalogue and mappings apply."""
+    import config
+
+    d = config_dict() if centre is None else centre
+    d.update(tables)
+    config.from_dict(d)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "centre.toml").write_text(toml_text(d), encoding="utf-8")
+    return directory
+
+
+def backfill_job(cfg, store, floor=None):
+    """The simulator's history back-fill job (collectors.runtime.Backfill) of a simulated runtime
+    that is wired but not started: no threads, no HTTP (the job reads the floor itself)."""
+    from collectors.batch import EventTracker
+    from collectors.runtime import Backfill, Runtime, simulator_sources
+    from collectors.spool import WriteSpool
+    from simulator import Floor, SimulatorServer
+
+    rt = Runtime(cfg, store, backfill=False)
+    rt.floor = floor or Floor(cfg)
+    rt.server = SimulatorServer(rt.floor)
+    rt.server.base_url = "http://simulator.test"      # never fetched
+    rt.sources = simulator_sources(cfg, rt.server.targets())
+    jobs = [b.job for b in rt.wire(EventTracker())]
+    return Backfill(cfg, store, rt.floor, jobs, WriteSpool(), threading.Event())

@@ -249,3 +249,17 @@ def test_the_real_floor_example_has_an_ipmi_source():
     assert c.owner == Owner("sh-lingang", "dashboard-1") and not c.simulated
     ipmi = next(s for s in c.sources if s.kind == "ipmi")
     assert ipmi.mapping_names == ["ipmi"] and ipmi.retries == 0 and len(ipmi.targets) == 2
+
+
+def test_a_config_directory_written_from_a_dict_loads_as_the_dict(tmp_path):
+    """helpers.config_dir (for child processes that read files) writes what from_dict accepts."""
+    from datetime import datetime, timezone
+
+    from helpers import config_dir
+
+    lease = {"tenant": "moonlake", "hosts": ["h-1"], "start": datetime(2026, 11, 1, tzinfo=timezone.utc)}
+    d = config_dir(tmp_path / "c", sources=[SOURCE], leases=[lease], owner={"instance": "dash-2"},
+                   database={"path": str(tmp_path / "x.duckdb"), "memory_limit": "512MB"})
+    loaded = config.load(d)
+    assert loaded.sources == make_config(sources=[SOURCE]).sources and loaded.leases[0].start == lease["start"]
+    assert loaded.owner.instance == "dash-2" and loaded.database.memory_limit == "512MB"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import config
 from collectors.meter_csv import parse_readings
+from helpers import config_dir
 
 CSV = Path(__file__).resolve().parent / "fixtures" / "meters_october.csv"
 CST = timezone(timedelta(hours=8))
@@ -56,10 +56,7 @@ def test_import_is_idempotent_and_never_overwrites(cfg, store):
 
 
 def test_cli_import(tmp_path):
-    d = tmp_path / "cfg"
-    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (d / "centre.toml").write_text((d / "centre.toml").read_text().replace(
-        'path = "data/centre.duckdb"', f'path = "{tmp_path / "m.duckdb"}"'))
+    d = config_dir(tmp_path / "cfg", database={"path": str(tmp_path / "m.duckdb")})
     cmd = [sys.executable, "-m", "collectors", "--config", str(d), "import-meters", str(CSV)]
     first = subprocess.run(cmd, cwd=config.PROJECT_ROOT, capture_output=True, text=True, timeout=60)
     assert first.returncode == 1                              # some rows were rejected
