@@ -260,3 +260,23 @@ def test_server_of_a_target_url():
     assert server_of("http://exp:9290/ipmi?module=default&target=10.2.0.10") == "10.2.0.10"
     assert server_of("http://node-3:9290/metrics") == "node-3"
     assert server_of("http://exp:9290/ipmi?target=") == "exp"
+
+
+def test_loading_config_imports_only_the_kind_declarations():
+    """A host without NVML, or a CLI that only checks config, never imports a collector."""
+    import subprocess
+    import sys
+
+    code = ("import sys, config; config.load(config.CONFIG_DIR / 'examples' / 'real-floor'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('collectors', 'pyarrow', 'pynvml'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=config.PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    loaded = ast.literal_eval(out)
+    assert loaded and all(m == "collectors" or m.startswith("collectors.kinds") for m in loaded), loaded
+
+
+def test_the_vendor_of_a_mapping_table_comes_from_its_kind():
+    from collectors.kinds import vendor_of_mapping
+
+    assert [vendor_of_mapping(m) for m in ("dcgm", "amd", "ascend", "facility", "ipmi", "custom")] == [
+        "nvidia", "amd", "huawei", "other", "other", "other"]

@@ -33,3 +33,13 @@ def kinds() -> dict[str, SourceKind]:
             raise ValueError(f"collectors/kinds/{name}.py: kind {kind.name!r} is declared twice")
         out[kind.name] = kind
     return out
+
+
+def vendor_of_mapping(mapping: str) -> str:
+    """The vendor of the kind whose own mapping table `mapping` is ("dcgm" -> nvidia), else
+    "other": what a Prometheus source reading that table stamps on devices the catalogue does
+    not know."""
+    for kind in kinds().values():
+        if kind.default_mappings == (mapping,) and kind.vendor != "other":
+            return kind.vendor
+    return "other"
