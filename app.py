@@ -3,9 +3,11 @@
 This file plays two parts. Imported by the server (`streamlit run` finds the
 `st.App` below and serves it), it is the owner process: its lifespan loads and
 validates config/, opens the DuckDB file, and starts the collector runtime
-(simulator, scrapes, back-fill) once, before any browser connects; it stops
-them at shutdown, and it answers /healthz. Run by Streamlit as each session's
-script (`__name__ == "__main__"`), it draws the navigation and the pages.
+(simulator, scrapes, jobs, back-fill) once, before any browser connects; it
+stops them at shutdown, and it answers /healthz. The lifespan's state holds the
+runtime and the owner's store; each session's page context takes the store from
+there (pages/context.py). Run by Streamlit as each session's script
+(`__name__ == "__main__"`), it draws the navigation and the pages.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ else:
     from starlette.routing import Route
 
     import config
-    from collectors.runtime import Runtime, set_current
+    from collectors.runtime import Runtime
     from queries import DatabaseOwned, Store
-    from queries.store import set_shared_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -40,7 +41,7 @@ else:
         print(f"Configuration error, dashboard not started:\n{exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        STORE = Store(CONFIG.db_path, memory_limit=CONFIG.database.memory_limit)
+        STORE = Store(CONFIG.db_path, memory_limit=CONFIG.database.memory_limit, owner=CONFIG.owner)
     except DatabaseOwned as exc:
         print(f"Dashboard not started: {exc}", file=sys.stderr)
         sys.exit(3)
@@ -48,21 +49,15 @@ else:
     @asynccontextmanager
     async def lifespan(_app):
         runtime = Runtime(CONFIG, STORE).start()
-        set_current(runtime)
-        set_shared_store(runtime.store)
         try:
-            yield {"runtime": runtime}
+            yield {"runtime": runtime, "store": STORE}
         finally:
             runtime.stop()
-            set_shared_store(None)
-            set_current(None)
-            runtime.store.close()
+            STORE.close()
 
     async def healthz(request: Request) -> JSONResponse:
-        from collectors.runtime import current
-
-        runtime = current()
-        if runtime is None or not runtime.started:
+        runtime = app.state.get("runtime")
+        if not isinstance(runtime, Runtime) or not runtime.started:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse(runtime.health())
 

@@ -1,11 +1,24 @@
-"""Wiring: config -> (simulator) -> targets -> collectors -> scheduler -> store.
+"""Wiring: config -> (simulator) -> sources -> collectors -> scheduler and jobs -> store.
 
 `Runtime` is what the owner process starts once: the Streamlit server's
-lifespan (app.py) or the headless `python -m collectors run`. With no real
-source configured it starts the embedded simulator on 127.0.0.1 and, in the
-background, back-fills the configured days of history through the very same
-parse-and-write path, so history pages have data on first start while the live
-page fills within one interval.
+lifespan (app.py) or the headless `python -m collectors run`.
+
+A real floor and the simulated one are wired the same way. With no real source
+configured, the embedded simulator starts on 127.0.0.1 and describes itself as
+ordinary sources (`simulator_sources`: one per cluster, one facility meter per
+site); from there the registry builds their collectors exactly as for
+configured sources. The only thing the simulator adds is which node each URL
+describes (its exporters all listen on 127.0.0.1).
+
+Beside the scrapes, a `JobRunner` runs store maintenance ("reopen" every few
+hours: DuckDB frees what it holds for appended data only on close;
+"release-memory" once an interval) and, when simulated, the history back-fill:
+a job that writes through the scheduler's write spool, records a collector run
+per scrape it replays, and is resumable and idempotent (progress in kv).
+
+The owner writes its status (collection, last cycle, spool, back-fill, jobs)
+to the database after every cycle and every job run (`store.put_status`), so
+pages read the truth from the file wherever the collector runs.
 """
 
 from __future__ import annotations
@@ -14,23 +27,140 @@ import logging
 import math
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from collectors.batch import EventTracker
-from collectors.dcgm import DcgmCollector
-from collectors.facility import FacilityCollector
-from collectors.registry import build_jobs, collector_class, source_targets
-from collectors.scheduler import Scheduler, concat
-from collectors.spool import WriteSpool
+import pyarrow as pa
+
+from collectors import registry
+from collectors.batch import EventTracker, Scrape
+from collectors.jobs import Every, JobResult, JobRunner, Once
+from collectors.scheduler import (REOPEN_EVERY_S, RUN_SCHEMA, CycleReport, Scheduler, concat, run_row,
+                                  release_free_memory, reopen_store)
+from collectors.spool import Batch, WriteSpool
 from collectors.targets import Target
-from config import Config
+from config import Config, Source
 from queries import Store
+
+if TYPE_CHECKING:
+    from simulator import Floor, SimulatorServer
 
 log = logging.getLogger(__name__)
 
 BACKFILL_KEY = "simulator.backfill"
 BACKFILL_STEPS_PER_WRITE = 8
+SIMULATOR_SOURCE = "simulator"      # source names of the simulated floor start with this
+
+# names of the owner status rows (store.put_status) the Sources page reads
+STATUS_COLLECTOR, STATUS_BACKFILL, STATUS_JOBS = "collector", "backfill", "jobs"
+
+
+def simulator_sources(cfg: Config, targets) -> list[Source]:
+    """The simulator's endpoints as configured sources would state them: one source per
+    cluster (its exporters' kind) and one facility source per site."""
+    first_cluster: dict[str, str] = {}
+    for c in cfg.clusters:
+        first_cluster.setdefault(c.site, c.id)
+    groups: dict[tuple, list[str]] = {}
+    for t in targets:
+        key = (t.kind, t.site, t.cluster)
+        groups.setdefault(key, []).append(t.url)
+    out = []
+    for (kind, site, cluster), urls in groups.items():
+        name = f"{SIMULATOR_SOURCE}-{cluster}" if cluster else f"{SIMULATOR_SOURCE}-{kind}-{site}"
+        out.append(Source.model_validate({"name": name, "kind": kind, "site": site,
+                                          "cluster": cluster or first_cluster[site], "targets": urls}))
+    return out
+
+
+def add_store_jobs(runner: JobRunner, store: Store, *, interval_s: float) -> None:
+    """Store maintenance as jobs: reopen the file every REOPEN_EVERY_S (rows = 1 when it was
+    reopened), hand free memory back once per collection interval."""
+    runner.add("reopen", Every(REOPEN_EVERY_S), lambda _now: int(reopen_store(store)))
+    runner.add("release-memory", Every(interval_s), lambda _now: release_free_memory())
+
+
+class Backfill:
+    """The simulated floor's history, [end - backfill_days, end) at backfill_step_s, as a job.
+
+    Each step replays every exporter's text at that instant through the collectors
+    (their own event tracker: history runs in time order) and records a collector run
+    per scrape; batches go through the write spool like live scrapes. Progress is kept
+    in kv (BACKFILL_KEY), so a restart continues where it stopped and a repeat writes
+    nothing twice."""
+
+    def __init__(self, cfg: Config, store: Store, floor, jobs: list[tuple], spool: WriteSpool,
+                 stop: threading.Event, clock=time.time):
+        self.cfg, self.store, self.floor, self.jobs, self.spool = cfg, store, floor, jobs, spool
+        self.stop, self.clock = stop, clock
+        self.state = "off"          # off | running | done | paused | failed
+        self.done = 0
+        self.total = 0
+        self.error: str | None = None
+
+    def status(self) -> dict:
+        return {"state": self.state, "done": self.done, "total": self.total, "error": self.error}
+
+    def __call__(self, now: datetime | None = None, *, end: datetime | None = None) -> JobResult:
+        try:
+            return self._fill(end or now or datetime.fromtimestamp(self.clock(), timezone.utc))
+        except Exception as exc:
+            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _fill(self, end: datetime) -> JobResult:
+        from simulator import ExporterDown
+
+        sim = self.cfg.simulator
+        step = sim.backfill_step_s
+        start = end - timedelta(days=sim.backfill_days)
+        start = datetime.fromtimestamp(start.timestamp() - start.timestamp() % step, timezone.utc)
+        done = self.store.get_kv(BACKFILL_KEY)
+        if done:
+            start = max(start, datetime.fromisoformat(done) + timedelta(seconds=step))
+        self.total = max(0, math.ceil((end - start).total_seconds() / step))
+        self.state, self.done, self.error = "running", 0, None
+        rows = 0
+        pending: list[Scrape] = []
+        runs: list[dict] = []
+        t = start
+        while t < end and not self.stop.is_set():
+            epoch = t.timestamp()
+            for collector, targets, _ in self.jobs:
+                for target in targets:
+                    t0 = time.perf_counter()
+                    try:
+                        text = (self.floor.facility_text(target.site, epoch) if target.kind == "facility"
+                                else self.floor.node_text(target.host, epoch))
+                    except ExporterDown:
+                        continue
+                    scrape = collector.from_text(text, target, t)
+                    runs.append(run_row(t, t, target, time.perf_counter() - t0, scrape.rows, scrape.lines_skipped,
+                                     True, list(scrape.notes)))
+                    pending.append(scrape)
+                    rows += scrape.rows
+            self.done += 1
+            if self.done % BACKFILL_STEPS_PER_WRITE == 0 or t + timedelta(seconds=step) >= end:
+                self._write(pending, runs)
+                pending, runs = [], []
+                self.store.set_kv(BACKFILL_KEY, t.isoformat())
+            t += timedelta(seconds=step)
+        if pending or runs:
+            self._write(pending, runs)
+            self.store.set_kv(BACKFILL_KEY, (t - timedelta(seconds=step)).isoformat())
+        self.state = "paused" if self.stop.is_set() else "done"
+        return JobResult(rows=rows, detail=f"{self.done} of {self.total} steps")
+
+    def _write(self, scrapes: list[Scrape], runs: list[dict]) -> None:
+        self.spool.put(Batch.of(
+            samples=concat([s.samples for s in scrapes]), devices=concat([s.devices for s in scrapes]),
+            events=concat([s.events for s in scrapes]), facility=concat([s.facility for s in scrapes]),
+            runs=pa.Table.from_pylist(runs, schema=RUN_SCHEMA) if runs else None))
+        _, error = self.spool.flush(self.store.write_scrape)
+        if error is not None:                  # kept in the spool; the scheduler's flushes retry it
+            raise RuntimeError(f"store write failed, batch kept in the spool: {error}")
 
 
 class Runtime:
@@ -40,67 +170,75 @@ class Runtime:
         self.store = store
         self.clock = clock
         self.want_backfill = backfill
-        self.server = None
-        self.floor = None
+        self.server: SimulatorServer | None = None
+        self.floor: Floor | None = None
+        self.sources: list[Source] = []
         self.scheduler: Scheduler | None = None
+        self.jobs: JobRunner | None = None
+        self.backfill: Backfill | None = None
         self.targets: list[Target] = []
-        self._backfill_thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.collectors: list = []
-        self.backfill_state = "off"        # off | running | done | paused | failed
-        self.backfill_done = 0
-        self.backfill_total = 0
-        self.backfill_error: str | None = None
+        self.built: list[registry.Built] = []
+        self.collectors: list = []          # (source, collector) pairs
         self.started = False
 
-    # ---- lifecycle ----------------------------------------------------
+    # ---- wiring ---------------------------------------------------------
+
+    def wire(self, tracker: EventTracker) -> list[registry.Built]:
+        """Collectors and targets of self.sources through the registry, the same for a real and a
+        simulated floor; a simulated target also names the node its URL describes."""
+        built = registry.build(replace(self.cfg, sources=tuple(self.sources)),
+                               registry.deps(self.cfg, tracker=tracker, clock=self.clock))
+        if self.server is not None:
+            sim = {t.url: t for t in self.server.targets()}
+            built = [replace(b, targets=[replace(t, host=sim[t.url].host, cluster=sim[t.url].cluster)
+                                         for t in b.targets]) for b in built]
+        return built
 
     def start(self) -> "Runtime":
         if self.started:
             return self
         cfg = self.cfg
         if self.store is None:
-            self.store = Store(cfg.db_path, memory_limit=cfg.database.memory_limit)
+            self.store = Store(cfg.db_path, memory_limit=cfg.database.memory_limit, owner=cfg.owner)
         if cfg.simulated:
             from simulator import Floor, SimulatorServer
 
-            self.floor = Floor(cfg)
-            self.server = SimulatorServer(self.floor, bind=cfg.simulator.bind, port=cfg.simulator.port,
-                                          clock=self.clock)
-            self.server.start()
-            self.targets = [Target(url=t.url, source="simulator", kind=t.kind, site=t.site,
-                                   cluster=t.cluster, host=t.host) for t in self.server.targets()]
+            floor = self.floor = Floor(cfg)
+            server = self.server = SimulatorServer(floor, bind=cfg.simulator.bind, port=cfg.simulator.port,
+                                                   clock=self.clock)
+            server.start()
+            self.sources = simulator_sources(cfg, server.targets())
         else:
-            self.targets = [t for source in cfg.sources for t in source_targets(source)]
-        self.store.register_targets([t.as_row() for t in self.targets])
+            self.sources = list(cfg.sources)
 
         tracker = EventTracker()
         tracker.prime(self.store.query("device_latest_state").to_dict("records"))
-        if cfg.simulated:
-            self.dcgm = DcgmCollector(cfg, tracker=tracker)
-            by_kind = {"dcgm": self.dcgm, "facility": FacilityCollector(cfg)}
-            for kind in ("amd", "ascend"):
-                if any(t.kind == kind for t in self.targets):
-                    by_kind[kind] = collector_class(kind)(cfg, tracker=tracker)
-            jobs = [(c, [t for t in self.targets if t.kind == k]) for k, c in by_kind.items()]
-        else:
-            jobs, self.collectors = build_jobs(cfg, tracker)
-            newest = dict(self.store.query("source_newest").itertuples(index=False))
-            for source, collector in self.collectors:
-                if hasattr(collector, "resume_from") and source.name in newest:
-                    for target in source_targets(source):       # catch up on what was missed while down
-                        collector.resume_from(target, newest[source.name].to_pydatetime())
-                if hasattr(collector, "start"):
-                    collector.start()                          # e.g. NVML's XID event thread
+        self.built = self.wire(tracker)
+        self.collectors = [(b.source, b.collector) for b in self.built]
+        self.targets = [t for b in self.built for t in b.targets]
+        self.store.register_targets([t.as_row() for t in self.targets])
+        newest = dict(self.store.query("source_newest").itertuples(index=False))
+        for b in self.built:
+            if b.source.name in newest:
+                for target in b.targets:                   # catch up on what was missed while down
+                    b.collector.resume_from(target, newest[b.source.name].to_pydatetime())
+            b.collector.start()                            # e.g. NVML's XID event thread
         spool_dir = None if self.store.path == ":memory:" else Path(self.store.path).parent / "spool"
-        self.scheduler = Scheduler(self.store, jobs, interval_s=cfg.collection.interval_s,
+        self.scheduler = Scheduler(self.store, [b.job for b in self.built], interval_s=cfg.collection.interval_s,
                                    concurrency=cfg.collection.concurrency, clock=self.clock,
-                                   spool=WriteSpool(spool_dir))
-        self.scheduler.start()
+                                   spool=WriteSpool(spool_dir), on_cycle=self._cycle_done)
+        self.jobs = JobRunner(self.store, clock=self.clock, on_run=lambda _run: self.publish())
+        add_store_jobs(self.jobs, self.store, interval_s=cfg.collection.interval_s)
         if cfg.simulated and self.want_backfill and cfg.simulator.backfill_days > 0:
-            self._backfill_thread = threading.Thread(target=self._backfill_safe, name="backfill", daemon=True)
-            self._backfill_thread.start()
+            history = [b.job for b in self.wire(EventTracker())]    # its own tracker: history runs in time order
+            self.backfill = Backfill(cfg, self.store, self.floor, history, self.scheduler.spool, self._stop,
+                                     clock=self.clock)
+            self.jobs.add("backfill", Once(), self.backfill)
         self.started = True
+        self.publish()
+        self.scheduler.start()
+        self.jobs.start()
         log.info("collecting from %d targets every %gs", len(self.targets), cfg.collection.interval_s)
         return self
 
@@ -108,111 +246,53 @@ class Runtime:
         self._stop.set()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
         for _, collector in self.collectors:
-            for name in ("stop", "close"):
-                if hasattr(collector, name):
-                    getattr(collector, name)()
-        if self._backfill_thread is not None:
-            self._backfill_thread.join(30)
+            collector.stop()
+            collector.close()
         if self.server is not None:
             self.server.stop()
-        if self.started:
-            log.info("collector runtime stopped")
+        was = self.started
         self.started = False
+        if was:
+            self.publish()
+            log.info("collector runtime stopped")
+
+    # ---- status -----------------------------------------------------------
+
+    def _cycle_done(self, _report: CycleReport) -> None:
+        self.publish()
 
     def health(self) -> dict:
-        """What /healthz and the sources page report about collection."""
+        """What /healthz and the owner status report about collection."""
         rep = self.scheduler.last_report if self.scheduler else None
         return {
             "status": "ok" if rep is None or rep.write_error is None else "degraded",
+            "running": self.started,
             "simulated": self.cfg.simulated,
             "targets": len(self.targets),
             "cycles": self.scheduler.cycles if self.scheduler else 0,
             "last_cycle": None if rep is None else {
-                "ts": rep.ts.isoformat(), "ok": rep.ok, "failed": rep.failed, "rows": rep.rows,
-                "stored": rep.stored, "scrape_s": round(rep.scrape_s, 3), "write_s": round(rep.write_s, 3),
+                "ts": rep.ts.isoformat(), "targets": rep.targets, "ok": rep.ok, "failed": rep.failed,
+                "skipped": rep.skipped, "rows": rep.rows, "stored": rep.stored,
+                "scrape_s": round(rep.scrape_s, 3), "write_s": round(rep.write_s, 3),
                 "write_error": rep.write_error},
             "spool": vars(self.scheduler.spool.stats).copy() if self.scheduler else None,
-            "backfill": {"state": self.backfill_state, "done": self.backfill_done,
-                         "total": self.backfill_total, "error": self.backfill_error},
+            "backfill": self.backfill.status() if self.backfill else {"state": "off", "done": 0, "total": 0,
+                                                                     "error": None},
+            "jobs": self.jobs.status() if self.jobs else [],
             "database": self.store.path if self.store else None,
         }
 
-    # ---- simulated history ---------------------------------------------
-
-    def _backfill_safe(self) -> None:
+    def publish(self) -> None:
+        """Write the owner status rows the pages read; a failing write is logged, never raised."""
+        h = self.health()
+        if self.store is None:
+            return
         try:
-            self.backfill()
-        except Exception as exc:
-            self.backfill_state = "failed"
-            self.backfill_error = f"{type(exc).__name__}: {exc}"
-            log.exception("back-fill failed")
-
-    def backfill(self, end: datetime | None = None) -> int:
-        """Fill [end - backfill_days, end) at backfill_step_s; resumable, idempotent.
-
-        Progress is kept in the kv table so a restart continues where it stopped.
-        Returns the number of simulated scrape instants written.
-        """
-        from simulator import ExporterDown
-
-        sim = self.cfg.simulator
-        step = sim.backfill_step_s
-        if end is None:
-            end = datetime.fromtimestamp(self.clock(), timezone.utc)
-        start = end - timedelta(days=sim.backfill_days)
-        start = datetime.fromtimestamp(start.timestamp() - start.timestamp() % step, timezone.utc)
-        done = self.store.get_kv(BACKFILL_KEY)
-        if done:
-            start = max(start, datetime.fromisoformat(done) + timedelta(seconds=step))
-        history = EventTracker()                  # its own: history runs in time order
-        device_collectors = {k: collector_class(k)(self.cfg, tracker=history) for k in ("dcgm", "amd", "ascend")
-                             if any(t.kind == k for t in self.targets)}
-        facility = FacilityCollector(self.cfg)
-        device_targets = [t for t in self.targets if t.kind in device_collectors]
-        fac_targets = [t for t in self.targets if t.kind == "facility"]
-        total = max(0, math.ceil((end - start).total_seconds() / step))
-        written = 0
-        self.backfill_state, self.backfill_done, self.backfill_total = "running", 0, total
-        pending = []
-        t = start
-        while t < end and not self._stop.is_set():
-            epoch = t.timestamp()
-            for target in device_targets:
-                try:
-                    text = self.floor.node_text(target.host, epoch)
-                except ExporterDown:
-                    continue
-                pending.append(device_collectors[target.kind].from_text(text, target, t))
-            for target in fac_targets:
-                pending.append(facility.from_text(self.floor.facility_text(target.site, epoch), target, t))
-            written += 1
-            self.backfill_done = written
-            if written % BACKFILL_STEPS_PER_WRITE == 0 or t + timedelta(seconds=step) >= end:
-                self._write(pending)
-                pending = []
-                self.store.set_kv(BACKFILL_KEY, t.isoformat())
-            t += timedelta(seconds=step)
-        if pending:
-            self._write(pending)
-            self.store.set_kv(BACKFILL_KEY, (t - timedelta(seconds=step)).isoformat())
-        self.backfill_state = "paused" if self._stop.is_set() else "done"
-        return written
-
-    def _write(self, scrapes) -> None:
-        self.store.write_scrape(samples=concat([s.samples for s in scrapes]),
-                                devices=concat([s.devices for s in scrapes]),
-                                events=concat([s.events for s in scrapes]),
-                                facility=concat([s.facility for s in scrapes]))
-
-
-_current: Runtime | None = None
-
-
-def set_current(runtime: Runtime | None) -> None:
-    global _current
-    _current = runtime
-
-
-def current() -> Runtime | None:
-    return _current
+            self.store.put_status(STATUS_COLLECTOR, {k: v for k, v in h.items() if k not in ("backfill", "jobs")})
+            self.store.put_status(STATUS_BACKFILL, h["backfill"])
+            self.store.put_status(STATUS_JOBS, {"jobs": h["jobs"]})
+        except Exception:
+            log.exception("could not write the owner status")

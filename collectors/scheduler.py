@@ -7,6 +7,11 @@ see every target's health. All targets of one cycle share the cycle's tick
 time as their sample time: fleet sums line up, and a retried delivery of the
 same scrape is recognised as a duplicate by the store.
 
+Errors and notes are stored twice: in English (`error`, for logs and CSV) and as
+message keys (`error_msg`, i18n.dumps) that pages render in the reader's language.
+Store maintenance (reopening the file, releasing memory) is not done here: the
+owner registers it as jobs (collectors/jobs.py, collectors/runtime.py).
+
 Faults stay local: each target has its own timeout (in its collector) and is
 retried with backoff while the cycle has time; one that keeps failing is
 tried less often (every 2, then 4 intervals) until it answers. Completed
@@ -33,19 +38,20 @@ from collectors.batch import TS, Scrape
 from collectors.exposition import NotExposition
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import ScrapeError, Target
-from i18n import t
+import i18n
+from i18n import Msg, msg
 from queries import Store
 
 log = logging.getLogger(__name__)
 
 # DuckDB holds memory for what was appended while the file is open and frees it only on
-# close (docs/benchmarks.md, "Memory"); the collector reopens the file this often.
+# close (docs/benchmarks.md, "Memory"); the owner's "reopen" job runs this often.
 REOPEN_EVERY_S = 3 * 3600
 
 RUN_SCHEMA = pa.schema([
     ("started_at", TS), ("source", pa.string()), ("kind", pa.string()), ("target", pa.string()),
     ("duration_s", pa.float64()), ("rows", pa.int32()), ("lines_skipped", pa.int32()),
-    ("ok", pa.bool_()), ("error", pa.string()), ("sample_ts", TS),
+    ("ok", pa.bool_()), ("error", pa.string()), ("sample_ts", TS), ("error_msg", pa.string()),
 ])
 
 
@@ -71,12 +77,24 @@ class CycleReport:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> Msg | str:
+    """A failed scrape in words: a message key where we know the failure, else the
+    exception's own words (kept as text; a page shows them as they are)."""
     if isinstance(exc, ScrapeError):
-        return str(exc)
+        return exc.msg
     if isinstance(exc, NotExposition):
-        return t("msg.not_exposition", "en", detail=exc)
+        own = getattr(exc, "msg", None)
+        return msg("msg.not_exposition", detail=own if isinstance(own, Msg) else str(exc))
     return f"{type(exc).__name__}: {exc}"
+
+
+def stored_messages(parts: list[Msg | str]) -> tuple[str | None, str | None]:
+    """(English text, keys JSON) of a run's messages. Plain text only (an exporter's words,
+    or an error raised with English text) stores no keys: pages read it as before."""
+    if not parts:
+        return None, None
+    keyed = any(isinstance(p, Msg) for p in parts)
+    return i18n.english(parts), (i18n.dumps(parts) if keyed else None)
 
 
 def concat(tables: list[pa.Table | None]) -> pa.Table | None:
@@ -103,7 +121,8 @@ class Scheduler:
 
     def __init__(self, store: Store, jobs: list[tuple], *, interval_s: float, concurrency: int = 32,
                  clock: Callable[[], float] = time.time, spool: WriteSpool | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_cycle: Callable[[CycleReport], None] | None = None):
         self.store = store
         self.jobs = [(j[0], j[1], j[2] if len(j) > 2 else 2) for j in jobs]
         self.interval_s = interval_s
@@ -116,6 +135,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self.last_report: CycleReport | None = None
         self.cycles = 0
+        self.on_cycle = on_cycle
+        self.cycled = threading.Event()        # set after every cycle (tests wait on it)
 
     def _attempts(self, collector: Collector, target: Target, ts: datetime, retries: int, deadline: float,
                   cycle_t0: float):
@@ -129,13 +150,13 @@ class Scheduler:
             try:
                 scrape = collector.collect(target, ts)
                 duration = time.perf_counter() - t0
-                notes = list(scrape.notes)
+                notes: list[Msg | str] = list(scrape.notes)
                 if scrape.lines_skipped:
                     first = scrape.issues[0] if scrape.issues else None
-                    notes.insert(0, t("msg.malformed_first", "en", n=scrape.lines_skipped, first=first) if first
-                                 else t("msg.malformed", "en", n=scrape.lines_skipped))
-                runs.append(_run(started, self._sample_ts(scrape, ts), target, duration, scrape.rows,
-                                 scrape.lines_skipped, True, "; ".join(notes) or None))
+                    notes.insert(0, msg("msg.malformed_first", n=scrape.lines_skipped, first=_issue(first))
+                                 if first else msg("msg.malformed", n=scrape.lines_skipped))
+                runs.append(run_row(started, self._sample_ts(scrape, ts), target, duration, scrape.rows,
+                                 scrape.lines_skipped, True, notes))
                 return scrape, runs
             except Exception as exc:  # every failure is recorded, none stops the cycle
                 duration = time.perf_counter() - t0
@@ -145,8 +166,8 @@ class Scheduler:
                 retry = (attempt < retries and not getattr(exc, "timeout", False) and not self._stop.is_set()
                          and time.monotonic() + wait + duration <= deadline)
                 if retry:
-                    error = t("msg.retrying", "en", error=error, k=attempt + 1, n=retries + 1)
-                runs.append(_run(started, ts, target, duration, 0, 0, False, error))
+                    error = msg("msg.retrying", error=error, k=attempt + 1, n=retries + 1)
+                runs.append(run_row(started, ts, target, duration, 0, 0, False, [error]))
                 if not retry:
                     return None, runs
                 self.sleep(wait)
@@ -221,9 +242,12 @@ class Scheduler:
                  f", write error: {report.write_error}" if report.write_error else "")
         self.last_report = report
         self.cycles += 1
-        if time.monotonic() - self.store.opened_at >= REOPEN_EVERY_S and self.store.reopen():
-            log.info("reopened the database to give back the memory DuckDB held for it")
-        release_free_memory()
+        if self.on_cycle is not None:
+            try:
+                self.on_cycle(report)
+            except Exception:  # reporting must not stop collection
+                log.exception("cycle report callback failed")
+        self.cycled.set()
         return report
 
     def _flush(self, scrapes: list[Scrape], runs: list[dict], report: CycleReport) -> None:
@@ -263,6 +287,14 @@ class Scheduler:
         self.spool.flush(self.store.write_scrape)      # last chance to store what is queued
 
 
+def reopen_store(store: Store) -> bool:
+    """The "reopen" job: close and open the database file so DuckDB gives back what it held."""
+    if store.reopen():
+        log.info("reopened the database to give back the memory DuckDB held for it")
+        return True
+    return False
+
+
 def _libc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
@@ -274,7 +306,8 @@ _MALLOC_TRIM = _libc_trim()
 
 
 def release_free_memory() -> None:
-    """Hand memory that the allocators hold free back to the system, once a cycle.
+    """Hand memory that the allocators hold free back to the system (the owner's "release-memory"
+    job, once per collection interval).
 
     The scrape threads each get a malloc arena of their own; a cycle's texts, tables and
     DuckDB's transient buffers are freed into them, and glibc keeps those pages, so the
@@ -299,8 +332,17 @@ def _drain(q: queue.SimpleQueue, timeout: float) -> list:
             return out
 
 
-def _run(started: datetime, sample_ts: datetime, target: Target, duration: float, rows: int, skipped: int,
-         ok: bool, error: str | None) -> dict:
+def _issue(issue) -> Msg | str:
+    """A skipped line as a message: its reason as a key where the parser gives one."""
+    reason = getattr(issue, "msg", None)
+    if isinstance(reason, Msg):
+        return msg("msg.line", n=issue.lineno, reason=reason, text=issue.text)
+    return str(issue)
+
+
+def run_row(started: datetime, sample_ts: datetime, target: Target, duration: float, rows: int, skipped: int,
+         ok: bool, messages: list[Msg | str]) -> dict:
+    error, error_msg = stored_messages(messages)
     return {"started_at": started, "source": target.source, "kind": target.kind, "target": target.url,
             "duration_s": duration, "rows": rows, "lines_skipped": skipped, "ok": ok, "error": error,
-            "sample_ts": sample_ts}
+            "sample_ts": sample_ts, "error_msg": error_msg}

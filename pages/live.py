@@ -2,7 +2,7 @@
 
 Auto-refreshes with `st.fragment(run_every=...)` (interval from config). The
 cluster, heatmap metric and drill-down host live in the URL, so a view can be
-shared.
+shared. `page(ctx)` draws it from the session's PageContext (pages/context.py).
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import ui
+from pages import context, ui
+from pages.context import PageContext
 
-t = ui.t
-C = ui.cfg()
-STALE_S = C.collection.stale_after_s
 METRICS = {"util": ("util_pct", "heatmap.util", "%", "Blues", 0, 100),
            "temp": ("temp_c", "heatmap.temp", "°C", "YlOrRd", 25, 95),
            "power": ("power_w", "heatmap.power", "W", "Viridis", 0, None)}
@@ -23,15 +21,14 @@ METRICS = {"util": ("util_pct", "heatmap.util", "%", "Blues", 0, 100),
 STATE_MARK = {"lost": ("x", "#d62728"), "unhealthy": ("square", "#d62728"), "xid": ("diamond", "#d62728"),
               "thermal": ("triangle-up", "#ff7f0e"), "no_data": ("circle-open", "#7f7f7f")}
 
-st.title(t("live.title"))
-cluster = ui.cluster_filter()
 
 
-def _kind_text(row: pd.Series) -> str:
-    return t(f"problem.{row['kind']}")
+def _kind_text(ctx: PageContext, row: pd.Series) -> str:
+    return ctx.t(f"problem.{row['kind']}")
 
 
-def _detail_text(row: pd.Series) -> str:
+def _detail_text(ctx: PageContext, row: pd.Series) -> str:
+    t = ctx.t
     kind = row["kind"]
     if kind == "xid":
         code = int(row["code"])
@@ -47,15 +44,16 @@ def _detail_text(row: pd.Series) -> str:
         which = row["detail"] if row["detail"] in ("dbe", "remap_pending", "remap_failed") else "dbe"
         return t(f"problem.detail.ecc.{which}", n="—" if ui.missing(row["code"]) else int(row["code"]))
     if kind == "exporter_down":
-        return t("problem.detail.exporter_down", error=ui.message(row["detail"]) or "—")
+        return t("problem.detail.exporter_down", error=ctx.render(row.get("detail_msg"), row["detail"]) or "—")
     if kind == "stale":
         return t("problem.detail.stale", last=row["detail"] or t("common.never"))
     return str(row["detail"] or "")
 
 
-def fleet_figures(at) -> None:
-    inventory = sum(c.nodes * c.gpus_per_node for c in C.clusters if cluster is None or c.id == cluster)
-    s = ui.store().query("fleet_summary", now=at, stale_s=STALE_S, cluster=cluster, owned=inventory).iloc[0]
+def fleet_figures(ctx: PageContext, at) -> None:
+    t, cluster, stale_s = ctx.t, ctx.filters.get("cluster"), ctx.cfg.collection.stale_after_s
+    inventory = sum(c.nodes * c.gpus_per_node for c in ctx.cfg.clusters if cluster is None or c.id == cluster)
+    s = ctx.store.query("fleet_summary", now=at, stale_s=stale_s, cluster=cluster, owned=inventory).iloc[0]
     owned = int(s["owned"])
     if s["newest_sample"] is None or ui.missing(s["newest_sample"]):
         st.info(t("live.waiting"), icon=":material/hourglass_top:")
@@ -66,42 +64,49 @@ def fleet_figures(at) -> None:
 
     cols = st.columns(7)
     cols[0].metric(t("fleet.owned"), f"{owned:,}", help=t("fleet.owned_help"))
-    cols[1].metric(t("fleet.healthy"), f"{int(s['healthy']):,}", pct(s["healthy"]), delta_color="off", delta_arrow="off",
+    cols[1].metric(t("fleet.healthy"), f"{int(s['healthy']):,}", pct(s["healthy"]), delta_color="off",
+                   delta_arrow="off",
                    help=t("fleet.healthy_help"))
-    cols[2].metric(t("fleet.allocated"), f"{int(s['allocated']):,}", pct(s["allocated"]), delta_color="off", delta_arrow="off",
+    cols[2].metric(t("fleet.allocated"), f"{int(s['allocated']):,}", pct(s["allocated"]), delta_color="off",
+                   delta_arrow="off",
                    help=t("fleet.allocated_help"))
     cols[3].metric(t("fleet.busy"), f"{int(s['busy']):,}", pct(s["busy"]), delta_color="off", delta_arrow="off",
                    help=t("fleet.busy_help"))
     cols[4].metric(t("fleet.allocated_idle"), f"{int(s['allocated_idle']):,}", pct(s["allocated_idle"]),
                    delta_color="off", delta_arrow="off", help=t("fleet.allocated_idle_help"))
     cols[5].metric(t("fleet.faulted"), f"{int(s['faulted']):,}",
-                   t("fleet.throttled_n", n=int(s["throttled"])), delta_color="off", delta_arrow="off", help=t("fleet.faulted_help"))
+                   t("fleet.throttled_n", n=int(s["throttled"])), delta_color="off", delta_arrow="off",
+                   help=t("fleet.faulted_help"))
     cols[6].metric(t("fleet.no_data"), f"{int(s['no_data']):,}", help=t("fleet.no_data_help"))
 
-    fac = ui.store().query("facility_live", now=at, stale_s=STALE_S * 4)
-    cols = st.columns(4)
-    cols[0].metric(t("fleet.power"), ui.fmt_num(s["power_w"] / 1000.0, 1, "kW"), help=t("fleet.power_help"))
+    fac = ctx.store.query("facility_live", now=at, stale_s=stale_s * 4)
+    more = st.columns(4)
+    more[0].metric(t("fleet.power"), ui.fmt_num(s["power_w"] / 1000.0, 1, "kW"), help=t("fleet.power_help"))
     installed = float(s["installed_pflops"])
     delivered = float(s["delivered_pflops"])
     share = f"{100 * delivered / installed:.0f}%" if installed else "—"
-    cols[1].metric(t("fleet.pflops"), f"{delivered:,.1f} / {installed:,.1f}",
-                   t("fleet.pflops_share", share=share), delta_color="off", delta_arrow="off", help=t("fleet.pflops_help"))
+    more[1].metric(t("fleet.pflops"), f"{delivered:,.1f} / {installed:,.1f}",
+                   t("fleet.pflops_share", share=share), delta_color="off", delta_arrow="off",
+                   help=t("fleet.pflops_help"))
     if cluster is None and len(fac) and not ui.missing(fac.iloc[0]["pue"]):
         f = fac.iloc[0]
-        cols[2].metric(t("fleet.pue"), f"{float(f['pue']):.2f}",
-                       t("fleet.pue_category", cat=int(f["pue_category"]) if not ui.missing(f["pue_category"]) else "—"),
+        more[2].metric(t("fleet.pue"), f"{float(f['pue']):.2f}",
+                       t("fleet.pue_category",
+                         cat=int(f["pue_category"]) if not ui.missing(f["pue_category"]) else "—"),
                        delta_color="off", delta_arrow="off", help=t("fleet.pue_help"))
     else:
-        cols[2].metric(t("fleet.pue"), "—", help=t("fleet.pue_help"))
-    cols[3].metric(t("fleet.data_age"), ui.fmt_age(s["newest_sample"], at), help=t("fleet.data_age_help"))
+        more[2].metric(t("fleet.pue"), "—", help=t("fleet.pue_help"))
+    more[3].metric(t("fleet.data_age"), ui.fmt_age(s["newest_sample"], at), help=t("fleet.data_age_help"))
 
 
 VENDOR_KEYS = {"nvidia": "vendor.nvidia", "amd": "vendor.amd", "huawei": "vendor.huawei"}
 
 
-def by_model(at) -> None:
+def by_model(ctx: PageContext, at) -> None:
     """One row per vendor and model: a mixed floor (NVIDIA, AMD, Ascend) at a glance."""
-    df = ui.store().query("fleet_by_model", now=at, stale_s=STALE_S, cluster=cluster)
+    t = ctx.t
+    df = ctx.store.query("fleet_by_model", now=at, stale_s=ctx.cfg.collection.stale_after_s,
+                         cluster=ctx.filters.get("cluster"))
     if df.empty:
         return
     view = pd.DataFrame({
@@ -123,7 +128,8 @@ def by_model(at) -> None:
     st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view)))
 
 
-def heatmap(at) -> None:
+def heatmap(ctx: PageContext, at) -> None:
+    t = ctx.t
     options = list(METRICS)
     current = ui.param_choice("metric", options, "util")
     names = {m: t(METRICS[m][1]) for m in options}
@@ -131,7 +137,8 @@ def heatmap(at) -> None:
                                   format_func=names.__getitem__, key="heatmap_metric") or current
     ui.set_param("metric", metric, "util")
     col, label_key, unit, scale, zmin, zmax = METRICS[metric]
-    df = ui.store().query("heatmap", now=at, stale_s=STALE_S, cluster=cluster)
+    df = ctx.store.query("heatmap", now=at, stale_s=ctx.cfg.collection.stale_after_s,
+                         cluster=ctx.filters.get("cluster"))
     if df.empty:
         return
     hosts = list(dict.fromkeys(df["host"]))
@@ -179,8 +186,10 @@ def heatmap(at) -> None:
     st.plotly_chart(fig, width="stretch", key="heatmap_chart")
 
 
-def problems(at) -> None:
-    df = ui.store().query("problems", now=at, stale_s=STALE_S, hours=24, cluster=cluster)
+def problems(ctx: PageContext, at) -> None:
+    t = ctx.t
+    df = ctx.store.query("problems", now=at, stale_s=ctx.cfg.collection.stale_after_s, hours=24,
+                         cluster=ctx.filters.get("cluster"))
     st.subheader(t("problems.title", n=len(df)))
     if df.empty:
         st.success(t("problems.none"), icon=":material/check_circle:")
@@ -190,29 +199,29 @@ def problems(at) -> None:
         st.error(t("problems.ongoing", n=ongoing), icon=":material/error:")
     view = pd.DataFrame({
         t("problems.col.time"): df["ts"].map(ui.fmt_time),
-        t("problems.col.kind"): df.apply(_kind_text, axis=1),
+        t("problems.col.kind"): df.apply(lambda r: _kind_text(ctx, r), axis=1),
         t("problems.col.now"): df["ongoing"].map(lambda v: t("problems.ongoing_yes") if v else ""),
         t("problems.col.cluster"): df["cluster"].fillna("—"),
         t("problems.col.host"): df["host"].fillna("—"),
         t("problems.col.gpu"): df["gpu_index"].map(lambda v: "—" if ui.missing(v) else str(int(v))),
-        t("problems.col.detail"): df.apply(_detail_text, axis=1),
+        t("problems.col.detail"): df.apply(lambda r: _detail_text(ctx, r), axis=1),
     })
     st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view), max_rows=8))
 
 
-@st.fragment(run_every=C.ui.refresh_s)
-def live_view() -> None:
+def live_view(ctx: PageContext) -> None:
     at = ui.now()
-    fleet_figures(at)
-    by_model(at)
-    heatmap(at)
-    problems(at)
-    st.caption(t("live.updated", time=ui.fmt_time(at), every=f"{C.ui.refresh_s:g}"))
+    fleet_figures(ctx, at)
+    by_model(ctx, at)
+    heatmap(ctx, at)
+    problems(ctx, at)
+    st.caption(ctx.t("live.updated", time=ui.fmt_time(at), every=f"{ctx.cfg.ui.refresh_s:g}"))
 
 
-def drill_down() -> None:
+def drill_down(ctx: PageContext) -> None:
+    t = ctx.t
     st.subheader(t("drill.title"))
-    hosts_df = ui.store().query("hosts", cluster=cluster)
+    hosts_df = ctx.store.query("hosts", cluster=ctx.filters.get("cluster"))
     if hosts_df.empty:
         st.caption(t("drill.no_hosts"))
         return
@@ -227,7 +236,7 @@ def drill_down() -> None:
               + (f" · {r.mig_profile}" if isinstance(r.mig_profile, str) else "") for r in devs.itertuples()}
     choice_labels = {"all": t("drill.all_gpus"), **labels}
     dev = c2.selectbox(t("drill.gpu"), dev_ids, key="drill_gpu", format_func=choice_labels.__getitem__)
-    hist = ui.store().query("device_history", now=ui.now(), minutes=60, host=host,
+    hist = ctx.store.query("device_history", now=ui.now(), minutes=60, host=host,
                             device_id=None if dev == "all" else dev)
     if hist.empty:
         st.caption(t("drill.no_data"))
@@ -246,6 +255,12 @@ def drill_down() -> None:
                        file_name=f"{host}-last-hour.csv", mime="text/csv")
 
 
-live_view()
-st.divider()
-drill_down()
+def page(ctx: PageContext) -> None:
+    st.title(ctx.t("live.title"))
+    ui.cluster_filter(ctx)
+    st.fragment(live_view, run_every=ctx.cfg.ui.refresh_s)(ctx)     # refreshes on its own
+    st.divider()
+    drill_down(ctx)
+
+
+page(context.current())

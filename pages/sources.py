@@ -1,25 +1,117 @@
-"""Sources page: every scrape target, its newest attempt and its last error in words."""
+"""Sources page: every scrape target, its newest attempt and its last error in words; the
+collector's own state (last cycle, write spool, back-fill) and its jobs.
+
+Everything here is read from the database (the `sources`, `owner_status` and
+`job_runs_latest` named queries), never from in-process objects, so the page
+shows the truth whichever process collects: this dashboard's server or a
+headless `python -m collectors run`. Stored messages are rendered in the
+reader's language from their keys.
+"""
 
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 import streamlit as st
 
+import i18n
 from collectors.meter_csv import parse_readings
-from collectors.runtime import current
-from pages import ui
+from pages import context, ui
+from pages.context import PageContext
 
-t = ui.t
-C = ui.cfg()
-
-st.title(t("sources.title"))
-st.caption(t("sources.caption"))
+BACKFILL_STATES = ("off", "running", "done", "paused", "failed")
 
 
-@st.fragment(run_every=C.ui.refresh_s)
-def sources_view() -> None:
+def owner_status(ctx: PageContext) -> dict[str, dict]:
+    """The newest status document of each name, from the owner that wrote most recently."""
+    df = ctx.store.query("owner_status")
+    if df.empty:
+        return {}
+    df = df.sort_values("updated_at", ascending=False)
+    newest = df.iloc[0]
+    mine = df[(df["owner_site"] == newest["owner_site"]) & (df["owner_instance"] == newest["owner_instance"])]
+    out = {}
+    for r in mine.itertuples():
+        if r.name not in out:
+            out[r.name] = json.loads(r.value) if isinstance(r.value, str) else {}
+    return out
+
+
+def collector_state(ctx: PageContext, cols, status: dict[str, dict]) -> None:
+    t = ctx.t
+    backfill = status.get("backfill") or {}
+    state = backfill.get("state") if backfill.get("state") in BACKFILL_STATES else "off"
+    done, total = int(backfill.get("done") or 0), int(backfill.get("total") or 0)
+    value = t(f"sources.backfill.{state}")
+    if state in ("running", "paused") and total:
+        value = f"{100 * done / total:.0f}%"
+    cols[3].metric(t("sources.backfill"), value,
+                   t("sources.backfill.steps", done=f"{done:,}", total=f"{total:,}") if state != "off" else None,
+                   delta_color="off", delta_arrow="off", help=t("sources.backfill_help"))
+    if state == "failed":
+        st.warning(t("sources.backfill.failed_detail", error=ctx.render(None, backfill.get("error"))),
+                   icon=":material/history:")
+    collector = status.get("collector") or {}
+    rep = collector.get("last_cycle")
+    spool = collector.get("spool") or {}
+    if rep and rep.get("write_error"):
+        st.error(t("sources.write_error", error=rep["write_error"]), icon=":material/database:")
+    if spool.get("pending_batches"):
+        st.warning(t("sources.backlog", batches=spool["pending_batches"], rows=f"{spool.get('pending_rows', 0):,}",
+                     mib=f"{spool.get('disk_bytes', 0) / 2**20:,.1f}"), icon=":material/pending:")
+    if spool.get("dropped_batches"):
+        st.error(t("sources.dropped", batches=spool["dropped_batches"], rows=f"{spool.get('dropped_rows', 0):,}"),
+                 icon=":material/delete_forever:")
+    if collector and not collector.get("running", True):
+        st.info(t("pages.collector_stopped"), icon=":material/pause_circle:")
+    if rep:
+        skipped = int(rep.get("skipped") or 0)
+        st.caption(t("sources.last_cycle", targets=rep.get("targets", 0), ok=rep.get("ok", 0),
+                     failed=rep.get("failed", 0), rows=f"{rep.get('rows', 0):,}",
+                     scrape=f"{rep.get('scrape_s', 0):.2f}", write=f"{rep.get('write_s', 0):.2f}")
+                   + (" " + t("sources.backing_off", n=skipped) if skipped else ""))
+
+
+def _job_name(ctx: PageContext, job: str) -> str:
+    return ctx.t(f"job.name.{job}") if i18n.has(f"job.name.{job}") else job
+
+
+def jobs_table(ctx: PageContext, at, status: dict[str, dict]) -> None:
+    """Each job: schedule, last run (age, duration, result, rows), failures in 24 h, error, next run."""
+    t = ctx.t
+    runs = ctx.store.query("job_runs_latest", now=at)
+    scheduled = {j["job"]: j for j in (status.get("jobs") or {}).get("jobs", [])}
+    names = list(dict.fromkeys([*scheduled, *runs["job"]]))
+    if not names:
+        return
+    by_job = {r["job"]: r for r in runs[runs["newest"]].to_dict("records")}
+    rows = []
+    for name in names:
+        run, sched = by_job.get(name, {}), scheduled.get(name, {})
+        ok = run.get("ok")
+        rows.append({
+            t("jobs.col.job"): _job_name(ctx, name),
+            t("jobs.col.schedule"): ctx.render(sched.get("schedule"), None) or "—",
+            t("jobs.col.last_run"): ui.fmt_age(run.get("started_at"), at),
+            t("jobs.col.duration"): ui.fmt_num(run.get("duration_s"), 2, "s"),
+            t("jobs.col.result"): ("—" if ui.missing(ok) else t("jobs.ok") if ok else t("jobs.failed")),
+            t("jobs.col.rows"): ui.fmt_num(run.get("rows")),
+            t("jobs.col.failures"): str(int(run.get("failures_24h") or 0)),
+            t("jobs.col.error"): "" if ui.missing(run.get("error")) else ctx.render(run.get("error_msg"), run["error"]),
+            t("jobs.col.next_run"): ui.fmt_time(sched.get("next_run")) if sched.get("next_run") else "—",
+        })
+    st.subheader(t("jobs.title"))
+    view = pd.DataFrame(rows)
+    st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view)),
+                 column_config={t("jobs.col.error"): st.column_config.TextColumn(width="large")})
+
+
+def sources_view(ctx: PageContext) -> None:
+    t = ctx.t
     at = ui.now()
-    df = ui.store().query("sources", now=at)
+    df = ctx.store.query("sources", now=at)
+    status = owner_status(ctx)
     total = len(df)
     failing = int((df["ok"] == False).sum()) if total else 0  # noqa: E712 (NA-aware)
     never = int(df["last_scrape"].isna().sum()) if total else 0
@@ -27,35 +119,17 @@ def sources_view() -> None:
     cols[0].metric(t("sources.targets"), f"{total:,}")
     cols[1].metric(t("sources.answering"), f"{total - failing - never:,}")
     cols[2].metric(t("sources.failing"), f"{failing:,}")
-    runtime = current()
-    if runtime is not None:
-        state = runtime.backfill_state
-        value = t(f"sources.backfill.{state}")
-        if state in ("running", "paused") and runtime.backfill_total:
-            value = f"{100 * runtime.backfill_done / runtime.backfill_total:.0f}%"
-        cols[3].metric(t("sources.backfill"), value,
-                       t("sources.backfill.steps", done=f"{runtime.backfill_done:,}", total=f"{runtime.backfill_total:,}")
-                       if state != "off" else None, delta_color="off", delta_arrow="off",
-                       help=t("sources.backfill_help"))
-        if state == "failed":
-            st.warning(t("sources.backfill.failed_detail", error=ui.message(runtime.backfill_error)), icon=":material/history:")
-        rep = runtime.scheduler.last_report if runtime.scheduler else None
-        spool = runtime.scheduler.spool.stats if runtime.scheduler else None
-        if rep is not None and rep.write_error:
-            st.error(t("sources.write_error", error=rep.write_error), icon=":material/database:")
-        if spool is not None and spool.pending_batches:
-            st.warning(t("sources.backlog", batches=spool.pending_batches, rows=f"{spool.pending_rows:,}",
-                         mib=f"{spool.disk_bytes / 2**20:,.1f}"), icon=":material/pending:")
-        if spool is not None and spool.dropped_batches:
-            st.error(t("sources.dropped", batches=spool.dropped_batches, rows=f"{spool.dropped_rows:,}"),
-                     icon=":material/delete_forever:")
-        if rep is not None:
-            st.caption(t("sources.last_cycle", targets=rep.targets, ok=rep.ok, failed=rep.failed,
-                         rows=f"{rep.rows:,}", scrape=f"{rep.scrape_s:.2f}", write=f"{rep.write_s:.2f}")
-                       + (" " + t("sources.backing_off", n=rep.skipped) if rep.skipped else ""))
+    collector_state(ctx, cols, status)
     if total == 0:
         st.info(t("sources.none"))
-        return
+    else:
+        targets_table(ctx, df, at, failing)
+    jobs_table(ctx, at, status)
+    st.caption(t("sources.updated", time=ui.fmt_time(at)))
+
+
+def targets_table(ctx: PageContext, df: pd.DataFrame, at, failing: int) -> None:
+    t = ctx.t
     if failing:
         st.error(t("sources.failing_banner", n=failing), icon=":material/error:")
 
@@ -64,19 +138,23 @@ def sources_view() -> None:
             return t("sources.status.never")
         return t("sources.status.ok") if row["ok"] else t("sources.status.failing")
 
+    def error(row: pd.Series) -> str:
+        if ui.missing(row["last_error"]):
+            return ""
+        return f"{ctx.render(row.get('last_error_msg'), row['last_error'])} ({ui.fmt_age(row['last_error_at'], at)})"
+
     view = pd.DataFrame({
         t("sources.col.status"): df.apply(status, axis=1),
         t("sources.col.kind"): df["kind"].map(lambda k: t(f"sources.kind.{k}")),
         t("sources.col.cluster"): df["cluster"].fillna("—"),
         t("sources.col.host"): df["host"].fillna("—"),
         t("sources.col.last_scrape"): df["last_scrape"].map(lambda v: ui.fmt_age(v, at)),
-        t("sources.col.duration"): df["duration_s"].map(lambda v: ui.fmt_num(None if ui.missing(v) else v * 1000, 0, "ms")),
+        t("sources.col.duration"): df["duration_s"].map(
+            lambda v: ui.fmt_num(None if ui.missing(v) else v * 1000, 0, "ms")),
         t("sources.col.rows"): df["rows"].map(lambda v: ui.fmt_num(v)),
         t("sources.col.failures"): df.apply(lambda r: f"{int(r['failures_1h'])} / {int(r['attempts_1h'])}", axis=1),
         t("sources.col.last_ok"): df["last_ok"].map(lambda v: ui.fmt_age(v, at)),
-        t("sources.col.error"): df.apply(
-            lambda r: "" if ui.missing(r["last_error"]) else f"{ui.message(r['last_error'])} ({ui.fmt_age(r['last_error_at'], at)})",
-            axis=1),
+        t("sources.col.error"): df.apply(error, axis=1),
         t("sources.col.target"): df["target"],
     })
     st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view), max_rows=17),
@@ -84,32 +162,40 @@ def sources_view() -> None:
                                 t("sources.col.target"): st.column_config.TextColumn(width="medium")})
     st.download_button(t("sources.download"), df.to_csv(index=False).encode(), file_name="sources.csv",
                        mime="text/csv")
-    st.caption(t("sources.updated", time=ui.fmt_time(at)))
 
 
-sources_view()
-
-
-def meter_import() -> None:
+def meter_import(ctx: PageContext) -> None:
+    t = ctx.t
     st.subheader(t("meters.title"))
     st.caption(t("meters.caption"))
     upload = st.file_uploader(t("meters.file"), type=["csv"], key="meter_csv")
     if upload is None or not st.button(t("meters.import"), key="meter_import"):
         return
-    parsed = parse_readings(upload.getvalue(), C, source_file=upload.name)
+    if ctx.store.read_only:
+        st.error(t("pages.read_only"))
+        return
+    parsed = parse_readings(upload.getvalue(), ctx.cfg, source_file=upload.name)
     if parsed.error:
         st.error(parsed.error)
         return
-    result = ui.store().import_facility_readings(parsed.rows)
+    result = ctx.store.import_facility_readings(parsed.rows)
     st.success(t("meters.result", imported=len(result["inserted"]), unchanged=len(result["unchanged"]),
                  conflicts=len(result["conflicts"]), rejected=len(parsed.rejected)))
     problems = [{t("meters.col.line"): r.line, t("meters.col.reason"): r.reason} for r in parsed.rejected]
     problems += [{t("meters.col.line"): r["source_line"],
-                  t("meters.col.reason"): t("meters.conflict", stored=f"{r['stored_kwh']:g}", given=f"{r['energy_kwh']:g}")}
+                  t("meters.col.reason"): t("meters.conflict", stored=f"{r['stored_kwh']:g}",
+                                            given=f"{r['energy_kwh']:g}")}
                  for r in result["conflicts"]]
     if problems:
         st.warning(t("meters.rejected_note"))
         st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
 
 
-meter_import()
+def page(ctx: PageContext) -> None:
+    st.title(ctx.t("sources.title"))
+    st.caption(ctx.t("sources.caption"))
+    st.fragment(sources_view, run_every=ctx.cfg.ui.refresh_s)(ctx)
+    meter_import(ctx)
+
+
+page(context.current())

@@ -1,37 +1,28 @@
-"""Shared page plumbing: config, the store, language, formatting, navigation.
+"""Shared page plumbing: config, language, formatting, navigation.
 
-Pages get the database through `store()`: in the server it is the store the
-collector runtime opened at start (one owner per file); where no runtime runs
-(AppTest, a read-only look at a copied file) it opens the configured file once
-per process.
+`main` builds the session's `PageContext` (pages/context.py: config, store,
+language, filters) and hands it to the pages; the database is reached only
+through it.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 import config
 import i18n
-from queries import Store
-from queries.store import shared_store
+from pages import context
+from queries import DatabaseOwned
 
 
 @st.cache_resource(show_spinner=False)
 def cfg() -> config.Config:
     return config.load()
-
-
-@st.cache_resource(show_spinner=False)
-def _own_store(path: str, memory_limit: str) -> Store:
-    return Store(path, memory_limit=memory_limit)
-
-
-def store() -> Store:
-    return shared_store() or _own_store(str(cfg().db_path), cfg().database.memory_limit)
 
 
 def lang() -> str:
@@ -40,11 +31,6 @@ def lang() -> str:
 
 def t(key: str, **values: object) -> str:
     return i18n.t(key, lang(), **values)
-
-
-def message(text: str | None) -> str:
-    """A collector's stored English error or note, in the reader's language (i18n.message)."""
-    return i18n.message(text, lang())
 
 
 def i18n_has(key: str) -> bool:
@@ -79,7 +65,7 @@ def table_height(rows: int, max_rows: int | None = None) -> int:
     return 38 + 35 * max(shown, 1)
 
 
-def fmt_num(v: object, digits: int = 0, unit: str = "") -> str:
+def fmt_num(v: Any, digits: int = 0, unit: str = "") -> str:
     if missing(v):
         return "—"
     text = f"{float(v):,.{digits}f}"
@@ -106,10 +92,10 @@ def fmt_time(ts: object) -> str:
     return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def cluster_filter() -> str | None:
-    """Sidebar cluster picker, kept in the URL; returns None for all clusters."""
-    ids = [c.id for c in cfg().clusters]
-    names = {c.id: c.name for c in cfg().clusters}
+def cluster_filter(ctx: context.PageContext) -> str | None:
+    """Sidebar cluster picker, kept in the URL and in the context's filters; None for all clusters."""
+    ids = [c.id for c in ctx.cfg.clusters]
+    names = {c.id: c.name for c in ctx.cfg.clusters}
     options = ["all", *ids]
     labels = {"all": t("filter.all_clusters"), **{c: f"{names[c]} ({c})" for c in ids}}
     current = param_choice("cluster", options, "all")
@@ -117,7 +103,8 @@ def cluster_filter() -> str | None:
     choice = st.sidebar.selectbox(t("filter.cluster"), options, index=options.index(current),
                                   format_func=labels.__getitem__, key="cluster_filter")
     set_param("cluster", choice, "all")
-    return None if choice == "all" else choice
+    ctx.filters["cluster"] = None if choice == "all" else choice
+    return ctx.filters["cluster"]
 
 
 def language_switch() -> None:
@@ -140,6 +127,12 @@ def main() -> None:
         st.stop()
     st.set_page_config(page_title=centre.centre.name, page_icon=":material/memory:", layout="wide")
     language_switch()
+    try:
+        ctx = context.build(centre)
+    except DatabaseOwned as exc:           # another process collects into the file: nothing to read now
+        st.error(t("pages.db_owned", error=str(exc)), icon=":material/database:")
+        st.stop()
+    ctx.lang = lang()
     pages = [
         st.Page("pages/live.py", title=t("nav.live"), icon=":material/monitor_heart:", url_path="live",
                 default=True),

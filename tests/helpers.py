@@ -164,3 +164,20 @@ def config_dir(directory: Path, centre: dict | None = None, **tables) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "centre.toml").write_text(toml_text(d), encoding="utf-8")
     return directory
+
+
+def backfill_job(cfg, store, floor=None):
+    """The simulator's history back-fill job (collectors.runtime.Backfill) of a simulated runtime
+    that is wired but not started: no threads, no HTTP (the job reads the floor itself)."""
+    from collectors.batch import EventTracker
+    from collectors.runtime import Backfill, Runtime, simulator_sources
+    from collectors.spool import WriteSpool
+    from simulator import Floor, SimulatorServer
+
+    rt = Runtime(cfg, store, backfill=False)
+    rt.floor = floor or Floor(cfg)
+    rt.server = SimulatorServer(rt.floor)
+    rt.server.base_url = "http://simulator.test"      # never fetched
+    rt.sources = simulator_sources(cfg, rt.server.targets())
+    jobs = [b.job for b in rt.wire(EventTracker())]
+    return Backfill(cfg, store, rt.floor, jobs, WriteSpool(), threading.Event())

@@ -108,6 +108,8 @@ def test_healthz_reports_collection(server):
     assert health["simulated"] is True
     assert health["targets"] == 64 + 1          # one exporter per node, one facility meter
     assert health["last_cycle"]["ok"] >= 60
+    # the owner's jobs: store maintenance and the simulated history's back-fill
+    assert {j["job"] for j in health["jobs"]} == {"reopen", "release-memory", "backfill"}
 
 
 def test_live_page_in_chromium(server, browser, cfg):
@@ -138,6 +140,7 @@ def test_sources_page_in_chromium(server, browser):
     page.get_by_text("Targets").first.wait_for(timeout=60_000)
     targets = page.locator('[data-testid="stMetric"]', has_text="Targets").locator('[data-testid="stMetricValue"]')
     assert targets.inner_text().strip() == "65"
+    page.get_by_text("Jobs", exact=True).first.wait_for(timeout=30_000)    # read from job_runs and owner status
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)
     SHOTS.mkdir(parents=True, exist_ok=True)

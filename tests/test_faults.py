@@ -179,23 +179,31 @@ def test_write_fails_twice_then_succeeds_and_nothing_is_lost(cfg, store):
 
 
 def test_collector_reopens_the_database_every_few_hours_and_loses_nothing(cfg, tmp_path):
+    """Reopening is the owner's "reopen" job (collectors/runtime.py add_store_jobs), run beside the cycles."""
+    from collectors.jobs import JobRunner
+    from collectors.runtime import add_store_jobs
     from collectors.scheduler import REOPEN_EVERY_S
 
     store = Store(tmp_path / "c.duckdb")
     t = Target(url="http://a:9400/metrics", source="f", kind="dcgm", site="sh-lingang", cluster="train-a")
     sched = Scheduler(store, [(DcgmCollector(cfg, fetch=lambda u, to: dcgm_text(util=(10, 20))), [t], 0)],
                       interval_s=15)
+    runner = JobRunner(store, clock=lambda: T0.timestamp())
+    add_store_jobs(runner, store, interval_s=15)
     sched.run_cycle(T0)
     first = store.opened_at
     sched.run_cycle(T0 + timedelta(seconds=15))
+    assert [r.job for r in runner.run_due(T0 + timedelta(seconds=15))] == ["release-memory"]
     assert store.opened_at == first                            # not yet
-    store.opened_at -= REOPEN_EVERY_S
     sched.run_cycle(T0 + timedelta(seconds=30))
+    runs = {r.job: r for r in runner.run_due(T0 + timedelta(seconds=REOPEN_EVERY_S))}
+    assert runs["reopen"].ok and runs["reopen"].rows == 1
     assert store.opened_at > first                             # reopened after that cycle's writes
     sched.run_cycle(T0 + timedelta(seconds=45))
     with store.cursor() as cur:
         assert cur.execute("SELECT count(*) FROM device_samples").fetchone()[0] == 8
         assert cur.execute("SELECT count(*) FROM collector_runs").fetchone()[0] == 4
+        assert cur.execute("SELECT count(*) FROM job_runs WHERE job = 'reopen' AND ok").fetchone()[0] == 1
     store.close()
 
 

@@ -136,7 +136,8 @@ def test_retired_targets_leave_the_sources_page_and_problems(cfg, store):
     store.register_targets([A.as_row()])          # a restart whose config no longer has B
     assert list(store.query("sources", now=at)["target"]) == [A.url]
     assert store.query("problems", now=at, stale_s=60, hours=24, cluster=None).empty
-    assert store.con.execute("SELECT count(*) FROM collector_runs").fetchall()[0][0] == 4   # history kept: A + 3 tries of B
+    # history kept: A + 3 tries of B
+    assert store.con.execute("SELECT count(*) FROM collector_runs").fetchall()[0][0] == 4
 
 
 def _with_ecc(text: str, dbe: tuple, pending: tuple, failed: tuple) -> str:
@@ -248,7 +249,7 @@ def test_an_exporter_stamping_ahead_of_our_clock_is_not_lost(cfg, store):
     sched = Scheduler(store, [(AscendCollector(cfg, fetch=floor.fetch), [npu])], interval_s=15, concurrency=2)
     store.register_targets([npu.as_row()])
     for k in range(3):
-        floor.responses[npu.url] = re.sub(r" (\d{13})$", lambda m: f" {int(m.group(1)) + 15_000 * k}", text,
+        floor.responses[npu.url] = re.sub(r" (\d{13})$", lambda m, k=k: f" {int(m.group(1)) + 15_000 * k}", text,
                                           flags=re.M)
         sched.run_cycle(tick + timedelta(seconds=15 * k))
     sched.pool.shutdown()
@@ -278,9 +279,8 @@ def test_one_frozen_chip_stamp_does_not_hide_another_chip_leaving(cfg, store):
         for line in text.splitlines():
             if without and f'id="{without}"' in line:
                 continue
-            frozen = 'id="0"' in line
-            lines.append(re.sub(r" (\d{13})$", lambda m: f" {int(m.group(1)) + (-300_000 if frozen else 15_000 * k)}",
-                                line))
+            shift = -300_000 if 'id="0"' in line else 15_000 * k
+            lines.append(re.sub(r" (\d{13})$", lambda m, shift=shift: f" {int(m.group(1)) + shift}", line))
         return "\n".join(lines) + "\n"
 
     for k in range(3):

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 import config
 from collectors.dcgm import DcgmCollector
 from collectors.scheduler import Scheduler
+from collectors.targets import ScrapeError
 from pages import ui
 from queries import Store
 from helpers import A, B, FakeFloor, text_b
@@ -36,7 +37,7 @@ def seeded(tmp_path, monkeypatch, cfg):
     floor.responses[B.url] = text_b()
     sched.run_cycle(now - timedelta(seconds=30))
     floor.responses[A.url] = dcgm_text(xid=(0, 48), throttle=(0x40, 0))
-    floor.responses[B.url] = __import__("collectors.targets", fromlist=["ScrapeError"]).ScrapeError("HTTP 503 Service Unavailable")
+    floor.responses[B.url] = ScrapeError("HTTP 503 Service Unavailable")
     sched.run_cycle(now - timedelta(seconds=15))
     sched.pool.shutdown()
     store.close()
@@ -127,7 +128,8 @@ def test_collector_errors_read_in_chinese(seeded):
 def test_every_page_renders_on_an_empty_store(tmp_path, monkeypatch, page, lang):
     cdir = tmp_path / "config"
     shutil.copytree(config.CONFIG_DIR, cdir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    text = (cdir / "centre.toml").read_text().replace('path = "data/centre.duckdb"', f'path = "{tmp_path / "e.duckdb"}"')
+    text = (cdir / "centre.toml").read_text().replace('path = "data/centre.duckdb"',
+                                                      f'path = "{tmp_path / "e.duckdb"}"')
     (cdir / "centre.toml").write_text(text)
     monkeypatch.setenv(config.ENV_VAR, str(cdir))
     st.cache_resource.clear()
@@ -157,7 +159,7 @@ def mixed_seeded(tmp_path, monkeypatch):
     monkeypatch.setattr(ui, "now", lambda: datetime.fromtimestamp(at + 5, timezone.utc))
     rt = Runtime(cfg, store, backfill=False, clock=lambda: at).start()
     try:
-        assert wait_for(lambda: rt.scheduler.cycles >= 1), "no collection cycle within 60 s"
+        assert wait_for(lambda: rt.scheduler.cycles >= 1, event=rt.scheduler.cycled), "no collection cycle"
     finally:
         rt.stop()
         store.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -14,15 +13,27 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import config
+from collectors import registry
 from collectors.runtime import BACKFILL_KEY, Runtime
 from queries import Store
-from helpers import wait_for
+from helpers import backfill_job, wait_for
 
 
-def test_runtime_collects_the_simulated_centre_over_http(cfg, store):
+def test_runtime_collects_the_simulated_centre_over_http(cfg, store, monkeypatch):
+    built = []
+    real_build = registry.build
+    monkeypatch.setattr(registry, "build", lambda c, d: built.append(c.sources) or real_build(c, d))
     rt = Runtime(cfg, store, backfill=False).start()
     try:
-        assert wait_for(lambda: rt.scheduler.cycles >= 1), "no collection cycle within 60 s"
+        assert wait_for(lambda: rt.scheduler.cycles >= 1, event=rt.scheduler.cycled), "no collection cycle"
+        # the simulator went through the registry like configured sources: one per cluster, one meter per site
+        [sources] = built
+        assert sorted((s.name, s.kind) for s in sources) == [
+            ("simulator-facility-sh-lingang", "facility"), ("simulator-infer-b", "dcgm"), ("simulator-train-a", "dcgm")]
+        assert sum(len(s.targets) for s in sources) == 65 and [s for s, _ in rt.collectors] == list(sources)
+        status = store.get_status("collector")
+        assert status["simulated"] and status["targets"] == 65 and status["running"]
+        assert {j["job"] for j in store.get_status("jobs")["jobs"]} == {"reopen", "release-memory"}
         rep = rt.scheduler.last_report
         assert rep.targets == 65 and rep.write_error is None
         assert rep.ok >= 60                                   # an exporter or two may be in an outage
@@ -46,31 +57,38 @@ def test_runtime_collects_the_simulated_centre_over_http(cfg, store):
 
 
 def test_backfill_is_resumable_and_idempotent(cfg, store):
-    small = replace(cfg, simulator=cfg.simulator.model_copy(update={"backfill_days": 0.125}))   # 3 h
-    rt = Runtime(small, store, backfill=False)
-    from simulator import Floor, SimulatorServer
+    from collectors.jobs import JobRunner, Once
 
-    rt.floor = Floor(small)
-    server = SimulatorServer(rt.floor)
-    from collectors.targets import Target
-    rt.targets = [Target(url=t.url, source="simulator", kind=t.kind, site=t.site, cluster=t.cluster, host=t.host)
-                  for t in server.targets()]
+    small = replace(cfg, simulator=cfg.simulator.model_copy(update={"backfill_days": 0.125}))   # 3 h
+    fill = backfill_job(small, store)
     end = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
-    steps = rt.backfill(end=end)
-    assert steps == 12                                        # 3 h at 900 s
-    assert rt.backfill_state == "done" and rt.backfill_done == 12
+    runner = JobRunner(store)
+    runner.add("backfill", Once(), fill, now=end)
+    [run] = runner.run_due(end)                               # the job's run starts at `end`: it fills up to it
+    assert fill.done == 12                                    # 3 h at 900 s
+    assert fill.state == "done" and fill.status() == {"state": "done", "done": 12, "total": 12, "error": None}
     n = store.con.execute("SELECT count(*), min(ts), max(ts), count(DISTINCT ts) FROM device_samples").fetchall()[0]
     assert n[0] > 12 * 480 and n[3] == 12
     assert n[1] == end - timedelta(hours=3) and n[2] == end - timedelta(seconds=900)
     fac = store.con.execute("SELECT count(DISTINCT ts) FROM facility_samples").fetchall()[0][0]
     assert fac == 12
     assert store.get_kv(BACKFILL_KEY) == (end - timedelta(seconds=900)).isoformat()
-    assert rt.backfill(end=end) == 0                          # resumes after the last step: nothing left
-    again = Runtime(small, store, backfill=False)
-    again.floor, again.targets = rt.floor, rt.targets
+    # recorded like a scrape: a collector run per replayed scrape, at the instant it stands for ...
+    runs = store.con.execute("SELECT count(*), count(DISTINCT started_at), count(DISTINCT target), sum(rows), "
+                             "bool_and(ok) FROM collector_runs").fetchall()[0]
+    assert runs[1] == 12 and 60 <= runs[2] <= 65 and runs[4]
+    assert runs[3] == n[0] + fac * 3                          # device rows + 3 facility scopes per meter read
+    # ... and one job run
+    job = store.con.execute("SELECT job, ok, rows, detail FROM job_runs").fetchall()
+    assert job == [("backfill", True, run.rows, "12 of 12 steps")] and run.rows == runs[3]
+    fill(end=end)
+    assert fill.done == 0                                     # resumes after the last step: nothing left
+    again = backfill_job(small, store)
     store.set_kv(BACKFILL_KEY, (end - timedelta(hours=4)).isoformat())   # forget progress: redo all
-    assert again.backfill(end=end) == 12
+    again(end=end)
+    assert again.done == 12
     assert store.con.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == n[0]   # no duplicates
+    assert store.con.execute("SELECT count(*) FROM collector_runs").fetchall()[0][0] == runs[0]
 
 
 @pytest.fixture
@@ -95,6 +113,7 @@ def test_headless_mode_and_a_second_owner(headless_cfg):
         assert "collecting from 65 target(s)" in line
         while line and "targets answered" not in line:     # the first cycle is stored
             line = first.stderr.readline()
+        assert "targets answered" in line
         second = subprocess.run(cmd, cwd=config.PROJECT_ROOT, capture_output=True, text=True, timeout=60)
         assert second.returncode == 3
         assert f"The database {db} is in use by process {first.pid}" in second.stderr
@@ -103,9 +122,11 @@ def test_headless_mode_and_a_second_owner(headless_cfg):
         first.terminate()
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err[-2000:]
-    s = Store(db)
+    s = Store(db, owner=config.load(d).owner)
     try:
         assert s.con.execute("SELECT count(DISTINCT device_id) FROM device_samples").fetchall()[0][0] >= 480
+        status = s.get_status("collector")                  # what a page in another process reads
+        assert status["cycles"] >= 1 and status["targets"] == 65 and status["running"] is False
     finally:
         s.close()
 
@@ -140,7 +161,7 @@ targets = ["{meter}"]
         assert not real.simulated
         rt = Runtime(real, store, backfill=False).start()
         try:
-            assert wait_for(lambda: rt.scheduler.cycles >= 1)
+            assert wait_for(lambda: rt.scheduler.cycles >= 1, event=rt.scheduler.cycled)
             assert rt.server is None and len(rt.targets) == 5
             dcgm = next(c for s, c in rt.collectors if s.name == "hall-a-dcgm")
             assert dcgm.timeout == 2.0 and rt.scheduler.jobs[0][2] == 1

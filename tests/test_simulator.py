@@ -153,7 +153,7 @@ def test_render_dcgm_mig_labels_and_timestamps():
     mig = [s for s in states if s.mig_profile]
     assert mig and len(states) > 16
     text = render_dcgm(states, timestamp_ms=1_700_000_000_123)
-    for name, labels, _ in _samples(text.replace(" 1700000000123\n", "\n")):
+    for _name, labels, _ in _samples(text.replace(" 1700000000123\n", "\n")):
         keys = [k for k, _ in labels]
         if "GPU_I_PROFILE" in keys:
             assert keys[5:7] == ["GPU_I_PROFILE", "GPU_I_ID"] and keys[7] == "Hostname"

@@ -30,7 +30,7 @@ from collectors.targets import Target, fetch
 from queries import Store
 from simulator import Floor, GpuState, SimulatorServer, render_amd, render_ascend
 from simulator.exporter import ASCEND_CHIP_READ_MS, go_float, vendor_health
-from helpers import T_REF, calm_instant, wait_for
+from helpers import T_REF, backfill_job, calm_instant, wait_for
 
 UTC = timezone.utc
 MIXED = config.PROJECT_ROOT / "config" / "examples" / "mixed-fleet"
@@ -184,7 +184,7 @@ def test_exporters_fail_in_their_own_words_during_outages(floor):
             found[kind_of[e["host"]]] = e
     assert set(found) == wanted
     for kind, e in found.items():
-        with SimulatorServer(floor, clock=lambda: e["start"] + 1) as server:
+        with SimulatorServer(floor, clock=lambda e=e: e["start"] + 1) as server:
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(f"{server.base_url}/nodes/{e['host']}/metrics", timeout=5)
             body = err.value.read().decode()
@@ -252,7 +252,7 @@ def test_runtime_collects_all_three_vendors_from_the_simulator(mixed, floor):
     store = Store(":memory:")
     rt = Runtime(mixed, store, backfill=False, clock=lambda: t).start()
     try:
-        assert wait_for(lambda: rt.scheduler.cycles >= 1), "no collection cycle within 60 s"
+        assert wait_for(lambda: rt.scheduler.cycles >= 1, event=rt.scheduler.cycled), "no collection cycle within 60 s"
         rep = rt.scheduler.last_report              # the scheduler loop's first run_cycle()
         assert rep.targets == 25 and rep.failed == 0 and rep.write_error is None
         assert {tg.kind for tg in rt.targets} == {"dcgm", "amd", "ascend", "facility"}
@@ -284,11 +284,10 @@ def test_backfill_of_a_mixed_fleet_stores_every_vendor(mixed, floor):
     small = replace(mixed, simulator=mixed.simulator.model_copy(update={"backfill_days": 1 / 24}))  # 1 h, 4 steps
     store = Store(":memory:")
     try:
-        rt = Runtime(small, store, backfill=False)
-        rt.floor = floor
-        rt.targets = [target_for(tg, tg.kind) for tg in SimulatorServer(floor).targets()]
+        fill = backfill_job(small, store, floor)
         end = datetime.fromtimestamp(T_REF, UTC)
-        assert rt.backfill(end=end) == 4
+        fill(end=end)
+        assert fill.done == 4
         got = dict(store.con.execute(          # samples per device (most of a vendor's devices)
             "SELECT vendor, max(n) FROM (SELECT d.vendor, device_id, count(DISTINCT s.ts) AS n FROM devices d "
             "JOIN device_samples s USING (device_id) GROUP BY 1, 2) GROUP BY 1").fetchall())
@@ -331,7 +330,7 @@ targets = {urls["ascend"]!r}
         store = Store(":memory:")
         rt = Runtime(real, store, backfill=False, clock=lambda: t).start()
         try:
-            assert wait_for(lambda: rt.scheduler.cycles >= 1)
+            assert wait_for(lambda: rt.scheduler.cycles >= 1, event=rt.scheduler.cycled)
             assert rt.server is None and rt.scheduler.last_report.failed == 0
         finally:
             rt.stop()
