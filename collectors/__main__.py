@@ -184,7 +184,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{cfg.directory}: OK: {len(cfg.sites)} site(s), {len(cfg.clusters)} cluster(s), "
           f"{cfg.total_gpus()} GPU(s) described, {len(cfg.tenants)} tenant(s), "
           f"{sum(len(s.targets) for s in cfg.sources)} configured target(s)"
-          + (" (none: the embedded simulator runs)" if cfg.simulated else ""))
+          + (" (none: the embedded simulator runs)" if cfg.simulated else "")
+          + f"; owner {cfg.owner.site}/{cfg.owner.instance}")
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 if TYPE_CHECKING:
     from collectors.kinds.base import Options, SourceKind
@@ -162,6 +162,18 @@ class Source(_Strict):
     timeout_s: PosFloat | None = None           # overrides collection.timeout_s
     retries: Annotated[int, Field(ge=0, le=5)] = 2
     _options: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_options(self) -> "Source":
+        """Valid options are read at once (so two equal sources compare equal whether or not
+        one was used); invalid ones are reported by config's checks, or when read."""
+        spec = source_kinds().get(self.kind)
+        if spec is not None:
+            try:
+                self._options = spec.options.model_validate(self.model_extra or {})
+            except ValidationError:
+                pass
+        return self
 
     @property
     def kind_spec(self) -> "SourceKind":

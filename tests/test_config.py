@@ -230,6 +230,9 @@ def test_source_keys_read_through_the_kind_options():
         ["http://n1:9400/metrics"], "target", ["dcgm"], 2.5, None)
     assert (nvml.targets, nvml.host, nvml.mapping_names, nvml.host_from) == ([], "gpu-7", [], "label")
     assert type(dcgm.options).__name__ == "DcgmOptions"
+    fresh = config.Source(**SOURCE)
+    assert fresh == config.Source(**SOURCE).model_copy() and fresh.targets == SOURCE["targets"]
+    assert fresh == config.Source(**SOURCE)         # reading one's options does not make them differ
 
 
 def test_a_source_built_in_code_is_checked_when_read():
