@@ -39,6 +39,7 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
+from typing import Any  # noqa: E402
 
 import config  # noqa: E402
 from collectors.attribution import Attributor  # noqa: E402
@@ -83,8 +84,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     out = sys.stdout
     for i, dev in enumerate(batch.ids):
-        m = batch.meta[i]
-        rec = {"device_id": dev}
+        m: dict[str, Any] = batch.meta[i]
+        rec: dict[str, Any] = {"device_id": dev}
         rec.update({k: m.get(k) for k in OUTPUT_KEYS[1:]})
         known = cfg.catalogue.lookup(m.get("model"))
         rec["vendor"] = known.vendor if known else exporter.vendor
@@ -95,7 +96,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
         for col in SAMPLE_LABELS:
             rec[col] = m.get(col)
         # the configured attribution (leases need a time: the sample's own, else now)
-        at = datetime.fromtimestamp(batch.ts_ms[i] / 1000, timezone.utc) if batch.ts_ms[i] else now
+        stamp = batch.ts_ms[i]
+        at = datetime.fromtimestamp(stamp / 1000, timezone.utc) if stamp else now
         rec["tenant"] = attributor.tenant(dev, m.get("host"), at, *(m.get(c) for c in ATTRIBUTION_LABELS))
         rec["exporter_ts_ms"] = batch.ts_ms[i]
         out.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -126,18 +128,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DatabaseOwned as exc:
         print(str(exc), file=sys.stderr)
         return 3
+    store, scheduler = runtime.store, runtime.scheduler
+    assert store is not None and scheduler is not None       # start() made them
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"collecting from {len(runtime.targets)} target(s) into {runtime.store.path}; Ctrl-C to stop",
+    print(f"collecting from {len(runtime.targets)} target(s) into {store.path}; Ctrl-C to stop",
           file=sys.stderr)
     try:
         while not stop.wait(1.0):
-            if args.cycles and runtime.scheduler.cycles >= args.cycles:
+            if args.cycles and scheduler.cycles >= args.cycles:
                 break
     finally:
         runtime.stop()
-        runtime.store.close()
+        store.close()
     print(json.dumps(runtime.health(), default=str), file=sys.stderr)
     return 0
 

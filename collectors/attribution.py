@@ -21,6 +21,10 @@ from functools import lru_cache
 from config import Config, Lease
 
 
+def _matches(value: str | None, pattern: str) -> bool:
+    return value is not None and fnmatch.fnmatchcase(value, pattern)
+
+
 class Attributor:
     def __init__(self, cfg: Config):
         self.rules = [(r.tenant, (("namespace", r.namespace), ("pod", r.pod), ("job", r.job), ("job_user", r.user)))
@@ -46,8 +50,7 @@ class Attributor:
                      job_user: str | None) -> str | None:
         values = {"namespace": namespace, "pod": pod, "job": job, "job_user": job_user}
         for tenant, patterns in self.rules:
-            if all(pat is None or (values[label] is not None and fnmatch.fnmatchcase(values[label], pat))
-                   for label, pat in patterns):
+            if all(pat is None or _matches(values[label], pat) for label, pat in patterns):
                 return tenant
         return self.by_namespace.get(namespace) if namespace is not None else None
 

@@ -13,6 +13,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -199,10 +200,11 @@ class EventTracker:
         now_present: dict[str, dict] = {}
         with self._lock:
             for i, dev in enumerate(batch.ids):
-                m = batch.meta[i]
+                m: dict[str, Any] = batch.meta[i]
                 ident = {"device_id": dev, "host": m["host"], "gpu_index": m["gpu_index"]}
                 now_present[dev] = ident
-                x = int(xids[i]) if xids[i] is not None else None
+                xv = xids[i]
+                x = int(xv) if xv is not None else None
                 new_xid = None
                 if x is not None:
                     if x != 0 and self.xid.get(dev, 0) != x:
@@ -289,7 +291,7 @@ class BatchBuilder:
         scrape = Scrape.parsed(target, ts, batch.stats, rows=n)
         if n == 0:
             return scrape
-        meta = batch.meta
+        meta: list[dict[str, Any]] = batch.meta
         row_ts = [ts if t is None else datetime.fromtimestamp(t / 1000, ts.tzinfo) for t in batch.ts_ms]
         cols: dict[str, pa.Array] = {
             "ts": pa.array(row_ts, TS),
@@ -319,7 +321,8 @@ class BatchBuilder:
         dev_rows = []
         for i, m in enumerate(meta):
             cat_id, vendor, peak = self._model_info(m["model"], m["mig_profile"])
-            total = (used[i] + free[i]) if used and free and used[i] is not None and free[i] is not None else None
+            used_i, free_i = (used[i], free[i]) if used and free else (None, None)
+            total = used_i + free_i if used_i is not None and free_i is not None else None
             dev_rows.append({
                 "device_id": batch.ids[i], "vendor": vendor, "model": m["model"],
                 "catalogue_model": cat_id, "peak_dense_tflops": peak, "host": m["host"],

@@ -66,7 +66,7 @@ MIB = 1024 * 1024
 # nvmlEventData_t.gpuInstanceId of an XID that belongs to no MIG instance
 NO_INSTANCE = 0xFFFFFFFF
 # device_identity reads the roles from keys of the same name
-_ROLES = {role: (role,) for role in LABEL_ROLES}
+_ROLES: dict[str, tuple[str, ...]] = {role: (role,) for role in LABEL_ROLES}
 # a MIG device's name ends in its profile: "NVIDIA H100 80GB HBM3 MIG 1g.10gb"; a compute
 # instance's "MIG 1c.3g.40gb" belongs to GPU instance profile 3g.40gb, which dcgm-exporter prints
 _MIG_PROFILE = re.compile(r"\bMIG\s+(?:\d+c\.)?(\S+)\s*$")
@@ -166,7 +166,7 @@ class NvmlCollector(Collector):
         self.retry_s = retry_s
         self.nvml: Any = None
         self._kinds: dict[str, tuple[type, ...]] = {}
-        self._nvml_error: type | tuple = ()
+        self._nvml_error: type[BaseException] | tuple[type[BaseException], ...] = ()
         if nvml is not None:
             self._bind(nvml)
         self._ready = False
@@ -208,8 +208,11 @@ class NvmlCollector(Collector):
     def _call(self, fn: str | tuple[str, ...], *args: Any, mode: str = "field") -> Any:
         """Call NVML function `fn` (or the first of several names that the binding and the driver
         have) with `args`; what an error does depends on `mode` (see _MODES)."""
-        outcome, error, name = NULL, None, fn
-        for name in (fn,) if isinstance(fn, str) else fn:
+        outcome: str = NULL
+        error: BaseException | None = None
+        names: tuple[str, ...] = (fn,) if isinstance(fn, str) else fn
+        name = names[0]
+        for name in names:
             func = getattr(self.nvml, name, None)
             if func is None:
                 continue
@@ -223,7 +226,7 @@ class NvmlCollector(Collector):
             raise GpuLost(str(error))
         if outcome == FAIL:
             self._ready = False
-            raise ScrapeError(unavailable_message(error))
+            raise ScrapeError(unavailable_message(error or RuntimeError(name)))
         if outcome == NOTE:
             self.read_errors += 1
             self._failed_reads[name] = str(error)
@@ -296,9 +299,10 @@ class NvmlCollector(Collector):
                     "pci_bus_id": None if pci is None else _text(pci.busId), "driver_version": driver}
         board = self._board_values(handle)
         rows = []
-        for instance, profile, device in self._mig_instances(handle) or [(None, None, handle)]:
-            dev_id, meta = device_identity({**identity, "mig_instance": instance, "mig_profile": profile},
-                                           _ROLES, self.host)
+        whole: list[tuple[str | None, str | None, Any]] = [(None, None, handle)]
+        for instance, profile, device in self._mig_instances(handle) or whole:
+            labels: dict[str, Any] = {**identity, "mig_instance": instance, "mig_profile": profile}
+            dev_id, meta = device_identity(labels, _ROLES, self.host)
             rows.append((dev_id, meta, {**board, **self._device_values(device)}))
         return rows
 
@@ -407,12 +411,13 @@ class NvmlCollector(Collector):
         """The batch's xid_last column: each device's newest XID (0: none since watching began)."""
         with self._lock:
             watched = set(self._watched)
-        latest = []
+        latest: list[float | None] = []
         for dev_id, meta in zip(batch.ids, batch.meta):
             if meta["uuid"] not in watched:
                 latest.append(None)            # nobody is listening for this GPU's XIDs: unknown
                 continue
-            known = [s for s in (self._xid_state.get(dev_id), self._xid_state.get(meta["mig_parent"])) if s]
+            parent: Any = meta["mig_parent"]
+            known = [s for s in (self._xid_state.get(dev_id), self._xid_state.get(parent)) if s]
             latest.append(max(known)[1] if known else 0)
         batch.columns["xid_last"] = latest
 
