@@ -32,7 +32,8 @@ class Options(BaseModel):
     KIND: ClassVar[str] = ""
 
 
-def _urls(kind: str, targets: list[str]) -> list[str]:
+def check_urls(targets: list[str]) -> list[str]:
+    """The targets, if each is an http(s) URL; else ValueError naming the first that is not."""
     for t in targets:
         if not t.startswith(("http://", "https://")):
             raise ValueError(f"{t!r} is not an http(s) URL")
@@ -53,7 +54,7 @@ class ExporterOptions(Options):
     def _need_targets(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError(f"a {cls.KIND} source needs at least one exporter URL")
-        return _urls(cls.KIND, v)
+        return check_urls(v)
 
 
 @dataclass(frozen=True)

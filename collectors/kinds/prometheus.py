@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from collectors.kinds.base import Collector, Deps, Options, SourceKind, _urls
+from collectors.kinds.base import Collector, Deps, Options, SourceKind, check_urls
 
 
 class PrometheusOptions(Options):
@@ -25,7 +25,7 @@ class PrometheusOptions(Options):
         if len(v) != 1:
             raise ValueError("a prometheus source takes exactly one base URL "
                              f"(e.g. [\"http://prometheus:9090\"]), got {len(v)}")
-        return _urls(cls.KIND, v)
+        return check_urls(v)
 
 
 def build(source, deps: Deps):
