@@ -10,8 +10,8 @@ The exporter prints the reading without labels; which server it is comes from th
 the `target` query parameter of a multi-target scrape (`/ipmi?module=dcmi&target=bmc-07`),
 else the target's host (the in-band `/metrics` of the node itself). Text read through a
 proxy that labels it (`instance`, as Prometheus' multi-target relabelling does) keeps the
-label. The rows come out of the shared series -> rows stage (collectors/rows.py): this
-module only supplies the labels the exporter leaves out.
+label. The rows come out of the shared series -> rows stage (collectors/rows.py), which
+applies the mapping's `defaults`; this module only names the meter the text leaves out.
 
 `ipmi_up{collector="..."}` says which of the exporter's collectors reached the BMC. The
 dcmi collector down means no power reading: the scrape fails with that reason (the Sources
@@ -55,7 +55,7 @@ class IpmiCollector(Collector):
 
     def __init__(self, mapping: MappingFile, *, timeout_s: float, fetch: Fetch = fetch):
         self.mapping = FacilityMapping.from_config(mapping)
-        self.defaults = dict(mapping.defaults)
+        self.meter_labels = self.mapping.labels.get("meter", ())
         self.timeout = timeout_s
         self.fetch = fetch
 
@@ -67,24 +67,17 @@ class IpmiCollector(Collector):
     def collect(self, target: Target, ts: datetime) -> Scrape:
         return self.from_text(self.fetch(target.url, self.timeout), target, ts)
 
-    def _label_name(self, role: str) -> str:
-        names = self.mapping.labels.get(role)
-        return names[0] if names else role
-
     def from_text(self, text: str, target: Target, ts: datetime, *, track: bool = True) -> Scrape:
         t0 = time.perf_counter()
         series, stats = parse_series(text)
         server = target.host or server_of(target.url)
         up: dict[str, float | None] = {}
-        fill = {role: value for role, value in self.defaults.items()}
-        if server:
-            fill.setdefault("meter", server)
+        meter_label = self.meter_labels[0] if self.meter_labels else "meter"
         for s in series:
             if s.name == "ipmi_up":
                 up[s.labels.get("collector", "")] = s.value
-            for role, value in fill.items():
-                if not any(s.labels.get(n) for n in self.mapping.labels.get(role, ())):
-                    s.labels[self._label_name(role)] = value
+            elif server and not any(s.labels.get(n) for n in self.meter_labels):
+                s.labels[meter_label] = server
         down = sorted(c for c, v in up.items() if v == 0)
         if POWER_COLLECTOR in down:
             raise ScrapeError(msg("msg.ipmi.dcmi_down", server=server or target.url))
