@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import config
+import i18n
 from collectors.dcgm import DcgmCollector
 from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError
@@ -182,3 +183,81 @@ def test_live_page_shows_a_mixed_fleet_by_vendor_and_model(mixed_seeded, lang, n
                                                       "910B3-Ascend-V1": 32}
     owned = "GPUs owned" if lang == "en" else "GPU 总数"
     assert metric_values(at)[owned] == "192"
+
+
+@pytest.fixture
+def status_only(tmp_path, monkeypatch, cfg):
+    """A fresh file with what an owner wrote (targets, runs, job runs, its status) and no runtime
+    in this process: the Sources page must show it all from the database."""
+    from collectors.jobs import Every
+
+    cdir = tmp_path / "config"
+    shutil.copytree(config.CONFIG_DIR, cdir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    db = tmp_path / "status.duckdb"
+    text = (cdir / "centre.toml").read_text().replace('path = "data/centre.duckdb"', f'path = "{db}"')
+    (cdir / "centre.toml").write_text(text)
+    store = Store(db, owner=("sh-lingang", "collector-1"))
+    floor = FakeFloor()
+    sched = Scheduler(store, [(DcgmCollector(cfg, fetch=floor.fetch), [A, B])], interval_s=15, sleep=lambda s: None)
+    store.register_targets([A.as_row(), B.as_row()])
+    now = datetime.now(timezone.utc)
+    floor.responses[A.url] = dcgm_text()
+    floor.responses[B.url] = ScrapeError(i18n.msg("msg.refused"))
+    sched.run_cycle(now - timedelta(seconds=15))
+    sched.pool.shutdown()
+    store.put_status("collector", {
+        "running": True, "simulated": False, "targets": 2, "cycles": 7,
+        "last_cycle": {"targets": 2, "ok": 1, "failed": 1, "skipped": 0, "rows": 2, "stored": 2,
+                       "scrape_s": 0.123, "write_s": 0.045, "write_error": None},
+        "spool": {"pending_batches": 3, "pending_rows": 1234, "disk_bytes": 3 * 2**20,
+                  "dropped_batches": 0, "dropped_rows": 0}})
+    store.put_status("backfill", {"state": "running", "done": 30, "total": 120, "error": None})
+    store.put_status("jobs", {"jobs": [
+        {"job": "reopen", "schedule": i18n.dumps([Every(3 * 3600).describe()]),
+         "next_run": "2030-01-01T03:00:00+00:00"},
+        {"job": "nightly-rollup", "schedule": None, "next_run": None}]})
+    store.record_job_run(job="reopen", started_at=now - timedelta(minutes=5), duration_s=0.42, ok=True, rows=1)
+    store.record_job_run(job="nightly-rollup", started_at=now - timedelta(minutes=1), duration_s=1.5, ok=False,
+                         rows=0, error="no answer within 5 s", error_msg=i18n.dumps([i18n.msg("msg.timeout", s="5")]))
+    store.close()
+    monkeypatch.setenv(config.ENV_VAR, str(cdir))
+    st.cache_resource.clear()
+    yield db
+    st.cache_resource.clear()
+
+
+def test_sources_page_reads_the_collector_status_and_jobs_from_the_database(status_only):
+    at = run_page("pages/sources.py")
+    m = metric_values(at)
+    assert (m["Targets"], m["Answering"], m["Failing"]) == ("2", "1", "1")
+    assert m["History back-fill"] == "25%"                   # 30 of 120 steps
+    captions = " ".join(c.value for c in at.caption)
+    assert "Last cycle: 2 targets, 1 answered, 1 failed, 2 device rows; scrape 0.12 s, store 0.04 s." in captions
+    assert any("3 batch(es), 1,234 samples (3.0 MiB spilled to disk)" in w.value for w in at.warning)
+    jobs = table_with(at, "Job").set_index("Job")
+    reopen, rollup = jobs.loc["Reopen the database"], jobs.loc["nightly-rollup"]   # a job with no name key: as is
+    assert (reopen["Schedule"], reopen["Result"], reopen["Duration"], reopen["Rows"]) == (
+        "every 3 h", "OK", "0.42 s", "1")
+    assert reopen["Next run"] == "2030-01-01 03:00:00 UTC" and reopen["Last error"] == ""
+    assert (rollup["Result"], rollup["Failures (24 h)"], rollup["Last error"]) == (
+        "Failed", "1", "no answer within 5 s")
+    row_b = table_with(at, "Target").set_index("Target").loc[B.url]
+    assert row_b["Last error"].startswith("connection refused (is the exporter running?) (")
+
+
+def test_stored_message_keys_read_in_chinese(status_only):
+    s = Store(status_only, read_only=True)
+    try:
+        stored = s.con.execute("SELECT error_msg FROM collector_runs WHERE target = ? ORDER BY started_at DESC "
+                               "LIMIT 1", [B.url]).fetchone()[0]
+    finally:
+        s.close()
+    assert i18n.loads(stored) == [i18n.msg("msg.refused")]      # the key itself, not English to be matched
+    st.cache_resource.clear()
+    at = run_page("pages/sources.py", "zh-CN")
+    row_b = table_with(at, "目标地址").set_index("目标地址").loc[B.url]
+    assert row_b["最近错误"].startswith("连接被拒绝（导出器是否在运行？）"), row_b["最近错误"]
+    jobs = table_with(at, "任务").set_index("任务")
+    assert jobs.loc["重新打开数据库"]["计划"] == "每 3 h"
+    assert jobs.loc["nightly-rollup"]["最近错误"] == "5 秒内无应答"
+    assert metric_values(at)["历史数据回填"] == "25%"
