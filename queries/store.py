@@ -46,7 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from queries import catalogue
-from queries.catalogue import DEFAULT_OWNER, OWNER_COLUMNS, arrow_schema, first_of_each_key, insert_sql
+from queries.catalogue import (DEFAULT_OWNER, OWNER_COLUMNS, arrow_schema, first_of_each_key, insert_params,
+                               insert_sql)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MACROS_DIR = Path(__file__).resolve().parent / "macros"
@@ -358,7 +359,7 @@ class Store:
         table = first_of_each_key(name, table)
         relation = f"batch_{name}"
         cur.register(relation, table)
-        inserted = cur.execute(_insert_sql(name, relation)).fetchall()[0][0]
+        inserted = cur.execute(_insert_sql(name, relation), insert_params(name, table)).fetchall()[0][0]
         cur.unregister(relation)             # not after a failure: the aborted transaction refuses it
         return inserted
 

@@ -8,7 +8,8 @@ import pyarrow as pa
 
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
 from queries import Store, migrate
-from queries.catalogue import INFORMATION_SCHEMA_TYPE, TABLES, arrow_schema, first_of_each_key, insert_sql
+from queries.catalogue import (INFORMATION_SCHEMA_TYPE, TABLES, arrow_schema, first_of_each_key, insert_params,
+                               insert_sql)
 from queries.store import connect
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
@@ -75,8 +76,12 @@ def test_the_derived_insert_bounds_the_probe_to_the_batch_time_range():
     """The big append-only tables have no index: the probe for stored keys must stay within
     the batch's time range so DuckDB's zone maps skip the older row groups."""
     sql = insert_sql("device_samples", "b1")
-    assert "s.ts BETWEEN (SELECT min(ts) FROM b1) AND (SELECT max(ts) FROM b1)" in sql
-    assert "s.device_id = b.device_id" in sql
+    assert "s.ts BETWEEN $lo AND $hi" in sql and "s.device_id = b.device_id" in sql
+    later = T0.replace(minute=15)
+    batch = pa.Table.from_pylist([dict(ts=later, device_id="a"), dict(ts=T0, device_id="b")],
+                                 schema=arrow_schema("device_samples"))
+    assert insert_params("device_samples", batch) == {"lo": T0, "hi": later}
+    assert insert_params("facility_readings", batch) is None
     assert "s.device_id IS NOT DISTINCT FROM b.device_id" in insert_sql("device_events", "b2")
     assert "BETWEEN" not in insert_sql("facility_readings", "b3")
 
@@ -142,3 +147,15 @@ def test_adopting_keeps_the_owners_own_row_where_both_have_one(tmp_path):
     assert (mine.get_kv("backfill_done"), mine.get_kv("import_done")) == ("mine", "anonymous")
     assert mine.con.execute("SELECT count(*) FROM kv").fetchall() == [(2,)]
     mine.close()
+
+
+def test_arrow_schemas_equal_the_hand_written_ones_where_they_overlap():
+    """Batches built with a collector's own schema and with arrow_schema() concatenate
+    (the spool merges them): same types, every field nullable."""
+    legacy = pa.schema([("started_at", pa.timestamp("us", tz="UTC")), ("source", pa.string()),
+                        ("kind", pa.string()), ("target", pa.string()), ("duration_s", pa.float64()),
+                        ("rows", pa.int32()), ("lines_skipped", pa.int32()), ("ok", pa.bool_()),
+                        ("error", pa.string()), ("sample_ts", pa.timestamp("us", tz="UTC"))])
+    runs = arrow_schema("collector_runs")
+    assert pa.schema(list(runs)[:len(legacy)]) == legacy
+    assert all(f.nullable for name in TABLES for f in arrow_schema(name))
