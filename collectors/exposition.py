@@ -7,13 +7,28 @@ and drops the value straight into that device's column. Label blocks repeat for
 every metric of a device, so each distinct label string is parsed once and
 cached; that is what makes a 10,000-GPU scrape cheap.
 
-What real exporters print and this accepts: `# HELP`/`# TYPE` and other
-comments, blank lines, `Hostname` or `hostname`, MIG instances (a device of
-their own, id `<GPU UUID>/<GPU_I_ID>`), millisecond sample timestamps, DCGM's
-blank sentinels (values near 2^63, or 2^47 for floats), which become NULL,
-string-valued lines (`DCGM_FI_DEV_NAME{...} Tesla T4`), escaped label values.
-A malformed line is counted and reported with its number; it never stops the
-rest of the scrape.
+What it reads is the Prometheus text format 0.0.4 with Prometheus 3's quoted
+UTF-8 names (`{"my.metric","label.name"="v"} 1`), and OpenMetrics text (a text
+whose last line is `# EOF`, or `openmetrics=True`): there timestamps are float
+seconds and exemplars may follow the value; in 0.0.4 text timestamps are integer
+milliseconds. Values follow the format's float syntax exactly (Go's ParseFloat:
+no `1_2`, no `+nan`), duplicate label names reject the line, and one strict
+line parser (`_parse_line`) decides every line that the fast path of
+parse_devices does not accept outright, so parse_series and parse_devices agree.
+`# HELP`/`# TYPE`/`# UNIT` and other comments are comments: type-dependent rules
+(histogram structure, counter suffixes) are not checked. docs/parser.md has the
+whole list, and what the conformance checker found.
+
+What real exporters print and this accepts: blank lines, `Hostname` or
+`hostname`, MIG instances (a device of their own, id `<GPU UUID>/<GPU_I_ID>`),
+millisecond sample timestamps, string-valued lines (`DCGM_FI_DEV_NAME{...} Tesla
+T4`), escaped label values. "No value" (NULL) by rule: NaN and DCGM's blank
+sentinels (values from 9.2e18 below +Inf, or 2^47..2^47+16); +Inf and -Inf are
+values. An infinite value reaches a device column as it is and is then screened
+like any other: every column with a plausible range (config.canonical) takes
+finite values only, so ±Inf there becomes NULL with an implausible-value note. A
+malformed line is counted and reported with its number and its reason as an
+i18n key (LineIssue.msg); it never stops the rest of the scrape.
 
 Two mapping features serve the other vendors. A field keyed
 `metric{label="value"}` takes only that series (AMD prints every clock as
@@ -23,16 +38,24 @@ end (`finish_columns`: free = total - used, for Ascend), after values no
 device can report are screened out (config.canonical.PLAUSIBLE_RANGES). And two label sets
 that name one device id under different GPU indexes (AMD compute partitions
 sharing the card's serial number) are rejected line by line, not merged.
+
+`config` (pydantic) is imported only where a mapping is compiled or a device
+identified, so `python -m collectors parse --series` starts light.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from config import SELECTOR_RE, MappingFile
-from config.canonical import PLAUSIBLE_RANGES, SAMPLE_LABELS
-from i18n import t
+from i18n import Msg, msg, t
+
+if TYPE_CHECKING:
+    from config import MappingFile
 
 # DCGM marks "no value" with sentinels: int64 blanks start at 0x7ffffffffffffff0,
 # fp64 blanks at 2^47 (DCGM_FP64_BLANK = 140737488355328.0, +1..+3 for the
@@ -40,28 +63,67 @@ from i18n import t
 _INT64_BLANK_MIN = 9.2e18
 _FP64_BLANK_MIN = 140737488355328.0
 _FP64_BLANK_MAX = _FP64_BLANK_MIN + 16.0
+_INF = math.inf
+_FLOAT_MAX = sys.float_info.max
+
+# the times a device row can carry (datetime's years 1..9999, in ms); an exporter
+# timestamp outside them is not used for the row (the scrape time is)
+_TS_MIN_MS = -62135596800000
+_TS_MAX_MS = 253402300799999
+_INT64 = 2 ** 63
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|\Z)', re.DOTALL)
+_NAME_AT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME_AT = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_QUOTED_AT = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_BLANKS_AT = re.compile(r"[ \t]*")
+_BLANKS = re.compile(r"[ \t]+")
+_LONE_COMMA_AT = re.compile(r"[ \t]*,[ \t]*\}")           # `{,}`: no labels, one trailing comma
 _SIMPLE_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"')
-_ESCAPE_RE = re.compile(r"\\(.)")
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 _ESCAPES = {"n": "\n", "\\": "\\", '"': '"'}
+# the text format's values: Go's strconv.ParseFloat syntax without underscores or hex
+_FLOAT_RE = re.compile(r"(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                       r"|[+-]?(?i:inf|infinity)|(?i:nan))\Z")
+_TS_MS_RE = re.compile(r"[+-]?[0-9]+\Z")                             # 0.0.4: integer milliseconds
+_TS_S_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")   # OpenMetrics: seconds
+_SHOWN = 40                     # characters of a bad token quoted in a reason
 
 MAX_REPORTED_ISSUES = 50
 
 
 class NotExposition(ValueError):
-    """The input carried no Prometheus exposition text at all."""
+    """The input carried no Prometheus exposition text at all; `.msg` is the reason as a key."""
+
+    def __init__(self, text: str | Msg, message: Msg | None = None) -> None:
+        if isinstance(text, Msg):
+            text, message = str(text), text
+        super().__init__(text)
+        self.msg = message
+
+
+class LineError(ValueError):
+    """A line (or label block) the format does not allow; `.msg` is the reason as a key,
+    `str()` its English text."""
+
+    def __init__(self, message: Msg) -> None:
+        super().__init__(str(message))
+        self.msg = message
 
 
 @dataclass
 class LineIssue:
     lineno: int
-    reason: str
+    reason: str                 # English, for logs and old readers
     text: str
+    msg: Msg | None = None      # the reason as a key (None: a reason given as text only)
 
     def __str__(self) -> str:
         return t("msg.line", "en", n=self.lineno, reason=self.reason, text=self.text)
+
+    def as_msg(self) -> Msg:
+        """The whole issue ("line 9: not a sample line: ...") as a key, its reason nested."""
+        return msg("msg.line", n=self.lineno, reason=self.msg or self.reason, text=self.text)
 
 
 @dataclass
@@ -76,29 +138,64 @@ class ParseStats:
     # values outside config.canonical.PLAUSIBLE_RANGES, stored as NULL:
     # column -> [count, first device, first value]
     implausible: dict[str, list] = field(default_factory=dict)
+    ts_unusable: int = 0        # exporter timestamps a row cannot carry (outside years 1..9999)
+    max_issues: int = MAX_REPORTED_ISSUES
 
-    def implausible_note(self) -> str | None:
-        """One line for the sources page, naming each column, a device and its value."""
+    def implausible_msg(self) -> Msg | None:
+        """One line for the sources page, naming each column, a device and its value, as a key."""
         if not self.implausible:
             return None
+        ranges = _canonical()[0]
         n = sum(c[0] for c in self.implausible.values())
-        parts = []
+        parts: list[Msg] = []
         for col, (count, device, value) in self.implausible.items():
-            lo, hi = PLAUSIBLE_RANGES[col]
-            allowed = f"{_num(lo)}..{_num(hi)}" if hi is not None else f">= {_num(lo)}"
-            parts.append(t("msg.implausible_values", "en", column=col, value=_num(value), device=device,
-                           more=count - 1, allowed=allowed) if count > 1 else
-                         t("msg.implausible_value", "en", column=col, value=_num(value), device=device, allowed=allowed))
-        return t("msg.implausible", "en", n=n, values="; ".join(parts))
+            lo, hi = ranges.get(col, (None, None))
+            allowed: str | Msg
+            if lo is not None and hi is not None:
+                allowed = f"{_num(lo)}..{_num(hi)}"
+            elif lo is not None:
+                allowed = msg("parse.at_least", lo=_num(lo)) if math.isinf(value) else f">= {_num(lo)}"
+            else:
+                allowed = f"<= {_num(hi)}" if hi is not None else "-"
+            parts.append(msg("msg.implausible_values", column=col, value=_num(value), device=device,
+                             more=count - 1, allowed=allowed) if count > 1 else
+                         msg("msg.implausible_value", column=col, value=_num(value), device=device,
+                             allowed=allowed))
+        values = parts[-1]
+        for part in reversed(parts[:-1]):
+            values = msg("parse.and", head=part, tail=values)
+        return msg("msg.implausible", n=n, values=values)
 
-    def add_issue(self, lineno: int, reason: str, line: str) -> None:
+    def implausible_note(self) -> str | None:
+        """implausible_msg() in English."""
+        m = self.implausible_msg()
+        return None if m is None else str(m)
+
+    def add_issue(self, lineno: int, reason: str | Msg, line: str) -> None:
         self.malformed += 1
-        if len(self.issues) < MAX_REPORTED_ISSUES:
-            self.issues.append(LineIssue(lineno, reason, line[:120]))
+        if len(self.issues) < self.max_issues:
+            if isinstance(reason, Msg):
+                self.issues.append(LineIssue(lineno, str(reason), line[:120], reason))
+            else:
+                self.issues.append(LineIssue(lineno, reason, line[:120]))
 
     @property
     def well_formed(self) -> int:
         return self.samples + self.unmapped + self.comments
+
+
+def not_exposition(stats: ParseStats) -> NotExposition:
+    """The error for a text in which no line was a well-formed sample or comment."""
+    if stats.issues:
+        return NotExposition(msg("msg.parse.no_exposition", first=stats.issues[0].as_msg()))
+    return NotExposition(msg("msg.parse.empty"))
+
+
+@lru_cache(maxsize=1)
+def _canonical() -> tuple[dict[str, tuple[float | None, float | None]], tuple[str, ...]]:
+    """(PLAUSIBLE_RANGES, SAMPLE_LABELS), imported on first use: `config` is heavy."""
+    from config.canonical import PLAUSIBLE_RANGES, SAMPLE_LABELS
+    return PLAUSIBLE_RANGES, tuple(SAMPLE_LABELS)
 
 
 @dataclass(frozen=True)
@@ -118,6 +215,8 @@ class CompiledMapping:
 
     @classmethod
     def from_config(cls, m: MappingFile) -> "CompiledMapping":
+        from config import SELECTOR_RE
+
         numeric: dict[str, tuple[str, float]] = {}
         selected: dict[str, tuple[str, re.Pattern[str], dict[str, tuple[str, float]]]] = {}
         for k, f in m.fields.items():
@@ -152,38 +251,187 @@ class DeviceBatch:
         return len(self.ids)
 
 
-def _unescape(value: str) -> str:
-    return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), value)
+# ---- the strict line parser ---------------------------------------------------------
+
+
+def is_openmetrics(text: str) -> bool:
+    """OpenMetrics text ends with the line `# EOF` (looks at the tail only: a scrape can be large)."""
+    tail = text[-64:].rstrip()
+    return tail.endswith("# EOF") and (len(tail) == 5 or tail[-6] == "\n")
+
+
+def _shown(s: str) -> str:
+    return repr(s[:_SHOWN])
+
+
+def _unquote(raw: str) -> str:
+    """A quoted string's inside, escapes resolved. \\\\, \\" and \\n are escapes; a backslash before
+    anything else stays as it is (client_python and the OpenMetrics suite keep `\\z` as two
+    characters; Go's parser alone refuses it)."""
+    if "\\" not in raw:
+        return raw
+    return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group()), raw)
+
+
+def _scan_labels(s: str, pos: int, name_allowed: bool) -> tuple[dict[str, str], str | None, int]:
+    """The label block of `s` that starts at `pos` (just after its `{`) -> (labels, the quoted
+    metric name inside it if any, the index after its `}`). Columns in reasons count from `pos`."""
+    start = pos
+    labels: dict[str, str] = {}
+    qname: str | None = None
+    m = _LONE_COMMA_AT.match(s, pos)
+    if m is not None:
+        return labels, None, m.end()
+    n = len(s)
+    while True:
+        item = pos
+        pos = _BLANKS_AT.match(s, pos).end()
+        if pos >= n:
+            raise LineError(msg("msg.parse.not_closed"))
+        c = s[pos]
+        if c == "}":
+            return labels, qname, pos + 1
+        name: str | None
+        if c == '"':
+            q = _QUOTED_AT.match(s, pos)
+            if q is None:
+                raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
+            text = _unquote(q.group(1))
+            pos = _BLANKS_AT.match(s, q.end()).end()
+            if pos < n and s[pos] == "=":
+                name = text
+                if not name:
+                    raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
+            else:
+                if not name_allowed or qname is not None:
+                    raise LineError(msg("msg.parse.two_names"))
+                if not text:
+                    raise LineError(msg("msg.parse.bad_name", name="''"))
+                qname, name = text, None
+        else:
+            ln = _LABEL_NAME_AT.match(s, pos)
+            if ln is None:
+                raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
+            name = ln.group()
+            pos = _BLANKS_AT.match(s, ln.end()).end()
+            if pos >= n or s[pos] != "=":
+                raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
+        if name is not None:
+            pos = _BLANKS_AT.match(s, pos + 1).end()
+            q = _QUOTED_AT.match(s, pos)
+            if q is None:
+                raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
+            if name in labels:
+                raise LineError(msg("msg.parse.dup_label", label=name))
+            if name == "__name__":
+                raise LineError(msg("msg.parse.reserved_label", label=name))
+            labels[name] = _unquote(q.group(1))
+            pos = _BLANKS_AT.match(s, q.end()).end()
+        if pos >= n:
+            raise LineError(msg("msg.parse.not_closed"))
+        c = s[pos]
+        if c == ",":
+            pos += 1
+        elif c == "}":
+            return labels, qname, pos + 1
+        else:
+            raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
+
+
+def _tail(rest: str, om: bool) -> tuple[float, int | None]:
+    """What follows the name and labels: `value [timestamp]` (+ an exemplar in OpenMetrics)
+    -> (value, timestamp in ms or None)."""
+    body, hash_, exemplar = rest.partition("#")
+    toks = _BLANKS.split(body.strip(" \t"))
+    if not _FLOAT_RE.match(toks[0]):
+        raise LineError(msg("msg.parse.not_a_number", value=_shown(rest.strip())))
+    if len(toks) > 2:
+        raise LineError(msg("msg.parse.trailing", text=_shown(" ".join(toks[2:]))))
+    ts: int | None = None
+    if len(toks) == 2:
+        tok = toks[1]
+        if om:
+            if not _TS_S_RE.match(tok):
+                raise LineError(msg("msg.parse.bad_ts_s", ts=_shown(tok)))
+            ts = round(float(tok) * 1000.0)
+        else:
+            if not _TS_MS_RE.match(tok) or not -_INT64 <= int(tok) < _INT64:
+                raise LineError(msg("msg.parse.bad_ts_ms", ts=_shown(tok)))
+            ts = int(tok)
+    if hash_:
+        if not om or body[-1:] not in (" ", "\t"):
+            raise LineError(msg("msg.parse.trailing", text=_shown("#" + exemplar)))
+        _exemplar(exemplar)
+    return float(toks[0]), ts
+
+
+def _exemplar(s: str) -> None:
+    """An OpenMetrics exemplar after its `#`: ` {labels} value[ timestamp]`, single spaces, at most
+    128 characters of label names and values; checked, not kept."""
+    bad = LineError(msg("msg.parse.bad_exemplar", text=_shown("#" + s)))
+    if not s.startswith(" {") or "}" not in s:
+        raise bad
+    try:
+        labels, qname, end = _scan_labels(s, 2, False)
+    except LineError:
+        raise bad from None
+    toks = s[end:].split(" ")
+    if (toks[0] != "" or not 2 <= len(toks) <= 3 or not _FLOAT_RE.match(toks[1])
+            or (len(toks) == 3 and not _TS_S_RE.match(toks[2]))
+            or sum(len(k) + len(v) for k, v in labels.items()) > 128):
+        raise bad
+
+
+def _parse_line(line: str, om: bool) -> tuple[str, dict[str, str], float, int | None]:
+    """One sample line (no leading blanks, no line end, not a comment) -> (name, labels, value,
+    timestamp in ms or None); LineError says why not. Every line parse_series keeps or skips
+    goes through here, and every line parse_devices does not take on its fast path."""
+    m = _NAME_AT.match(line)
+    pos = m.end() if m is not None else 0
+    pos = _BLANKS_AT.match(line, pos).end()
+    if pos < len(line) and line[pos] == "{" and (m is not None or pos == 0):
+        if "}" not in line[pos:]:
+            raise LineError(msg("msg.parse.not_closed"))
+        labels, qname, end = _scan_labels(line, pos + 1, m is None)
+        if m is None:
+            if qname is None:
+                raise LineError(msg("msg.parse.no_name"))
+            name = qname
+        else:
+            name = m.group()
+        return (name, labels) + _tail(line[end:], om)
+    if m is None or pos == m.end():
+        brace = line.find("{")
+        if brace > 0:
+            raise LineError(msg("msg.parse.bad_name", name=_shown(line[:brace].strip())))
+        raise LineError(msg("msg.parse.not_sample"))
+    return (m.group(), {}) + _tail(line[pos:], om)
 
 
 def parse_labels(block: str) -> dict[str, str]:
-    """Parse the inside of `{...}`; raise ValueError naming what is wrong."""
+    """Parse the inside of `{...}`; raise LineError (a ValueError) naming what is wrong."""
     if "\\" not in block:
         # fast path: one C-level findall, accepted only if it re-creates the block exactly
         pairs = _SIMPLE_LABEL_RE.findall(block)
-        if ",".join(f'{k}="{v}"' for k, v in pairs) == block.rstrip(","):
-            return dict(pairs)
-    labels: dict[str, str] = {}
-    pos = 0
-    end = len(block.rstrip())
-    while pos < end:
-        m = _LABEL_RE.match(block, pos)
-        if m is None:
-            raise ValueError(f"bad label syntax at column {pos + 1}")
-        value = m.group(2)
-        labels[m.group(1)] = _unescape(value) if "\\" in value else value
-        pos = m.end()
+        if ",".join(f'{k}="{v}"' for k, v in pairs) == (block[:-1] if block[-1:] == "," else block):
+            labels = dict(pairs)
+            if len(labels) == len(pairs) and "__name__" not in labels:
+                return labels
+    labels, qname, end = _scan_labels(block + "}", 0, False)
+    if end != len(block) + 1:
+        raise LineError(msg("msg.parse.bad_labels", col=end))
     return labels
 
 
 def is_blank(v: float) -> bool:
-    """DCGM's blank sentinels and NaN: "no value". (parse_devices inlines this test.)"""
-    return v >= _INT64_BLANK_MIN or _FP64_BLANK_MIN <= v <= _FP64_BLANK_MAX or v != v
+    """DCGM's blank sentinels and NaN: "no value"; +Inf is a value. (parse_devices inlines this test.)"""
+    return _INT64_BLANK_MIN <= v < _INF or _FP64_BLANK_MIN <= v <= _FP64_BLANK_MAX or v != v
 
 
 def device_identity(labels: dict[str, str], roles: dict[str, tuple[str, ...]],
                     host: str | None) -> tuple[str, dict]:
-    """(device id, identity/attribution meta) of a label set; ValueError if it names no device.
+    """(device id, identity/attribution meta) of a label set; LineError (a ValueError) if it names
+    no device.
 
     The id is the UUID, `UUID/GPU_I_ID` for a MIG instance, or `host/gpu<index>` when
     an old exporter prints no UUID. Every collector that reads labels uses this rule.
@@ -196,7 +444,7 @@ def device_identity(labels: dict[str, str], roles: dict[str, tuple[str, ...]],
     elif host and idx is not None:
         key = f"{host}/gpu{idx}" if mig is None else f"{host}/gpu{idx}/{mig}"
     else:
-        raise ValueError("cannot identify the device: no UUID label and no host + gpu labels")
+        raise LineError(msg("msg.parse.no_device"))
     try:
         gpu_index = int(idx) if idx is not None else None
     except ValueError:
@@ -210,23 +458,9 @@ def device_identity(labels: dict[str, str], roles: dict[str, tuple[str, ...]],
         "mig_instance": mig,
         "mig_parent": uuid if (mig is not None and uuid) else None,
     }
-    for role in SAMPLE_LABELS:
+    for role in _canonical()[1]:
         meta[role] = _first(labels, roles.get(role, ()))
     return key, meta
-
-
-def _is_number_and_ts(rest: str) -> bool:
-    """`value [timestamp]` as the text format allows (for lines without labels)."""
-    parts = rest.split()
-    if not 1 <= len(parts) <= 2:
-        return False
-    try:
-        float(parts[0])
-        if len(parts) == 2:
-            int(parts[1])
-    except ValueError:
-        return False
-    return True
 
 
 def _first(labels: dict[str, str], names: tuple[str, ...]) -> str | None:
@@ -238,12 +472,14 @@ def _first(labels: dict[str, str], names: tuple[str, ...]) -> str | None:
 
 
 def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | None = None,
-                  host_from_label: bool = True) -> DeviceBatch:
+                  host_from_label: bool = True, openmetrics: bool | None = None) -> DeviceBatch:
     """Parse exporter text into one row per device (see module docstring).
 
     `default_host` names the host when the text carries none (or always, with
     `host_from_label=False`, for Kubernetes exporters whose Hostname is a pod).
-    Raises NotExposition when nothing in the text looked like exposition.
+    `openmetrics` says the text is OpenMetrics (from the response's content type);
+    None decides by the text. Raises NotExposition when nothing in the text looked
+    like exposition.
     """
     numeric = mapping.numeric
     strings = mapping.strings
@@ -258,18 +494,22 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
     col_lists = columns
     row_of_key: dict[str, int] = {}
     row_of_block: dict[str, int] = {}
-    bad_blocks: dict[str, str] = {}
+    bad_blocks: dict[str, Msg] = {}
     valid_names: dict[str, bool] = {}
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    om = is_openmetrics(text) if openmetrics is None else openmetrics
+    # a value float() takes is the format's float unless it holds `_`, a non-ASCII digit, a blank
+    # other than a space (these go to the strict parser) or is a signed NaN (checked with the blanks)
+    ascii_text = text.isascii()
 
-    def new_row(block: str) -> int:
-        labels = parse_labels(block)
+    def new_row(labels: dict[str, str]) -> int:
         host = default_host if not host_from_label else (_first(labels, roles.get("host", ())) or default_host)
         key, m = device_identity(labels, roles, host)
         row = row_of_key.get(key)
         if row is not None and m["gpu_index"] != meta[row]["gpu_index"]:
             # two devices under one id, e.g. AMD compute partitions sharing the card's serial number
-            raise ValueError(f"device id {key} is also gpu {meta[row]['gpu_index']} "
-                             f"(the exporter needs a per-device id label)")
+            raise LineError(msg("msg.parse.shared_id", device=key, gpu=meta[row]["gpu_index"]))
         if row is None:
             row = len(ids)
             row_of_key[key] = row
@@ -280,10 +520,45 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
                 lst.append(None)
         return row
 
-    int64_blank, fp64_blank, fp64_blank_max = _INT64_BLANK_MIN, _FP64_BLANK_MIN, _FP64_BLANK_MAX
+    def set_ts(row: int, ts: int) -> None:
+        if ts_ms[row] is None:
+            if _TS_MIN_MS <= ts <= _TS_MAX_MS:
+                ts_ms[row] = ts
+            else:
+                stats.ts_unusable += 1
+
+    def strict(lineno: int, line: str) -> None:
+        """A line the fast path does not take as it is: the strict parser decides."""
+        try:
+            name, labels, v, ts = _parse_line(line, om)
+        except LineError as exc:
+            stats.add_issue(lineno, exc.msg, line)
+            return
+        target = numeric.get(name)
+        if target is None:
+            sel = selected.get(name)
+            if sel is not None:
+                target = sel[2].get(labels.get(sel[0], ""))
+        if target is None:
+            # string-valued fields come from lines with a plain label block, which the fast path reads
+            stats.unmapped += 1
+            return
+        try:
+            row = new_row(labels)
+        except LineError as exc:
+            stats.add_issue(lineno, exc.msg, line)
+            return
+        if ts is not None:
+            set_ts(row, ts)
+        stats.samples += 1
+        if is_blank(v):
+            stats.blanks += 1
+            return
+        col, scale = target
+        col_lists[col][row] = v * scale if scale != 1.0 else v
+
+    int64_blank, fp64_blank, fp64_blank_max, inf = _INT64_BLANK_MIN, _FP64_BLANK_MIN, _FP64_BLANK_MAX, _INF
     blanks = numbers = 0
-    if text.startswith("\ufeff"):
-        text = text[1:]
     lines = text.split("\n")
     stats.lines = len(lines) - (1 if lines and lines[-1] == "" else 0)
     for lineno, line in enumerate(lines, 1):
@@ -296,79 +571,72 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
             if not line:
                 continue
         if line[0] in " \t":                       # the format allows leading blanks
-            line = line.lstrip()
+            line = line.lstrip(" \t")
             if not line or line[0] == "#":
                 if line:
                     stats.comments += 1
                 continue
         brace = line.find("{")
-        if brace == -1:
-            parts = line.split(None, 1)
-            if len(parts) != 2 or not _NAME_RE.match(parts[0]) or not _is_number_and_ts(parts[1]):
-                if line.strip():
-                    stats.add_issue(lineno, "not a sample line", line)
-                continue
-            name, rest, block = parts[0], parts[1], ""
+        if brace <= 0:                             # no label block, or a quoted name inside it
+            strict(lineno, line)
+            continue
+        name = line[:brace]
+        close = line.rfind("}")
+        target = numeric.get(name)
+        if target is None and name[-1] in " \t":   # `name {labels}` is allowed too
+            name = name.rstrip(" \t")
             target = numeric.get(name)
-        else:
-            name = line[:brace]
-            close = line.rfind("}")
-            target = numeric.get(name)
-            if target is None and name[-1:] in (" ", "\t"):   # `name {labels}` is allowed too
-                name = name.rstrip()
-                target = numeric.get(name)
-            if target is None:
-                attr = strings.get(name)
-                if attr is None and selected and close > brace:
-                    sel = selected.get(name)
-                    if sel is not None:
-                        block = line[brace + 1:close]
-                        target = sel_targets.get(block, _UNSEEN)
-                        if target is _UNSEEN:
-                            target = sel_targets[block] = _select(sel, block)
-                if attr is None and target is None:
-                    # not ours: only check it is a well-formed sample line
-                    ok = valid_names.get(name)
-                    if ok is None:
-                        ok = valid_names[name] = bool(_NAME_RE.match(name))
-                    if not ok:
-                        stats.add_issue(lineno, f"invalid metric name {name[:40]!r}", line)
-                    elif close < brace:
-                        stats.add_issue(lineno, "label block not closed", line)
-                    elif close == len(line) - 1 or not line[close + 1:].strip():
-                        stats.add_issue(lineno, "no value", line)
-                    else:
-                        stats.unmapped += 1
-                    continue
-            if close < brace:
-                stats.add_issue(lineno, "label block not closed", line)
-                continue
-            block = line[brace + 1:close]
-            rest = line[close + 1:]
         if target is None:
             attr = strings.get(name)
-            if attr is None:
-                if rest.strip():
-                    stats.unmapped += 1
+            if attr is None and selected and close > brace:
+                sel = selected.get(name)
+                if sel is not None:
+                    block = line[brace + 1:close]
+                    target = sel_targets.get(block, _UNSEEN)
+                    if target is _UNSEEN:
+                        target = sel_targets[block] = _select(sel, block)
+            if attr is None and target is None:
+                # not ours: only check it is a well-formed sample line
+                ok = valid_names.get(name)
+                if ok is None:
+                    ok = valid_names[name] = bool(_NAME_RE.match(name))
+                if not ok:                     # a quoted name, an exemplar's braces, or garbage
+                    strict(lineno, line)
+                elif close < brace:
+                    stats.add_issue(lineno, msg("msg.parse.not_closed"), line)
+                elif close == len(line) - 1 or not line[close + 1:].strip():
+                    stats.add_issue(lineno, msg("msg.parse.not_a_number", value="''"), line)
                 else:
-                    stats.add_issue(lineno, "no value", line)
+                    stats.unmapped += 1
                 continue
+        if close < brace:
+            stats.add_issue(lineno, msg("msg.parse.not_closed"), line)
+            continue
+        block = line[brace + 1:close]
+        rest = line[close + 1:]
         row = row_of_block.get(block)
         if row is None:
-            if block in bad_blocks:
-                stats.add_issue(lineno, bad_blocks[block], line)
+            bad = bad_blocks.get(block)
+            if bad is not None:
+                stats.add_issue(lineno, bad, line)
                 continue
             try:
-                row = new_row(block)
-            except ValueError as exc:
-                bad_blocks[block] = str(exc)
-                stats.add_issue(lineno, str(exc), line)
+                labels = parse_labels(block)
+            except LineError:
+                # a label syntax error, or an exemplar's braces: the strict parser tells which
+                strict(lineno, line)
+                continue
+            try:
+                row = new_row(labels)
+            except LineError as exc:
+                bad_blocks[block] = exc.msg
+                stats.add_issue(lineno, exc.msg, line)
                 continue
             row_of_block[block] = row
         if target is None:
             value_text = rest.strip()
             if not value_text:
-                stats.add_issue(lineno, "no value", line)
+                stats.add_issue(lineno, msg("msg.parse.not_a_number", value="''"), line)
                 continue
             head, _, tail = value_text.rpartition(" ")
             if head and tail.isdigit() and len(tail) >= 10:     # a millisecond timestamp
@@ -378,31 +646,32 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
             continue
         try:
             v = float(rest)
+            if "_" in rest or not rest.isprintable() or not (ascii_text or rest.isascii()):
+                raise ValueError
         except ValueError:
-            parts = rest.split()
             try:
-                if len(parts) != 2:
-                    raise ValueError
-                v = float(parts[0])
-                ts = int(parts[1])
-            except ValueError:
-                stats.add_issue(lineno, f"value is not a number: {rest.strip()[:40]!r}", line)
+                v, ts = _tail(rest, om)
+            except LineError as exc:
+                stats.add_issue(lineno, exc.msg, line)
                 continue
-            if ts_ms[row] is None:
-                ts_ms[row] = ts
-        numbers += 1
+            if ts is not None:
+                set_ts(row, ts)
         if v >= int64_blank or (fp64_blank <= v <= fp64_blank_max) or v != v:
-            blanks += 1
-            continue
+            if v != v and rest.strip(" \t")[:1] in ("+", "-"):
+                stats.add_issue(lineno, msg("msg.parse.not_a_number", value=_shown(rest.strip())), line)
+                continue
+            if v != inf:
+                numbers += 1
+                blanks += 1
+                continue
+        numbers += 1
         col, scale = target
         col_lists[col][row] = v * scale if scale != 1.0 else v
     stats.samples += numbers
     stats.blanks += blanks
 
     if stats.well_formed == 0:
-        raise NotExposition(
-            "no Prometheus exposition text found"
-            + (f" ({stats.issues[0]})" if stats.issues else " (empty input)"))
+        raise not_exposition(stats)
     finish_columns(columns, ids, stats)
     return DeviceBatch(ids, meta, columns, ts_ms, stats)
 
@@ -430,7 +699,10 @@ def finish_columns(columns: dict[str, list], ids: list[str], stats: ParseStats) 
     event tracker sees them.
 
     1. Implausible values (outside config.canonical.PLAUSIBLE_RANGES) become
-       NULL and are counted in stats, with the first device and value.
+       NULL and are counted in stats, with the first device and value. A range
+       holds finite values only (an open upper end means any finite value), so
+       +Inf and -Inf in a ranged column are implausible; a column without a
+       range keeps them.
     2. Parse-only columns become stored ones (config.PARSE_ONLY_COLUMNS):
        mem_total_mib gives mem_free_mib = total - used wherever the exporter
        printed no free memory itself.
@@ -447,17 +719,19 @@ def finish_columns(columns: dict[str, list], ids: list[str], stats: ParseStats) 
 
 
 def _screen(columns: dict[str, list], ids: list[str], stats: ParseStats) -> None:
+    ranges = _canonical()[0]
     for col, values in columns.items():
-        bounds = PLAUSIBLE_RANGES.get(col)
+        bounds = ranges.get(col)
         if bounds is None or not values:
             continue
-        lo, hi = bounds
+        lo = bounds[0] if bounds[0] is not None else -_FLOAT_MAX
+        hi = bounds[1] if bounds[1] is not None else _FLOAT_MAX
         # min/max in C first: a whole column in range (the usual case) costs no Python loop
         present = [v for v in values if v is not None] if None in values else values
-        if not present or (min(present) >= lo and (hi is None or max(present) <= hi)):
+        if not present or (min(present) >= lo and max(present) <= hi):
             continue
         for i, v in enumerate(values):
-            if v is not None and (v < lo or (hi is not None and v > hi)):
+            if v is not None and (v < lo or v > hi):
                 values[i] = None
                 seen = stats.implausible.get(col)
                 if seen is None:
@@ -479,52 +753,37 @@ class Series:
     lineno: int
 
 
-def parse_series(text: str) -> tuple[list[Series], ParseStats]:
-    """Generic line-by-line parse for small texts (facility meters): every sample line."""
-    stats = ParseStats()
+def parse_series(text: str, *, openmetrics: bool | None = None,
+                 max_issues: int = MAX_REPORTED_ISSUES) -> tuple[list[Series], ParseStats]:
+    """Every sample line, in order, through the strict line parser (facility meters, IPMI, the
+    `--series` CLI). Blank values (NaN, DCGM sentinels) come back as None; ±Inf as they are.
+    `openmetrics` as for parse_devices; `max_issues` caps stats.issues (malformed counts them all).
+    Raises NotExposition when no line was a sample or comment."""
+    stats = ParseStats(max_issues=max_issues)
     out: list[Series] = []
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    om = is_openmetrics(text) if openmetrics is None else openmetrics
     lines = text.split("\n")
     stats.lines = len(lines) - (1 if lines and lines[-1] == "" else 0)
     for lineno, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r").lstrip(" \t\ufeff")
+        line = (raw[:-1] if raw[-1:] == "\r" else raw).lstrip(" \t")
         if not line:
             continue
         if line[0] == "#":
             stats.comments += 1
             continue
-        brace = line.find("{")
-        if brace == -1:
-            parts = line.split(None, 1)
-            if len(parts) != 2 or not _NAME_RE.match(parts[0]):
-                stats.add_issue(lineno, "not a sample line", line)
-                continue
-            name, rest, labels = parts[0], parts[1], {}
-        else:
-            name, close = line[:brace], line.rfind("}")
-            if close < brace or not _NAME_RE.match(name):
-                stats.add_issue(lineno, "label block not closed" if close < brace else "invalid metric name", line)
-                continue
-            try:
-                labels = parse_labels(line[brace + 1:close])
-            except ValueError as exc:
-                stats.add_issue(lineno, str(exc), line)
-                continue
-            rest = line[close + 1:]
-        parts = rest.split()
         try:
-            value = float(parts[0])
-            ts = int(parts[1]) if len(parts) > 1 else None
-            if len(parts) > 2:
-                raise ValueError
-        except (ValueError, IndexError):
-            stats.add_issue(lineno, f"value is not a number: {rest.strip()[:40]!r}", line)
+            name, labels, value, ts = _parse_line(line, om)
+        except LineError as exc:
+            stats.add_issue(lineno, exc.msg, line)
             continue
         if is_blank(value):
             stats.blanks += 1
-            value = None
+            out.append(Series(name, labels, None, ts, lineno))
+        else:
+            out.append(Series(name, labels, value, ts, lineno))
         stats.samples += 1
-        out.append(Series(name, labels, value, ts, lineno))
     if stats.well_formed == 0:
-        raise NotExposition("no Prometheus exposition text found"
-                            + (f" ({stats.issues[0]})" if stats.issues else " (empty input)"))
+        raise not_exposition(stats)
     return out, stats
