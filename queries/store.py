@@ -113,7 +113,8 @@ def connect(path: str | os.PathLike, *, read_only: bool = False,
         raise DatabaseOwned(
             f"The database {target} is in use by {owner}. DuckDB lets only one process open it. "
             "Open the dashboard that process serves, or stop it first "
-            "(for the headless collector: stop `python -m collectors run`; for the dashboard: stop `streamlit run app.py`)."
+            "(for the headless collector: stop `python -m collectors run`; "
+            "for the dashboard: stop `streamlit run app.py`)."
         ) from None
     con.execute("SET TimeZone = 'UTC'").fetchall()
     if memory_limit:
@@ -243,11 +244,11 @@ class Store:
         self.memory_limit = memory_limit
         self.owner = owner_key(owner)
         self.con: duckdb.DuckDBPyConnection | None = None
-        self._open()
+        con = self._open()
         if not read_only:
-            migrate(self.con)
-            create_macros(self.con)
-            adopt_default_owner(self.con, self.owner)
+            migrate(con)
+            create_macros(con)
+            adopt_default_owner(con, self.owner)
         self.write_lock = threading.Lock()
         self._devices = _DeviceRows()
         self._closed = False
@@ -255,17 +256,17 @@ class Store:
         self._in_use = 0
         self._reopening = False
 
-    def _open(self) -> None:
-        self.con = connect(self.path, read_only=self.read_only, memory_limit=self.memory_limit)
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        self.con = con = connect(self.path, read_only=self.read_only, memory_limit=self.memory_limit)
         self.opened_at = time.monotonic()
+        return con
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._gate:
             self._gate.wait_for(lambda: not self._reopening)
-            if self.con is None:               # a reopen could not connect: try again now
-                self._open()
-            cur = self.con.cursor()
+            # a reopen that could not connect: try again now
+            cur = (self.con if self.con is not None else self._open()).cursor()
             self._in_use += 1
         try:
             yield cur
@@ -354,8 +355,12 @@ class Store:
     def _insert(self, cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None) -> int:
         if table is None or not table.num_rows:
             return 0
-        if catalogue.table(name).owned:
+        spec = catalogue.table(name)
+        if spec.owned:
             table = self._with_owner(table)
+        for key in spec.key:                 # a key column the batch lacks is NULL in every row
+            if key not in table.column_names:
+                table = table.append_column(key, pa.nulls(table.num_rows, spec.column(key).arrow))
         table = first_of_each_key(name, table)
         relation = f"batch_{name}"
         cur.register(relation, table)
@@ -428,8 +433,8 @@ class Store:
 
     def set_kv(self, key: str, value: str) -> None:
         with self._tx() as cur:
-            cur.execute("""INSERT INTO kv (owner_site, owner_instance, key, value, updated_at) VALUES (?, ?, ?, ?, now())
-                ON CONFLICT (owner_site, owner_instance, key) DO UPDATE
+            cur.execute("""INSERT INTO kv (owner_site, owner_instance, key, value, updated_at)
+                VALUES (?, ?, ?, ?, now()) ON CONFLICT (owner_site, owner_instance, key) DO UPDATE
                 SET value = excluded.value, updated_at = excluded.updated_at""",
                         [*self.owner, key, value]).fetchall()
 
@@ -546,7 +551,7 @@ class _DeviceRows:
         return out.set_column(out.schema.get_field_index("first_seen"), "first_seen", first)
 
     def _differs(self, new: dict) -> bool:
-        old = self.rows.get(new["device_id"])
+        old = (self.rows or {}).get(new["device_id"])
         if old is None:
             return True
         if any(new[c] != old[c] for c in self._SET if c in new):

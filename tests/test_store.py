@@ -236,6 +236,7 @@ def test_an_event_without_a_device_is_stored_once(store):
                               schema=arrow_schema("device_events"))
     assert store.insert("device_events", ev) == 1
     assert store.insert("device_events", ev) == 0
+    assert store.insert("device_events", ev.drop_columns(["device_id", "detail"])) == 0    # lacking: NULL
 
 
 def test_runs_carry_the_store_owner(tmp_path):
