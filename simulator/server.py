@@ -110,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ExporterDown as down:
             self.close_connection = True
             if down.mode == "hang":
+                owner.hanging.set()
                 owner.stopping.wait(owner.hang_s)
                 return
             self._send(503, _DOWN_BODY.get(owner.host_kind.get(host), _DOWN_BODY["dcgm"]),
@@ -131,6 +132,7 @@ class SimulatorServer:
         self.host_set = frozenset(h.host for h in floor.hosts)
         self.host_kind = {h.host: h.kind for h in floor.hosts}
         self.stopping = threading.Event()
+        self.hanging = threading.Event()        # set when a request starts hanging (tests wait on it)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""

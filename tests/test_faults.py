@@ -17,7 +17,7 @@ import pytest
 from collectors.dcgm import DcgmCollector
 from collectors.scheduler import Scheduler
 from collectors.spool import Batch, WriteSpool
-from collectors.targets import Target
+from collectors.targets import Target, fetch
 from queries import Store
 from helpers import dcgm_text
 
@@ -84,6 +84,7 @@ class TimedStore:
 
     def __init__(self, store: Store, failures: int = 0):
         self.store, self.failures, self.writes = store, failures, []
+        self.stored_samples = threading.Event()     # set once a write stored samples
 
     def __getattr__(self, name):               # everything but writes is the real store's
         return getattr(self.store, name)
@@ -94,6 +95,8 @@ class TimedStore:
             raise OSError(28, "No space left on device")
         n = self.store.write_scrape(**tables)
         self.writes.append((time.perf_counter(), n))
+        if n > 0:
+            self.stored_samples.set()
         return n
 
 
@@ -101,17 +104,24 @@ def test_broken_exporters_fail_alone_and_say_why(cfg, store, broken_server):
     fast = replace(cfg, collection=cfg.collection.model_copy(update={"timeout_s": 1.0}))
     targets = [target(broken_server, m, f"node-{m}") for m in ("ok", "500", "hang", "close", "html")]
     timed = TimedStore(store)
-    sched = Scheduler(timed, [(DcgmCollector(fast), targets, 0)], interval_s=15, concurrency=8)
-    t0 = time.perf_counter()
+    stored_first = []
+
+    def fetch_(url, timeout):
+        if "/hang/" in url:
+            # the hanging target's request goes out once the good target's samples are stored, or after
+            # a 60 s guard: a scheduler that stored only at the end of the cycle would never get here first
+            stored_first.append(timed.stored_samples.wait(60))
+        return fetch(url, timeout)
+
+    sched = Scheduler(timed, [(DcgmCollector(fast, fetch=fetch_), targets, 0)], interval_s=15, concurrency=8)
     rep = sched.run_cycle(T0)
     assert (rep.ok, rep.failed) == (1, 4)
     assert rep.errors[targets[1].url] == "HTTP 500 Internal Server Error"
     assert rep.errors[targets[2].url] == "no answer within 1 s"
     assert rep.errors[targets[3].url].startswith("connection closed mid-response after")
     assert rep.errors[targets[4].url].startswith("response is not Prometheus text")
-    # the good target's samples were stored before the hanging one timed out
-    first_samples = next(t for t, n in timed.writes if n > 0)
-    assert first_samples - t0 < 0.9 <= rep.scrape_s
+    # the good target's samples were stored before the hanging one timed out (after its 1 s timeout)
+    assert stored_first == [True] and 1.0 <= rep.scrape_s
     rows = store.con.execute("SELECT device_id, util_pct FROM device_samples ORDER BY 1").fetchall()
     assert rows == [("GPU-0000", 87.0), ("GPU-0001", 0.0)]
     runs = dict(store.con.execute("SELECT target, error FROM collector_runs WHERE NOT ok").fetchall())
