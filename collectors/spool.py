@@ -5,7 +5,8 @@ and lose nothing, so every batch enters the spool first and leaves it only
 when `Store.write_scrape` succeeded, oldest first. Batches beyond the memory
 bound are spilled to disk as Arrow IPC files (and picked up again after a
 restart); when the disk bound is hit too, the oldest batches are dropped and
-counted, with a warning the sources page shows. Re-writing a batch is safe:
+counted, with a warning the sources page shows. The live scrapes and the
+simulator's back-fill job share one spool; one flush writes at a time. Re-writing a batch is safe:
 the store ignores samples it already holds.
 """
 
@@ -67,6 +68,7 @@ class WriteSpool:
         self.queue: deque[Batch] = deque()
         self.stats = SpoolStats()
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()       # one writer at a time (scrapes and the back-fill job share it)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._recover()
@@ -160,6 +162,10 @@ class WriteSpool:
 
     def flush(self, write: Callable[..., int]) -> tuple[int, str | None]:
         """Write queued batches oldest first until one fails; return (samples stored, error)."""
+        with self._flushing:
+            return self._flush(write)
+
+    def _flush(self, write: Callable[..., int]) -> tuple[int, str | None]:
         stored = 0
         while True:
             with self._lock:

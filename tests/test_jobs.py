@@ -190,3 +190,17 @@ def test_the_thread_runs_due_jobs_and_signals_each_run(store):
         runner.stop()
     assert seen[0].job == "now" and seen[0].rows == 5
     assert [r[0] for r in job_runs(store)] == ["now"]
+
+
+def test_a_failing_job_in_the_thread_leaves_the_others_running(store):
+    seen = []
+    runner = JobRunner(store, on_run=seen.append)
+    runner.add("broken", Once(), lambda now: 1 / 0)
+    runner.add("fine", Once(), lambda now: 2)
+    runner.start()
+    try:
+        assert wait_for(lambda: len(seen) == 2, event=runner.ran), "not every job ran"
+    finally:
+        runner.stop()
+    assert {r.job: r.ok for r in seen} == {"broken": False, "fine": True}
+    assert sorted((r[0], r[3]) for r in job_runs(store)) == [("broken", False), ("fine", True)]
