@@ -77,6 +77,7 @@ class WriteSpool:
 
     def _recover(self) -> None:
         """Batches spilled before a restart go back in the queue, oldest first."""
+        assert self.directory is not None
         for d in sorted(p for p in self.directory.iterdir() if p.is_dir() and p.name.startswith("batch-")):
             size = sum(f.stat().st_size for f in d.glob("*.arrow"))
             rows = int((d / "rows").read_text()) if (d / "rows").exists() else 0
@@ -87,6 +88,7 @@ class WriteSpool:
         self._count()
 
     def _spill(self, b: Batch) -> None:
+        assert self.directory is not None and b.tables is not None      # only in-memory batches spill, to a directory
         d = self.directory / f"batch-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         tmp = d.with_suffix(".tmp")
         tmp.mkdir()
@@ -104,6 +106,7 @@ class WriteSpool:
     def _load(self, b: Batch) -> dict[str, pa.Table]:
         if b.tables is not None:
             return b.tables
+        assert b.path is not None                      # a batch is in memory or on disk
         tables = {}
         for name in PARTS:
             path = b.path / f"{name}.arrow"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from simulator.model import GpuState
@@ -170,9 +170,9 @@ def render_dcgm(states: Iterable["GpuState"], *, hostname_label: str = "Hostname
             vals = [int(round(getattr(s, attr))) for s in states]
         if m.name == "DCGM_FI_DEV_XID_ERRORS":
             if with_ts:
-                lines = [fmt % (lab, v, xid_message(v), v, timestamp_ms) for lab, v in zip(labels, vals)]
+                lines = [fmt % (lab, v, xid_message(int(v)), v, timestamp_ms) for lab, v in zip(labels, vals)]
             else:
-                lines = [fmt % (lab, v, xid_message(v), v) for lab, v in zip(labels, vals)]
+                lines = [fmt % (lab, v, xid_message(int(v)), v) for lab, v in zip(labels, vals)]
         elif with_ts:
             lines = [fmt % (lab, v, timestamp_ms) for lab, v in zip(labels, vals)]
         else:
@@ -355,7 +355,7 @@ AMD_DRIVER_VERSION = "6.10.5"
 AMD_VBIOS_VERSION = "022.040.003.043.000001"
 
 # (name, help, value of a GpuState); the gpu_clock family is rendered separately
-AMD_METRICS: tuple[tuple[str, str, object], ...] = (
+AMD_METRICS: tuple[tuple[str, str, Callable[[GpuState], float]], ...] = (
     ("gpu_ecc_correct_total", "Total Correctable error count", lambda s: 0),
     ("gpu_ecc_uncorrect_total", "Total Uncorrectable error count", lambda s: s.ecc_dbe_vol),
     ("gpu_energy_consumed", "Accumulated energy consumed by the GPU in uJ", lambda s: s.energy_mj * 1000),
@@ -456,7 +456,7 @@ def ascend_vdie_id(s: "GpuState") -> str:
 ASCEND_ERROR_CODE = 0x80E01801      # shown on an unhealthy chip (a HBM multi-bit ECC fault code)
 
 # (name, help, value of a GpuState, timestamped); every chip metric carries the exporter's read time
-ASCEND_METRICS: tuple[tuple[str, str, object], ...] = (
+ASCEND_METRICS: tuple[tuple[str, str, Callable[[GpuState], float]], ...] = (
     ("npu_chip_info_aicore_current_freq", "the npu ai core current frequency, unit is 'MHz'",
      lambda s: int(s.sm_clock_mhz)),
     ("npu_chip_info_cube_utilization", "the cube utilization", lambda s: int(round(s.tensor_active * 100))),

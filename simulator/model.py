@@ -342,6 +342,11 @@ class _Seg:
 
     __slots__ = ("start", "end", "kind", "job", "pod", "pods", "nconst", "nrun", "nweights", "p_run", "util", "sm",
                  "ten", "dram", "fb")
+    util: list
+    sm: list
+    ten: list
+    dram: list
+    fb: list
 
     def __init__(self, start, end, kind):
         self.start = start
@@ -400,9 +405,38 @@ class _Chunk:
 
 
 class _Host:
+    """One node's fixed traits (set once in Floor.__init__); slots only, many thousands exist."""
+
     __slots__ = ("info", "name", "key", "n", "model", "kind", "fb_total", "scale", "role", "gkey", "pos", "phase",
                  "boot_off", "site", "cluster", "uuid", "pci", "p_idle", "t_base", "mem_dt", "replay", "rr_c",
                  "rr_u", "rr_f", "gk", "labels", "idle_sum")
+    info: HostInfo
+    name: str
+    key: int
+    n: int
+    model: str
+    kind: str
+    fb_total: float
+    scale: float
+    role: str
+    gkey: int
+    pos: int
+    phase: int
+    boot_off: int
+    site: str
+    cluster: str
+    uuid: list[str]
+    pci: list[str]
+    p_idle: list[float]
+    t_base: list[float]
+    mem_dt: list[int]
+    replay: list[int]
+    rr_c: list[int]
+    rr_u: list[int]
+    rr_f: list[int]
+    gk: list[int]
+    labels: dict
+    idle_sum: float
 
 
 # ---------------------------------------------------------------- the floor
@@ -629,15 +663,15 @@ class Floor:
         for e in range(int(CHUNK_S // INFER_EPOCH_S)):
             a = b0 + e * INFER_EPOCH_S
             seg = _Seg(a, a + INFER_EPOCH_S, INFER)
-            pods = [None] * n
+            pods: list[_Pod | None] = [None] * n
             for (g0, size, tid, ns, deploy, scale, fb, free, z) in slots:
                 ze = _hk(z, c * 8 + e)
                 if free or _u(ze, 0) < 0.05:
                     continue
                 parts = (deploy, _hk(z, c * 8 + e, 1), _mix(ze))
-                pod = _Pod(ns, parts, "triton-server", min(scale, 1.0), fb, self._curves[tid])
+                held = _Pod(ns, parts, "triton-server", min(scale, 1.0), fb, self._curves[tid])
                 for g in range(g0, g0 + size):
-                    pods[g] = pod
+                    pods[g] = held
             seg.pods = pods
             sc = h.scale
             weights: dict = {}
@@ -840,7 +874,8 @@ class Floor:
         tt = np.asarray(times, dtype=float)
         c_first, c_last = self._chunk_of(h, times[0]), self._chunk_of(h, times[-1])
         base = self._t0cum(h, c_first)
-        segs, seg_base = [], []
+        segs: list = []
+        seg_base: list = []
         for c in range(c_first, c_last + 1):
             ch = self._chunk(h, c)
             if ch.t0cum is None:
@@ -1027,7 +1062,7 @@ class Floor:
         if hot is None:
             hot = ch.hot = [(87.0 + 5.0 * _u(z, 1), _u(z, 2) < 0.3) if _u(z, 0) < P_HOT_GPU_PER_WEEK else None
                             for z in (_hk(gk, _TAG_HOT, c) for gk in h.gk)]
-        load = {}
+        load: dict = {}
         q = math.floor(t / NOISE_S) & _M
         rows = []
         ids = []

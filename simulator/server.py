@@ -113,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
                 owner.hanging.set()
                 owner.stopping.wait(owner.hang_s)
                 return
-            self._send(503, _DOWN_BODY.get(owner.host_kind.get(host), _DOWN_BODY["dcgm"]),
+            self._send(503, _DOWN_BODY.get(owner.host_kind.get(host, "dcgm"), _DOWN_BODY["dcgm"]),
                        "text/plain; charset=utf-8")
             return
         self._send(200, text)
