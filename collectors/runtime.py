@@ -163,6 +163,22 @@ class Backfill:
             raise RuntimeError(f"store write failed, batch kept in the spool: {error}")
 
 
+def simulated_backfill(cfg: Config, store: Store, floor: "Floor | None" = None, *, spool: WriteSpool | None = None,
+                       stop: threading.Event | None = None, clock=time.time) -> Backfill:
+    """The simulated floor's back-fill job without starting anything (benchmarks, tests): the
+    simulator's sources wired as `Runtime.start` wires them, at URLs the job never fetches (it
+    reads the floor itself)."""
+    from simulator import Floor, SimulatorServer
+
+    rt = Runtime(cfg, store, backfill=False, clock=clock)
+    floor = rt.floor = floor or Floor(cfg)
+    server = rt.server = SimulatorServer(floor)
+    server.base_url = "http://simulator.invalid"
+    rt.sources = simulator_sources(cfg, server.targets())
+    jobs = [b.job for b in rt.wire(EventTracker())]
+    return Backfill(cfg, store, floor, jobs, spool or WriteSpool(), stop or threading.Event(), clock=clock)
+
+
 class Runtime:
     def __init__(self, cfg: Config, store: Store | None = None, *, backfill: bool = True,
                  clock=time.time):

@@ -167,17 +167,7 @@ def config_dir(directory: Path, centre: dict | None = None, **tables) -> Path:
 
 
 def backfill_job(cfg, store, floor=None):
-    """The simulator's history back-fill job (collectors.runtime.Backfill) of a simulated runtime
-    that is wired but not started: no threads, no HTTP (the job reads the floor itself)."""
-    from collectors.batch import EventTracker
-    from collectors.runtime import Backfill, Runtime, simulator_sources
-    from collectors.spool import WriteSpool
-    from simulator import Floor, SimulatorServer
+    """The simulator's history back-fill job of a simulated runtime that is wired but not started."""
+    from collectors.runtime import simulated_backfill
 
-    rt = Runtime(cfg, store, backfill=False)
-    rt.floor = floor or Floor(cfg)
-    rt.server = SimulatorServer(rt.floor)
-    rt.server.base_url = "http://simulator.test"      # never fetched
-    rt.sources = simulator_sources(cfg, rt.server.targets())
-    jobs = [b.job for b in rt.wire(EventTracker())]
-    return Backfill(cfg, store, rt.floor, jobs, WriteSpool(), threading.Event())
+    return simulated_backfill(cfg, store, floor)
