@@ -516,10 +516,9 @@ class PrometheusCollector:
         for dt in self.device_tables:
             pivot = DevicePivot(dt.mapping, acc.stats, host_from_label=self.host_from_label, by_time=True)
             for name, labels, values, exporter in query_series(results.get(dt.name, ())):
-                host = hosts.get(exporter[1], "")
-                if host == "":
-                    host = hosts[exporter[1]] = _host_of(exporter[1])
-                pivot.feed(name, labels, values, default_host=host, exporter=exporter, raw=True)
+                if exporter[1] not in hosts:
+                    hosts[exporter[1]] = _host_of(exporter[1])
+                pivot.feed(name, labels, values, default_host=hosts[exporter[1]], exporter=exporter, raw=True)
             rows, h = _scrapes(pivot.instants, lo, hi, p.own_stamps, hold)
             if h is not None:
                 held = h if held is None else min(held, h)

@@ -45,8 +45,8 @@ import pyarrow as pa
 
 from collectors.batch import EVENT_SCHEMA, TS, BatchBuilder, EventTracker, Scrape
 from collectors.exposition import (
-    CompiledMapping, DeviceBatch, NotExposition, ParseStats, Series, _first, device_identity, finish_columns,
-    is_blank,
+    CompiledMapping, DeviceBatch, ParseStats, Series, _first, device_identity, finish_columns, is_blank,
+    not_exposition,
 )
 from collectors.targets import Target
 from config import MappingFile
@@ -77,7 +77,7 @@ def series_text(name: str, labels: dict[str, str]) -> str:
 
 
 def _issue(stats: ParseStats, lineno: int | None, reason: Msg, name: str, labels: dict[str, str]) -> None:
-    stats.add_issue(lineno or 0, str(reason), series_text(name, labels))
+    stats.add_issue(lineno or 0, reason, series_text(name, labels))
 
 
 def query_points(values: Sequence, stats: ParseStats, name: str, labels: dict[str, str]) -> list[tuple[int, float]]:
@@ -217,8 +217,7 @@ def device_batch(series: Iterable[Series], stats: ParseStats, mapping: CompiledM
     for s in series:
         pivot.feed(s.name, s.labels, ((s.ts_ms, s.value),), default_host=default_host, lineno=s.lineno)
     if stats.well_formed == 0:
-        raise NotExposition("no Prometheus exposition text found"
-                            + (f" ({stats.issues[0]})" if stats.issues else " (empty input)"))
+        raise not_exposition(stats)
     return pivot.batch(pivot.instants.get(((), None), {}))
 
 

@@ -281,3 +281,23 @@ def test_one_text_through_the_stage_is_the_exporter_collectors_scrape(cfg):
         assert (got.events is None) == (want.events is None) and (k == 0) == (want.events is None)
         if want.events is not None:
             assert got.events.equals(want.events)
+
+
+def test_issues_carry_their_reason_as_a_key(cfg):
+    """Skipped series read in Chinese on the Sources page: each issue keeps its message key."""
+    mapping = CompiledMapping.from_config(cfg.mappings["dcgm"])
+    text = '# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu="0"} 5\n'      # no UUID, no host
+    batch = device_batch(*parse_series(text), mapping)
+    (issue,) = batch.stats.issues
+    assert issue.msg.key == "msg.parse.no_device" and issue.lineno == 2
+    assert issue.text == 'DCGM_FI_DEV_GPU_UTIL{gpu="0"}'
+    series, stats = parse_series('dcim_power_watts{meter="m"} 5\n')
+    facility = FacilityMapping.from_config(cfg.mappings["facility"])
+    assert facility_rows(series, stats, facility, site=SITE, source="s", tick=datetime(2026, 11, 20, tzinfo=UTC)) == []
+    (issue,) = stats.issues
+    assert issue.msg.key == "msg.rows.no_meter" and issue.msg.render("zh-CN") != issue.reason
+    stats = _stats()
+    FacilityPivot(facility, stats, site=SITE, source="s").feed("dcim_power_watts", {"meter": "m", "scope": "it"},
+                                                               [[1.0, "x"]], raw=True)
+    (issue,) = stats.issues
+    assert issue.msg.key == "msg.parse.not_a_number" and issue.reason == "value is not a number: 'x'"
