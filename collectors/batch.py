@@ -24,6 +24,7 @@ from collectors.targets import Target
 from config import Catalogue, Config
 from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES, THERMAL_THROTTLE_MASK
 from i18n import Msg
+from queries.catalogue import arrow_schema
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -31,30 +32,14 @@ TS = pa.timestamp("us", tz="UTC")
 # is pure Python, the GIL runs one thread anyway, and 64 threads fighting over it
 # cost 4-5x the CPU of taking turns (benchmarks/bench_collect.py, 1,000 targets).
 PARSE_LOCK = threading.Lock()
-_INT_COLUMNS = {c for c, t in SAMPLE_MEASURES.items() if t == "BIGINT"}
 _MIG_SLICES = re.compile(r"^(\d+)g\.")
 # A full GPU has 7 compute slices on A100/H100-class MIG.
 MIG_SLICES_PER_GPU = 7
 
-SAMPLE_SCHEMA = pa.schema(
-    [("ts", TS), ("device_id", pa.string()), ("site", pa.string()), ("cluster", pa.string()),
-     ("host", pa.string())]
-    + [(c, pa.int64() if c in _INT_COLUMNS else pa.float64()) for c in SAMPLE_MEASURES]
-    + [("tenant", pa.string())] + [(c, pa.string()) for c in SAMPLE_LABELS] + [("source", pa.string())]
-)
-DEVICE_SCHEMA = pa.schema([
-    ("device_id", pa.string()), ("vendor", pa.string()), ("model", pa.string()),
-    ("catalogue_model", pa.string()), ("peak_dense_tflops", pa.float64()), ("host", pa.string()),
-    ("cluster", pa.string()), ("site", pa.string()), ("gpu_index", pa.int32()), ("uuid", pa.string()),
-    ("pci_bus_id", pa.string()), ("mig_parent", pa.string()), ("mig_profile", pa.string()),
-    ("mem_total_mib", pa.float64()), ("driver_version", pa.string()), ("source", pa.string()),
-    ("target", pa.string()), ("first_seen", TS), ("last_seen", TS),
-])
-EVENT_SCHEMA = pa.schema([
-    ("ts", TS), ("device_id", pa.string()), ("site", pa.string()), ("cluster", pa.string()),
-    ("host", pa.string()), ("gpu_index", pa.int32()), ("kind", pa.string()), ("code", pa.int64()),
-    ("detail", pa.string()), ("source", pa.string()),
-])
+# the stored tables' layouts, declared once in queries/catalogue.py
+SAMPLE_SCHEMA = arrow_schema("device_samples")
+DEVICE_SCHEMA = arrow_schema("devices")
+EVENT_SCHEMA = arrow_schema("device_events")
 
 
 @dataclass
