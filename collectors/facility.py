@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from collectors.batch import Scrape
 from collectors.exposition import parse_series
+from collectors.kinds.base import Collector
 from collectors.rows import FACILITY_SCHEMA, FacilityMapping, facility_rows
 from collectors.targets import Fetch, Target, fetch
 from config import Config
@@ -23,7 +24,7 @@ from config import Config
 __all__ = ["FACILITY_SCHEMA", "FacilityCollector"]
 
 
-class FacilityCollector:
+class FacilityCollector(Collector):
     kind = "facility"
 
     def __init__(self, cfg: Config, *, fetch: Fetch = fetch, mapping: str = "facility"):

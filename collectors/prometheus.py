@@ -66,13 +66,13 @@ from typing import Callable, Iterator, Protocol
 
 from collectors.batch import BatchBuilder, EventTracker, Scrape
 from collectors.exposition import CompiledMapping
+from collectors.kinds import vendor_of_mapping
+from collectors.kinds.base import Collector
 from collectors.rows import DevicePivot, FacilityMapping, FacilityPivot, Rows, query_series
 from collectors.targets import ScrapeError, Target
 from config import Config, Source
 from i18n import Msg, msg
 
-# the vendor a device mapping's devices default to when the catalogue does not know the model
-VENDOR_OF_MAPPING = {"dcgm": "nvidia", "amd": "amd", "ascend": "huawei"}
 
 FIRST_LOOKBACK_S = 120.0        # a target's first collect, with nothing to resume from, reads this far back
 LATE_S = 20.0                   # a scrape is committed within this long of its timestamp (scrape_timeout 10 s)
@@ -261,7 +261,7 @@ def _reason(exc: Exception, timeout: float) -> Msg | str:
 
 # ---------------------------------------------------------------- collector
 
-class PrometheusCollector:
+class PrometheusCollector(Collector):
     """See module docstring. `collect(target, ts)`: target.url is the Prometheus base URL."""
 
     kind = "prometheus"
@@ -288,7 +288,7 @@ class PrometheusCollector:
             else:
                 cm = CompiledMapping.from_config(m)
                 fields = list(cm.numeric) + list(cm.selected)   # string-valued fields cannot live in Prometheus
-                builder = BatchBuilder(cfg, VENDOR_OF_MAPPING.get(name, "other"))
+                builder = BatchBuilder(cfg, vendor_of_mapping(name))
                 self.device_tables.append(_DeviceTable(name, cm, builder))
             if fields:
                 self.queries[name] = '{__name__=~"' + "|".join(fields) + '"}'

@@ -43,20 +43,17 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
-from collectors.batch import EVENT_SCHEMA, TS, BatchBuilder, EventTracker, Scrape
+from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
 from collectors.exposition import (
     CompiledMapping, DeviceBatch, ParseStats, Series, _first, device_identity, finish_columns, is_blank,
     not_exposition,
 )
 from collectors.targets import Target
 from config import MappingFile
+from queries.catalogue import arrow_schema
 from i18n import Msg, msg
 
-FACILITY_SCHEMA = pa.schema([
-    ("ts", TS), ("site", pa.string()), ("meter", pa.string()), ("scope", pa.string()),
-    ("pue_category", pa.int32()), ("power_w", pa.float64()), ("energy_kwh", pa.float64()),
-    ("source", pa.string()),
-])
+FACILITY_SCHEMA = arrow_schema("facility_samples")     # declared once in queries/catalogue.py
 
 # what a facility meter may measure (config/mappings/facility.toml)
 SCOPES = ("facility", "it", "cooling")

@@ -34,13 +34,14 @@ from typing import Callable, Protocol
 
 import pyarrow as pa
 
-from collectors.batch import TS, Scrape
+from collectors.batch import Scrape
 from collectors.exposition import NotExposition
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import ScrapeError, Target
 import i18n
 from i18n import Msg, msg
 from queries import Store
+from queries.catalogue import arrow_schema
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,8 @@ log = logging.getLogger(__name__)
 # close (docs/benchmarks.md, "Memory"); the owner's "reopen" job runs this often.
 REOPEN_EVERY_S = 3 * 3600
 
-RUN_SCHEMA = pa.schema([
-    ("started_at", TS), ("source", pa.string()), ("kind", pa.string()), ("target", pa.string()),
-    ("duration_s", pa.float64()), ("rows", pa.int32()), ("lines_skipped", pa.int32()),
-    ("ok", pa.bool_()), ("error", pa.string()), ("sample_ts", TS), ("error_msg", pa.string()),
-])
+# collector_runs as declared in queries/catalogue.py; the store fills in the owner columns
+RUN_SCHEMA = arrow_schema("collector_runs")
 
 
 class Collector(Protocol):
