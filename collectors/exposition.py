@@ -50,7 +50,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from i18n import Msg, msg, t
 
@@ -76,7 +76,6 @@ _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _NAME_AT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME_AT = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _QUOTED_AT = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
-_BLANKS_AT = re.compile(r"[ \t]*")
 _BLANKS = re.compile(r"[ \t]+")
 _LONE_COMMA_AT = re.compile(r"[ \t]*,[ \t]*\}")           # `{,}`: no labels, one trailing comma
 _SIMPLE_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"')
@@ -97,9 +96,11 @@ class NotExposition(ValueError):
 
     def __init__(self, text: str | Msg, message: Msg | None = None) -> None:
         if isinstance(text, Msg):
-            text, message = str(text), text
-        super().__init__(text)
-        self.msg = message
+            super().__init__(str(text))
+            self.msg: Msg | None = text
+        else:
+            super().__init__(text)
+            self.msg = message
 
 
 class LineError(ValueError):
@@ -260,6 +261,14 @@ def is_openmetrics(text: str) -> bool:
     return tail.endswith("# EOF") and (len(tail) == 5 or tail[-6] == "\n")
 
 
+def _skip(s: str, pos: int = 0) -> int:
+    """The index of the first character at or after `pos` that is not a blank (space, tab)."""
+    n = len(s)
+    while pos < n and s[pos] in " \t":
+        pos += 1
+    return pos
+
+
 def _shown(s: str) -> str:
     return repr(s[:_SHOWN])
 
@@ -285,7 +294,7 @@ def _scan_labels(s: str, pos: int, name_allowed: bool) -> tuple[dict[str, str], 
     n = len(s)
     while True:
         item = pos
-        pos = _BLANKS_AT.match(s, pos).end()
+        pos = _skip(s, pos)
         if pos >= n:
             raise LineError(msg("msg.parse.not_closed"))
         c = s[pos]
@@ -297,7 +306,7 @@ def _scan_labels(s: str, pos: int, name_allowed: bool) -> tuple[dict[str, str], 
             if q is None:
                 raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
             text = _unquote(q.group(1))
-            pos = _BLANKS_AT.match(s, q.end()).end()
+            pos = _skip(s, q.end())
             if pos < n and s[pos] == "=":
                 name = text
                 if not name:
@@ -313,11 +322,11 @@ def _scan_labels(s: str, pos: int, name_allowed: bool) -> tuple[dict[str, str], 
             if ln is None:
                 raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
             name = ln.group()
-            pos = _BLANKS_AT.match(s, ln.end()).end()
+            pos = _skip(s, ln.end())
             if pos >= n or s[pos] != "=":
                 raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
         if name is not None:
-            pos = _BLANKS_AT.match(s, pos + 1).end()
+            pos = _skip(s, pos + 1)
             q = _QUOTED_AT.match(s, pos)
             if q is None:
                 raise LineError(msg("msg.parse.bad_labels", col=item - start + 1))
@@ -326,7 +335,7 @@ def _scan_labels(s: str, pos: int, name_allowed: bool) -> tuple[dict[str, str], 
             if name == "__name__":
                 raise LineError(msg("msg.parse.reserved_label", label=name))
             labels[name] = _unquote(q.group(1))
-            pos = _BLANKS_AT.match(s, q.end()).end()
+            pos = _skip(s, q.end())
         if pos >= n:
             raise LineError(msg("msg.parse.not_closed"))
         c = s[pos]
@@ -372,7 +381,7 @@ def _exemplar(s: str) -> None:
     if not s.startswith(" {") or "}" not in s:
         raise bad
     try:
-        labels, qname, end = _scan_labels(s, 2, False)
+        labels, _, end = _scan_labels(s, 2, False)
     except LineError:
         raise bad from None
     toks = s[end:].split(" ")
@@ -388,7 +397,7 @@ def _parse_line(line: str, om: bool) -> tuple[str, dict[str, str], float, int | 
     goes through here, and every line parse_devices does not take on its fast path."""
     m = _NAME_AT.match(line)
     pos = m.end() if m is not None else 0
-    pos = _BLANKS_AT.match(line, pos).end()
+    pos = _skip(line, pos)
     if pos < len(line) and line[pos] == "{" and (m is not None or pos == 0):
         if "}" not in line[pos:]:
             raise LineError(msg("msg.parse.not_closed"))
@@ -713,9 +722,9 @@ def finish_columns(columns: dict[str, list], ids: list[str], stats: ParseStats) 
         return
     used = columns.get("mem_used_mib") or [None] * len(ids)
     free = columns.setdefault("mem_free_mib", [None] * len(ids))
-    for i, (t, u) in enumerate(zip(total, used)):
-        if free[i] is None and t is not None and u is not None and t >= u:
-            free[i] = t - u
+    for i, (tot, u) in enumerate(zip(total, used)):
+        if free[i] is None and tot is not None and u is not None and tot >= u:
+            free[i] = tot - u
 
 
 def _screen(columns: dict[str, list], ids: list[str], stats: ParseStats) -> None:
