@@ -24,8 +24,10 @@ MIG_GPU = "GPU-9e8d7c6b-5a49-4382-b1c0-d9e8f7a6b5c4"
 
 T_REF = 1795132800.0            # 2026-11-20T00:00:00Z, a fixed instant of the simulated floor
 
-A = Target(url="http://node-a:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="train-a", host="node-a")
-B = Target(url="http://node-b:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="infer-b", host="node-b")
+A = Target(url="http://node-a:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="train-a",
+           host="node-a")
+B = Target(url="http://node-b:9400/metrics", source="t", kind="dcgm", site="sh-lingang", cluster="infer-b",
+           host="node-b")
 
 
 def read(name: str) -> str:
@@ -171,3 +173,11 @@ def backfill_job(cfg, store, floor=None):
     from collectors.runtime import simulated_backfill
 
     return simulated_backfill(cfg, store, floor)
+
+
+def sample_counts(store) -> tuple[int, int]:
+    """(rows, distinct (device, time) keys) in device_samples: what a fault test reports as stored."""
+    with store.cursor() as cur:
+        rows, unique = cur.execute(
+            "SELECT count(*), count(DISTINCT (device_id, ts)) FROM device_samples").fetchone()
+    return rows, unique

@@ -19,7 +19,10 @@ from collectors.scheduler import Scheduler
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import Target, fetch
 from queries import Store
-from helpers import dcgm_text
+from helpers import dcgm_text, sample_counts
+
+# every test here injects a fault (tests/conftest.py counts them in the faults summary line)
+pytestmark = pytest.mark.fault
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 GOOD = dcgm_text()
@@ -129,7 +132,7 @@ def test_broken_exporters_fail_alone_and_say_why(cfg, store, broken_server):
     sched.pool.shutdown()
 
 
-def test_retry_with_backoff_then_success(cfg, store):
+def test_retry_with_backoff_then_success(cfg, store, faults):
     calls = []
 
     def flaky(url, timeout):
@@ -147,6 +150,8 @@ def test_retry_with_backoff_then_success(cfg, store):
     assert runs == [(False, "HTTP 503 Service Unavailable (attempt 1 of 3; retrying)"),
                     (False, "HTTP 503 Service Unavailable (attempt 2 of 3; retrying)"), (True, None)]
     assert store.con.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == 2
+    rows, unique = sample_counts(store)
+    faults.stored(expected=2, unique=unique, rows=rows)      # 2 GPUs, one scrape
 
 
 def test_a_target_failing_for_cycles_backs_off(cfg, store):
@@ -166,7 +171,7 @@ def test_a_target_failing_for_cycles_backs_off(cfg, store):
     assert tried == [1, 1, 0, 1, 0, 0, 0, 1]                  # after 2 failures: every 2, then every 4 intervals
 
 
-def test_write_fails_twice_then_succeeds_and_nothing_is_lost(cfg, store):
+def test_write_fails_twice_then_succeeds_and_nothing_is_lost(cfg, store, faults):
     texts = {0: dcgm_text(util=(10, 20)), 1: dcgm_text(util=(30, 40)), 2: dcgm_text(util=(50, 60))}
     cycle = [0]
     t = Target(url="http://a:9400/metrics", source="f", kind="dcgm", site="sh-lingang", cluster="train-a")
@@ -186,9 +191,12 @@ def test_write_fails_twice_then_succeeds_and_nothing_is_lost(cfg, store):
     sched.spool.put(Batch.of(samples=DcgmCollector(cfg).from_text(texts[0], t, T0, track=False).samples))
     sched.spool.flush(store.write_scrape)                      # a duplicate delivery changes nothing
     assert store.con.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == 6
+    rows, unique = sample_counts(store)
+    faults.tried(3)                                            # two failed writes and a re-delivery
+    faults.stored(expected=6, unique=unique, rows=rows)      # 3 cycles x 2 GPUs
 
 
-def test_collector_reopens_the_database_every_few_hours_and_loses_nothing(cfg, tmp_path):
+def test_collector_reopens_the_database_every_few_hours_and_loses_nothing(cfg, tmp_path, faults):
     """Reopening is the owner's "reopen" job (collectors/runtime.py add_store_jobs), run beside the cycles."""
     from collectors.jobs import JobRunner
     from collectors.runtime import add_store_jobs
@@ -214,10 +222,12 @@ def test_collector_reopens_the_database_every_few_hours_and_loses_nothing(cfg, t
         assert cur.execute("SELECT count(*) FROM device_samples").fetchone()[0] == 8
         assert cur.execute("SELECT count(*) FROM collector_runs").fetchone()[0] == 4
         assert cur.execute("SELECT count(*) FROM job_runs WHERE job = 'reopen' AND ok").fetchone()[0] == 1
+    rows, unique = sample_counts(store)
+    faults.stored(expected=8, unique=unique, rows=rows)      # 4 cycles x 2 GPUs across the reopen
     store.close()
 
 
-def test_spool_spills_to_disk_and_survives_a_restart(cfg, store, tmp_path):
+def test_spool_spills_to_disk_and_survives_a_restart(cfg, store, tmp_path, faults):
     t = Target(url="http://a:9400/metrics", source="f", kind="dcgm", site="sh-lingang", cluster="train-a")
     col = DcgmCollector(cfg)
     spool = WriteSpool(tmp_path / "spool", max_memory_bytes=1)
@@ -233,6 +243,8 @@ def test_spool_spills_to_disk_and_survives_a_restart(cfg, store, tmp_path):
     assert not list((tmp_path / "spool").iterdir())
     got = store.con.execute("SELECT util_pct FROM device_samples ORDER BY ts, device_id").fetchall()
     assert [u for (u,) in got] == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    rows, unique = sample_counts(store)
+    faults.stored(expected=6, unique=unique, rows=rows)      # 3 spilled batches x 2 GPUs
 
 
 def test_spool_drops_oldest_when_full_and_counts_it(cfg, tmp_path, caplog):

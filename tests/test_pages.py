@@ -38,7 +38,8 @@ def seeded(tmp_path, monkeypatch, cfg):
     floor.responses[B.url] = text_b()
     sched.run_cycle(now - timedelta(seconds=30))
     floor.responses[A.url] = dcgm_text(xid=(0, 48), throttle=(0x40, 0))
-    floor.responses[B.url] = ScrapeError("HTTP 503 Service Unavailable")
+    # as fetch raises it: the message as a key
+    floor.responses[B.url] = ScrapeError(i18n.msg("msg.http_status", code=503, reason="Service Unavailable"))
     sched.run_cycle(now - timedelta(seconds=15))
     sched.pool.shutdown()
     store.close()
