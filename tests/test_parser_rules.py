@@ -101,6 +101,17 @@ def test_infinities_in_a_ranged_column_become_null_with_a_note():
     assert str(b.stats.implausible_msg()) == note
 
 
+def test_every_device_column_a_mapping_fills_is_screened(cfg):
+    """The infinity rule above holds for stored rows only if every mapped column has a range."""
+    from config.canonical import PLAUSIBLE_RANGES
+
+    device_mappings = {k: m for k, m in cfg.mappings.items() if m.table == "device_samples"}
+    assert {"dcgm", "amd", "ascend"} <= device_mappings.keys()
+    for name, m in device_mappings.items():
+        unscreened = [c for c in CompiledMapping.from_config(m).columns if c not in PLAUSIBLE_RANGES]
+        assert unscreened == [], name
+
+
 # --- values and timestamps: the format's syntax, not Python's --------------------------------
 
 @pytest.mark.parametrize("value", ["1_2", "1_000.5", "+nan", "-NaN", "0x10", "1e", "١٢", "12abc", "1,5", "inf_"])
