@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import shutil
 import statistics
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,17 +38,17 @@ sys.path.insert(0, str(ROOT))
 import config  # noqa: E402
 from collectors.dcgm import DcgmCollector  # noqa: E402
 from collectors.facility import FacilityCollector  # noqa: E402
-from collectors.scheduler import Scheduler  # noqa: E402
+from collectors.scheduler import Scheduler, release_free_memory  # noqa: E402
 from collectors.spool import WriteSpool  # noqa: E402
 from collectors.targets import Target  # noqa: E402
 from queries import Store  # noqa: E402
 
 SERVE = """
-import sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 import config
 from simulator import Floor, SimulatorServer
-cfg = config.load({cdir!r})
+cfg = config.from_dict(json.loads(sys.stdin.readline()))
 srv = SimulatorServer(Floor(cfg), bind="127.0.0.1", port=0)
 srv.start()
 for t in srv.targets():
@@ -88,20 +90,21 @@ def status(field: str) -> int:
     return 0
 
 
-def make_config(tmp: Path, targets: int) -> Path:
-    d = tmp / "cfg"
-    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    text = (d / "centre.toml").read_text()
+def centre_dict(targets: int) -> dict:
+    """The package's centre.toml with its two clusters resized to `targets` nodes in all."""
+    with (config.CONFIG_DIR / "centre.toml").open("rb") as fh:
+        centre = tomllib.load(fh)
     half = targets // 2
-    text = text.replace("nodes = 32\n", f"nodes = {half}\n", 1).replace("nodes = 32\n", f"nodes = {targets - half}\n", 1)
-    (d / "centre.toml").write_text(text)
-    return d
+    centre["clusters"][0]["nodes"], centre["clusters"][1]["nodes"] = half, targets - half
+    return centre
 
 
-def start_simulator(cdir: Path) -> tuple[subprocess.Popen, list[Target]]:
-    """A second process serving the centre configured in `cdir` on 127.0.0.1; its targets."""
-    server = subprocess.Popen([sys.executable, "-c", SERVE.format(root=str(ROOT), cdir=str(cdir))],
-                              stdout=subprocess.PIPE, text=True)
+def start_simulator(centre: dict) -> tuple[subprocess.Popen, list[Target]]:
+    """A second process serving the centre described by `centre` on 127.0.0.1; its targets."""
+    server = subprocess.Popen([sys.executable, "-c", SERVE.format(root=str(ROOT))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server.stdin.write(json.dumps(centre, default=str) + "\n")
+    server.stdin.flush()
     targets = []
     for line in server.stdout:
         if line.strip() == "READY":
@@ -129,9 +132,9 @@ def main() -> None:
     ap.add_argument("--memory-limit", default=None, help="DuckDB memory_limit (default: the config's)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-collect-"))
-    cdir = make_config(tmp, args.targets)
-    cfg = config.load(cdir)
-    server, targets = start_simulator(cdir)
+    centre = centre_dict(args.targets)
+    cfg = config.from_dict(centre)
+    server, targets = start_simulator(centre)
     try:
         limit = args.memory_limit or cfg.database.memory_limit
         store = Store(tmp / "bench.duckdb", memory_limit=limit)
@@ -139,14 +142,15 @@ def main() -> None:
         n_dcgm = sum(t.kind == "dcgm" for t in targets)
         print(f"{n_dcgm} exporters x 8 GPUs + {len(targets) - n_dcgm} facility meter(s); interval {args.interval:g} s; "
               f"{args.minutes:g} min; {os.cpu_count()} cores; DuckDB memory_limit {limit}")
-        print(f"{'cycle':>5} {'wall s':>7} {'answered':>9} {'cpu s':>6} {'ok':>5} {'fail':>4} {'rows':>6} {'rss MiB':>8} "
-              f"{'duckdb MiB':>10} {'heap used':>9} {'heap free':>9} {'arrow MiB':>9}")
+        print(f"{'cycle':>5} {'wall s':>7} {'answered':>9} {'cpu s':>6} {'ok':>5} {'fail':>4} {'rows':>6} "
+              f"{'rss MiB':>8} {'duckdb MiB':>10} {'heap used':>9} {'heap free':>9} {'arrow MiB':>9}")
         rows = []
         end = time.time() + args.minutes * 60
         i = 0
         while time.time() < end:
             cpu0 = time.process_time()
             rep = sched.run_cycle()
+            release_free_memory()          # the owner's release-memory job runs once an interval
             cpu = time.process_time() - cpu0
             rss = status("VmRSS")
             with store.cursor() as cur:
@@ -184,7 +188,8 @@ def main() -> None:
               f"last 10 min {med(last, lambda r: r[3] - r[5]):.0f} MiB; the cache: "
               f"{med(first, lambda r: r[5]):.0f} -> {med(last, lambda r: r[5]):.0f} MiB (bounded by {limit})")
         for label, k in (("glibc malloc in use", 6), ("glibc malloc held free", 7), ("Arrow pool in use", 8)):
-            print(f"  {label}: first 10 min {med(first, lambda r: r[k]):.0f} MiB, last 10 min {med(last, lambda r: r[k]):.0f} MiB")
+            print(f"  {label}: first 10 min {med(first, lambda r, k=k: r[k]):.0f} MiB, "
+                  f"last 10 min {med(last, lambda r, k=k: r[k]):.0f} MiB")
         print("memory by 10-minute window (medians, MiB):")
         print(f"  {'minutes':>9} {'cycles':>6} {'rss':>5} {'duckdb':>6} {'rest':>5} {'heap used':>9} {'heap free':>9}")
         for w in range(0, int((rows[-1][0] - t0) // 600) + 1):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import config  # noqa: E402
 from collectors.dcgm import DcgmCollector  # noqa: E402
 from collectors.facility import FacilityCollector  # noqa: E402
-from collectors.runtime import Runtime  # noqa: E402
+from collectors.runtime import simulated_backfill  # noqa: E402
 from collectors.scheduler import Scheduler  # noqa: E402
 from collectors.targets import Target  # noqa: E402
 from queries import Store  # noqa: E402
@@ -40,10 +40,10 @@ def build(path: Path, days: float, cfg: config.Config) -> datetime:
                for t in SimulatorServer(floor).targets()]
     end = datetime.now(timezone.utc).replace(microsecond=0)
     end -= timedelta(seconds=end.timestamp() % 15)
-    rt = Runtime(cfg, store, backfill=False)
-    rt.floor, rt.targets = floor, targets
+    fill = simulated_backfill(cfg, store, floor)       # the owner's back-fill job, through its spool
     t0 = time.perf_counter()
-    steps = rt.backfill(end=end - timedelta(hours=1))
+    fill(end=end - timedelta(hours=1))
+    steps = fill.done
     print(f"back-filled {days:g} days ({steps} steps) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     def fetch(url: str, timeout: float) -> str:      # live scrapes without HTTP, at the cycle's time

@@ -107,10 +107,10 @@ def main() -> None:
         for k in range(1, args.cycles + 1):
             for b in batches:
                 store.write_scrape(**{name: later(t, 15 * k) for name, t in b.items()})
-            release_free_memory()                      # as the scheduler does after each cycle
+            release_free_memory()                      # as the owner's release-memory job does each interval
             if args.reopen and k % args.reopen == 0:
                 r0 = time.perf_counter()
-                store.reopen()                          # what the scheduler does every REOPEN_EVERY_S
+                store.reopen()                          # what the owner's reopen job does every REOPEN_EVERY_S
                 reopens.append(time.perf_counter() - r0)
             if k % 10 == 0:                            # a sample every 10 cycles, medians per 100
                 with store.cursor() as cur:
