@@ -45,8 +45,8 @@ import pyarrow as pa
 
 from collectors.batch import EVENT_SCHEMA, BatchBuilder, EventTracker, Scrape
 from collectors.exposition import (
-    CompiledMapping, DeviceBatch, ParseStats, Series, _first, device_identity, finish_columns, is_blank,
-    not_exposition,
+    _TS_MAX_MS, _TS_MIN_MS, CompiledMapping, DeviceBatch, ParseStats, Series, _first, device_identity,
+    finish_columns, is_blank, not_exposition,
 )
 from collectors.targets import Target
 from config import MappingFile
@@ -57,6 +57,8 @@ FACILITY_SCHEMA = arrow_schema("facility_samples")     # declared once in querie
 
 # what a facility meter may measure (config/mappings/facility.toml)
 SCOPES = ("facility", "it", "cooling")
+# ISO/IEC 30134-2 PUE categories: 1 IT at UPS output, 2 at PDU output, 3 at IT equipment input
+PUE_CATEGORIES = ("1", "2", "3")
 _SHOWN = 40                     # characters of a bad value quoted in an issue
 
 # one instant of a pivot: (group, sample time in ms); the group is the exporter (plus the
@@ -66,6 +68,15 @@ Instant = tuple[tuple, int | None]
 
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def _usable(t: int | None, stats: ParseStats) -> int | None:
+    """An exporter's timestamp a row can carry (years 1..9999), else None (the scrape's tick),
+    counted as exposition.parse_devices counts it."""
+    if t is not None and not _TS_MIN_MS <= t <= _TS_MAX_MS:
+        stats.ts_unusable += 1
+        return None
+    return t
 
 
 def series_text(name: str, labels: dict[str, str]) -> str:
@@ -181,6 +192,7 @@ class DevicePivot:
         by_time = self.by_time
         blanks = 0
         for t, x in points:
+            t = _usable(t, stats)
             k = (group, t if by_time else None)
             inst = instants.get(k)
             if inst is None:
@@ -272,14 +284,18 @@ class FacilityPivot:
         if raw:
             points = query_points(points, stats, name, labels)
         cat = label(labels, "pue_category")
+        if cat is not None and cat not in PUE_CATEGORIES:
+            _issue(stats, lineno, msg("msg.rows.bad_category", category=cat[:20]), name, labels)
+            return
         column, scale = f
         for t, x in points:
+            t = _usable(t, stats)
             inst = self.instants.setdefault((exporter, t if self.by_time else None), {})
             row = inst.get((site, meter))
             if row is None:
                 row = inst[(site, meter)] = {
                     "ts": t, "site": site, "meter": meter, "scope": scope,
-                    "pue_category": int(cat) if cat and cat.isdigit() else None,
+                    "pue_category": int(cat) if cat else None,
                     "power_w": None, "energy_kwh": None, "source": self.source}
             if x is None or is_blank(x):
                 stats.blanks += 1

@@ -301,3 +301,20 @@ def test_issues_carry_their_reason_as_a_key(cfg):
                                                                [[1.0, "x"]], raw=True)
     (issue,) = stats.issues
     assert issue.msg.key == "msg.parse.not_a_number" and issue.reason == "value is not a number: 'x'"
+
+
+def test_a_bad_category_or_a_far_timestamp_costs_that_series_only(cfg):
+    """A meter label like pue_category="99999999999" overflowed the Arrow batch and lost the whole
+    meter exporter (issue 11); a timestamp past year 9999 crashed the row's datetime."""
+    from collectors.facility import FacilityCollector
+
+    text = ('dcim_power_watts{site="sh-lingang",meter="ups-a",scope="it",pue_category="99999999999"} 1000\n'
+            'dcim_power_watts{site="sh-lingang",meter="grid",scope="facility"} 1500 99999999999999999\n'
+            'dcim_power_watts{site="sh-lingang",meter="ups-b",scope="it",pue_category="2"} 800\n')
+    target = Target(url="http://meter:9100/metrics", source="m", kind="facility", site="sh-lingang")
+    ts = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+    scrape = FacilityCollector(cfg).from_text(text, target, ts)
+    rows = {r["meter"]: r for r in scrape.facility.to_pylist()}
+    assert set(rows) == {"grid", "ups-b"}
+    assert rows["grid"]["ts"] == ts and rows["ups-b"]["pue_category"] == 2     # far stamp -> the tick
+    assert scrape.lines_skipped == 1 and "PUE category 99999999999" in str(scrape.issues[0])
