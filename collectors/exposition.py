@@ -89,6 +89,12 @@ _TS_S_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z"
 _SHOWN = 40                     # characters of a bad token quoted in a reason
 
 MAX_REPORTED_ISSUES = 50
+# Bounds on what one line may carry. Real exporters print lines of a few hundred characters;
+# a 50 MB label value would otherwise become a host name, and a label-heavy 50 MB line cost
+# gigabytes of dicts. A longer line is skipped and reported like any malformed one.
+MAX_LINE_CHARS = 64 * 1024
+MAX_ID_CHARS = 256             # a device id, host or MIG instance label
+MAX_GPU_INDEX = 65535          # the index of a device on its host
 
 
 class NotExposition(ValueError):
@@ -448,16 +454,18 @@ def device_identity(labels: dict[str, str], roles: dict[str, tuple[str, ...]],
     uuid = _first(labels, roles.get("uuid", ()))
     mig = _first(labels, roles.get("mig_instance", ()))
     idx = _first(labels, roles.get("gpu_index", ()))
+    for role, value in (("uuid", uuid), ("mig_instance", mig), ("host", host)):
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise LineError(msg("msg.parse.long_id", role=role, n=f"{len(value):,}", max=MAX_ID_CHARS))
+    if idx is not None and not (idx.isascii() and idx.isdigit() and int(idx) <= MAX_GPU_INDEX):
+        raise LineError(msg("msg.parse.bad_gpu_index", value=_shown(idx), max=MAX_GPU_INDEX))
     if uuid:
         key = uuid if mig is None else f"{uuid}/{mig}"
     elif host and idx is not None:
         key = f"{host}/gpu{idx}" if mig is None else f"{host}/gpu{idx}/{mig}"
     else:
         raise LineError(msg("msg.parse.no_device"))
-    try:
-        gpu_index = int(idx) if idx is not None else None
-    except ValueError:
-        gpu_index = None
+    gpu_index = int(idx) if idx is not None else None
     meta = {
         "host": host, "gpu_index": gpu_index, "uuid": uuid,
         "model": _first(labels, roles.get("model", ())),
@@ -571,6 +579,9 @@ def parse_devices(text: str, mapping: CompiledMapping, *, default_host: str | No
     lines = text.split("\n")
     stats.lines = len(lines) - (1 if lines and lines[-1] == "" else 0)
     for lineno, line in enumerate(lines, 1):
+        if len(line) > MAX_LINE_CHARS:
+            stats.add_issue(lineno, msg("msg.parse.too_long", n=f"{len(line):,}", max=f"{MAX_LINE_CHARS:,}"), line)
+            continue
         if not line or line[0] == "#":
             if line:
                 stats.comments += 1
@@ -781,6 +792,9 @@ def parse_series(text: str, *, openmetrics: bool | None = None,
             continue
         if line[0] == "#":
             stats.comments += 1
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            stats.add_issue(lineno, msg("msg.parse.too_long", n=f"{len(line):,}", max=f"{MAX_LINE_CHARS:,}"), line)
             continue
         try:
             name, labels, value, ts = _parse_line(line, om)

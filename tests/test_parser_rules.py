@@ -360,3 +360,32 @@ def test_series_cli_starts_without_config():
             "print(sorted(m for m in ('config', 'pydantic', 'duckdb', 'pyarrow') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+# --- bounds: one bad line costs that line, never the exporter (issue 11) ----------------------
+
+def test_an_out_of_range_gpu_index_costs_its_line_only():
+    """gpu="99999999999" overflowed the int32 gpu_index when the Arrow batch was built and lost
+    the whole exporter; now the line is skipped, named, and the other GPU is kept."""
+    text = ('gpu_power{gpu="99999999999",UUID="GPU-a"} 100\n'
+            'gpu_power{gpu="١",UUID="GPU-c"} 120\n'                 # a digit, but not an ASCII one
+            'gpu_power{gpu="1",UUID="GPU-b"} 200\n')
+    batch = parse_devices(text, MAPPING)
+    assert batch.ids == ["GPU-b"] and batch.columns["power_w"] == [200.0]
+    assert [(n, r.startswith("GPU index")) for n, r in device_issues(text)] == [(1, True), (2, True)]
+
+
+def test_overlong_lines_and_identity_labels_are_refused():
+    """A 50 MB label value would become a host name; a line past MAX_LINE_CHARS is skipped in both
+    parsers, an identity label past MAX_ID_CHARS in the scrape path."""
+    from collectors.exposition import MAX_ID_CHARS, MAX_LINE_CHARS
+
+    long_line = 'gpu_power{UUID="GPU-x",note="' + "x" * MAX_LINE_CHARS + '"} 1\n'
+    long_id = 'gpu_power{UUID="GPU-' + "y" * MAX_ID_CHARS + '"} 2\n'
+    good = 'gpu_power{UUID="GPU-ok"} 3\n'
+    text = long_line + long_id + good
+    assert parse_devices(text, MAPPING).ids == ["GPU-ok"]
+    reasons = dict(device_issues(text))
+    assert reasons[1].startswith("line of 65,5") and "longer than the 65,536" in reasons[1]
+    assert reasons[2].startswith("the uuid label is 260 characters long")
+    assert [s[4] for s in series(text)] == [2, 3] and issues(text)[0][0] == 1
