@@ -12,6 +12,10 @@ import-meters FILE
              import facility meter readings (CSV) into the database; bad rows are
              rejected with their line numbers, good rows kept, re-import changes nothing.
 check-config validate config/ and say what was found, or every problem at once.
+
+Exit codes: 2 for a configuration or input problem, 3 when the database cannot
+be opened (another process owns it, it is damaged, or the path cannot hold it);
+the message says what to do.
 """
 
 from __future__ import annotations
@@ -55,10 +59,19 @@ OUTPUT_KEYS = ("device_id", "host", "model", "gpu_index", "uuid", "pci_bus_id", 
 
 
 def _read(path: str) -> str:
+    """The file (or standard input) as text; bytes that are not UTF-8 become U+FFFD, whatever
+    the locale (under C/POSIX, sys.stdin would keep them as lone surrogates)."""
     if path == "-":
-        return sys.stdin.read()
+        return sys.stdin.buffer.read().decode("utf-8-sig", errors="replace")
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
         return fh.read()
+
+
+def _write_json_line(rec: dict) -> None:
+    """One JSON line on stdout, always valid UTF-8 (a lone surrogate becomes U+FFFD)."""
+    line = json.dumps(rec, ensure_ascii=False, default=str) + "\n"
+    sys.stdout.flush()
+    sys.stdout.buffer.write(line.encode("utf-8", errors="replace"))
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -82,7 +95,6 @@ def cmd_parse(args: argparse.Namespace) -> int:
         return 1
     attributor = Attributor(cfg)
     now = datetime.now(timezone.utc)
-    out = sys.stdout
     for i, dev in enumerate(batch.ids):
         m: dict[str, Any] = batch.meta[i]
         rec: dict[str, Any] = {"device_id": dev}
@@ -100,7 +112,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
         at = datetime.fromtimestamp(stamp / 1000, timezone.utc) if stamp else now
         rec["tenant"] = attributor.tenant(dev, m.get("host"), at, *(m.get(c) for c in ATTRIBUTION_LABELS))
         rec["exporter_ts_ms"] = batch.ts_ms[i]
-        out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        _write_json_line(rec)
+    sys.stdout.flush()
     s = batch.stats
     print(f"{args.file}: {len(batch)} device sample(s) from {s.samples} value line(s); "
           f"{s.lines} line(s) read, {s.comments} comment(s), {s.unmapped} sample line(s) not in the "
@@ -119,15 +132,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from collectors.runtime import Runtime
-    from queries import DatabaseOwned
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.load(args.config)
-    try:
-        runtime = Runtime(cfg, backfill=not args.no_backfill).start()
-    except DatabaseOwned as exc:
-        print(str(exc), file=sys.stderr)
-        return 3
+    runtime = Runtime(cfg, backfill=not args.no_backfill).start()    # DatabaseUnavailable: main() says it
     store, scheduler = runtime.store, runtime.scheduler
     assert store is not None and scheduler is not None       # start() made them
     stop = threading.Event()
@@ -147,8 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_import_meters(args: argparse.Namespace) -> int:
-    from collectors.meter_csv import parse_readings
-    from queries import DatabaseOwned, Store
+    from collectors.meter_csv import conflict_msg, parse_readings
+    from queries.store import DatabaseOwned, Store
 
     cfg = config.load(args.config)
     try:
@@ -162,9 +170,11 @@ def cmd_import_meters(args: argparse.Namespace) -> int:
         print(parsed.error, file=sys.stderr)
         return 2
     try:
-        store = Store(cfg.db_path, memory_limit=cfg.database.memory_limit)
+        store = Store(cfg.db_path, memory_limit=cfg.database.memory_limit, owner=cfg.owner)
     except DatabaseOwned as exc:
-        print(f"{exc}\nWhile the dashboard runs, import the file on its Sources page instead.", file=sys.stderr)
+        advice = {"dashboard": "\nWhile the dashboard runs, import the file on its Sources page instead.",
+                  "collector": "\nThen run this import again."}.get(exc.owner_kind, "")
+        print(f"{exc}{advice}", file=sys.stderr)
         return 3
     try:
         result = store.import_facility_readings(parsed.rows)
@@ -176,20 +186,27 @@ def cmd_import_meters(args: argparse.Namespace) -> int:
     for r in parsed.rejected:
         print(f"  line {r.line}: rejected: {r.reason}", file=sys.stderr)
     for r in result["conflicts"]:
-        print(f"  line {r['source_line']}: conflict: {r['meter']} "
-              f"{r['period_start']:%Y-%m-%d}..{r['period_end']:%Y-%m-%d} "
-              f"is stored with {r['stored_kwh']:g} kWh, the file says {r['energy_kwh']:g}; kept the stored value",
-              file=sys.stderr)
+        print(f"  line {r['source_line']}: conflict: {conflict_msg(r)}", file=sys.stderr)
     return 1 if parsed.rejected or result["conflicts"] else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """The configuration, then the database file as far as opening it read-only tells (a file
+    damaged past its header; a file another process owns is fine and is said so)."""
+    from queries.store import DatabaseOwned, Store
+
     cfg = config.load(args.config)
+    note = ""
+    if cfg.db_path.exists():
+        try:
+            Store(cfg.db_path, read_only=True).close()     # DatabaseDamaged and others: main() says it
+        except DatabaseOwned as exc:
+            note = f"; the database is in use by {f'process {exc.pid}' if exc.pid else 'another process'}"
     print(f"{cfg.directory}: OK: {len(cfg.sites)} site(s), {len(cfg.clusters)} cluster(s), "
           f"{cfg.total_gpus()} GPU(s) described, {len(cfg.tenants)} tenant(s), "
           f"{sum(len(s.targets) for s in cfg.sources)} configured target(s)"
           + (" (none: the embedded simulator runs)" if cfg.simulated else "")
-          + f"; owner {cfg.owner.site}/{cfg.owner.instance}")
+          + f"; owner {cfg.owner.site}/{cfg.owner.instance}" + note)
     return 0
 
 
@@ -214,12 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("file", help="CSV with columns site,meter,category,period_start,period_end,kwh")
     sub.add_parser("check-config", help="validate the configuration")
     args = p.parse_args(argv)
+    from queries.store import DatabaseUnavailable
+
     try:
         return {"parse": cmd_parse, "run": cmd_run, "import-meters": cmd_import_meters,
                 "check-config": cmd_check}[args.cmd](args)
     except config.ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

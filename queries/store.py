@@ -45,6 +45,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from config import DUCKDB_MAGIC, database_problem
 from queries import catalogue
 from queries.catalogue import (DEFAULT_OWNER, OWNER_COLUMNS, arrow_schema, first_of_each_key, insert_params,
                                insert_sql)
@@ -58,8 +59,32 @@ log = logging.getLogger(__name__)
 _LOCK_RE = re.compile(r"PID (\d+)")
 
 
-class DatabaseOwned(RuntimeError):
-    """Another process holds the database file."""
+class DatabaseUnavailable(RuntimeError):
+    """The database file cannot be opened; the message says why and what to do."""
+
+
+class DatabaseOwned(DatabaseUnavailable):
+    """Another process holds the database file: `pid` and its `command` line when known, and
+    `owner_kind` ("dashboard", "collector" or "other") for advice that fits the owner."""
+
+    def __init__(self, message: str, *, pid: int | None = None, command: str | None = None):
+        super().__init__(message)
+        self.pid = pid
+        self.command = command
+
+    @property
+    def owner_kind(self) -> str:
+        return _owner_kind(self.command)
+
+
+class DatabaseDamaged(DatabaseUnavailable):
+    """The database file is damaged (truncated, empty, not a DuckDB file, a bad checksum).
+    Nothing was written to it."""
+
+
+class DatabaseUnusable(DatabaseUnavailable):
+    """The path cannot hold the database: a folder, an unwritable place, a file DuckDB
+    refuses for another reason (a newer format)."""
 
 
 class UnknownQuery(KeyError):
@@ -87,35 +112,124 @@ def owner_key(owner: Any) -> OwnerKey:
     return OwnerKey(str(site), str(instance))
 
 
-def _owner_description(pid: int) -> str:
+def _command_of(pid: int) -> str | None:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        cmd = " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)
-        return f"process {pid} ({cmd[:160]})"
     except OSError:
-        return f"process {pid}"
+        return None
+    return " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p) or None
+
+
+def _owner_kind(command: str | None) -> str:
+    if not command:
+        return "other"
+    if "streamlit" in command or "app.py" in command:
+        return "dashboard"
+    if "collectors" in command and " run" in command:
+        return "collector"
+    return "other"
+
+
+_OWNER_ADVICE = {
+    "dashboard": "That is the dashboard: use it (its pages read and write this file), or stop it first.",
+    "collector": ("That is the headless collector (`python -m collectors run`), and while it runs no other "
+                  "process can open the file, the dashboard included: stop it (Ctrl-C, or kill -TERM {pid}), "
+                  "do what you meant to, and start it again."),
+    "other": "Stop that process first (or wait until it ends).",
+}
+
+
+def owned_error(target: str, pid: int | None) -> DatabaseOwned:
+    """The DatabaseOwned error for `target` held by process `pid`: names the owner and its
+    command line, and advises what fits that owner."""
+    command = _command_of(pid) if pid is not None else None
+    owner = "another process" if pid is None else f"process {pid}" + (f" ({command[:160]})" if command else "")
+    advice = _OWNER_ADVICE[_owner_kind(command)].format(pid=pid)
+    return DatabaseOwned(f"The database {target} is in use by {owner}. DuckDB lets only one process open it. "
+                         + advice, pid=pid, command=command)
+
+
+# what DuckDB says when a file is not a whole database (tried on truncated, zero-length,
+# random and bit-flipped files with DuckDB 2.0; it refuses them at connect and writes nothing)
+_DAMAGE_WORDS = ("not a valid duckdb database file", "could not read enough bytes", "corrupt database file",
+                 "checksum", "file is too small")
+
+
+def _is_damage(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in _DAMAGE_WORDS)
+
+
+def damaged_error(target: str, detail: str) -> DatabaseDamaged:
+    return DatabaseDamaged(
+        f"The database {target} is damaged: {detail}. Nothing was written to it. Stop every process that uses "
+        f"it, move the file aside (e.g. mv {target} {target}.damaged) and restore a copy from your backups; "
+        "or, to start with an empty database, just move it aside (history is then lost).")
+
+
+def _looks_damaged(p: Path) -> bool:
+    """A file that is there but is not a DuckDB database (empty, or its header is not one)."""
+    try:
+        if not p.is_file():
+            return False
+        with p.open("rb") as fh:
+            return fh.read(12)[8:12] != DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+# a DuckDB file: two 4 KiB main headers and a 4 KiB file header, then `total_blocks` blocks
+_HEADERS_BYTES = 3 * 4096
+
+
+def _truncated_by(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """How a file that opened is shorter than the blocks its header lists, else None. A
+    read-only open reads blocks only when a query needs them, so a truncated file opens and
+    fails later, at some page; this finds it at start."""
+    block_size, blocks = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+    expected = _HEADERS_BYTES + int(block_size) * int(blocks)
+    size = path.stat().st_size
+    if size < expected:
+        return f"it is truncated: {size} bytes, where its header lists {blocks} blocks ({expected} bytes)"
+    return None
 
 
 def connect(path: str | os.PathLike, *, read_only: bool = False,
             memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the database file, turning DuckDB's lock error into a plain message."""
+    """Open the database file. A file another process holds is `DatabaseOwned`; a damaged one
+    `DatabaseDamaged` (and is left as it was); a path that cannot hold the database (empty, a
+    folder, an unwritable place) `DatabaseUnusable`. Each message says what to do."""
     target = str(path)
     if target != ":memory:":
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        if not target.strip():
+            raise DatabaseUnusable("No database path given (database.path is empty); name a file, "
+                                   "e.g. data/centre.duckdb")
+        p = Path(target)
+        problem = database_problem(p, write=not read_only)
+        if problem:
+            if _looks_damaged(p):
+                raise damaged_error(target, "it is empty or not a DuckDB database file")
+            raise DatabaseUnusable(f"Cannot use {target} as the database: {problem}.")
+        if not read_only:
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnusable(f"Cannot make the folder for the database {target}: {exc.strerror}") from None
     try:
         con = duckdb.connect(target, read_only=read_only)
-    except duckdb.IOException as exc:
-        msg = str(exc)
-        if "lock" not in msg.lower():
-            raise
-        m = _LOCK_RE.search(msg)
-        owner = _owner_description(int(m.group(1))) if m else "another process"
-        raise DatabaseOwned(
-            f"The database {target} is in use by {owner}. DuckDB lets only one process open it. "
-            "Open the dashboard that process serves, or stop it first "
-            "(for the headless collector: stop `python -m collectors run`; "
-            "for the dashboard: stop `streamlit run app.py`)."
-        ) from None
+    except duckdb.Error as exc:
+        text = str(exc)
+        if _is_damage(exc):
+            raise damaged_error(target, text) from None
+        if re.search(r"\block\b", text, re.IGNORECASE):       # "Could not set lock on file"
+            m = _LOCK_RE.search(text)
+            raise owned_error(target, int(m.group(1)) if m else None) from None
+        raise DatabaseUnusable(f"Cannot open the database {target}: {text}") from None
+    if target != ":memory:":
+        short = _truncated_by(con, Path(target))
+        if short:
+            con.close()
+            raise damaged_error(target, short)
     con.execute("SET TimeZone = 'UTC'").fetchall()
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'").fetchall()
@@ -132,13 +246,19 @@ def migrations() -> list[tuple[int, str, str]]:
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """BEGIN ... COMMIT on `con`, ROLLBACK if the block raises."""
+    """BEGIN ... COMMIT on `con`, ROLLBACK if the block raises. The error raised is the first:
+    a COMMIT that fails (a full disk) has ended the transaction already, so the ROLLBACK
+    after it fails too ("no transaction is active"); that second failure is logged, never
+    raised in place of the one that says what went wrong."""
     con.execute("BEGIN").fetchall()
     try:
         yield con
         con.execute("COMMIT").fetchall()
-    except Exception:
-        con.execute("ROLLBACK").fetchall()
+    except BaseException as exc:
+        try:
+            con.execute("ROLLBACK").fetchall()
+        except duckdb.Error as rollback_exc:
+            log.debug("ROLLBACK after %s: %s", exc, rollback_exc)
         raise
 
 
@@ -244,11 +364,25 @@ class Store:
         self.memory_limit = memory_limit
         self.owner = owner_key(owner)
         self.con: duckdb.DuckDBPyConnection | None = None
+        wal = Path(self.path + ".wal")
+        had_wal = self.path != ":memory:" and wal.exists()
         con = self._open()
         if not read_only:
-            migrate(con)
-            create_macros(con)
-            adopt_default_owner(con, self.owner)
+            try:
+                migrate(con)
+                create_macros(con)
+                adopt_default_owner(con, self.owner)
+            except duckdb.Error as exc:
+                if not _is_damage(exc):
+                    raise
+                # damage found past the header: leave the file as it was (no checkpoint
+                # of what this open wrote, no WAL of ours beside it)
+                con.execute("PRAGMA disable_checkpoint_on_shutdown").fetchall()
+                con.close()
+                self.con = None
+                if not had_wal:
+                    wal.unlink(missing_ok=True)
+                raise damaged_error(self.path, str(exc)) from None
         self.write_lock = threading.Lock()
         self._devices = _DeviceRows()
         self._closed = False
@@ -298,7 +432,7 @@ class Store:
                     self.con = None
                 try:
                     self._open()
-                except (DatabaseOwned, duckdb.Error) as exc:
+                except (DatabaseUnavailable, duckdb.Error) as exc:
                     log.error("could not reopen the database %s, will try again at the next use: %s", self.path, exc)
                     return False
                 return True
@@ -398,30 +532,46 @@ class Store:
             cur.unregister("batch_targets")
 
     def import_facility_readings(self, rows: list[dict]) -> dict[str, list]:
-        """Insert meter readings; one already stored with the same value is unchanged, one with a
-        different value is a conflict (never overwritten). Returns inserted/unchanged/conflicts rows."""
+        """Insert meter readings; nothing stored is ever overwritten. A row whose meter and
+        period are stored with the same category and value is "unchanged"; one that differs
+        from what is stored is a "conflict" and is not stored: `conflict` says how ("kwh":
+        another value, "category": another category, "overlap": the period overlaps a stored
+        period of the same meter, which would count that time twice), beside the stored row's
+        `stored_kwh`, `stored_start`, `stored_end` (in the row's time zone), `stored_scope`,
+        `stored_pue_category` (collectors.meter_csv.conflict_msg words it). Returns the rows
+        as inserted / unchanged / conflicts."""
         out: dict[str, list] = {"inserted": [], "unchanged": [], "conflicts": []}
         if not rows:
             return out
         now = datetime.now(timezone.utc)
         table = pa.Table.from_pylist([{**r, "imported_at": now} for r in rows],
                                      schema=arrow_schema("facility_readings"))
+        probe = table.select(["site", "meter", "period_start", "period_end"]).append_column(
+            "row_i", pa.array(range(len(rows)), pa.int64()))
         with self._tx() as cur:
-            cur.register("batch_readings", table)
-            existing = cur.execute("""
-                SELECT b.source_line, f.energy_kwh FROM batch_readings b JOIN facility_readings f
+            cur.register("batch_readings", probe)
+            stored = cur.execute("""
+                SELECT b.row_i, f.period_start, f.period_end, f.energy_kwh, f.scope, f.pue_category
+                FROM batch_readings b JOIN facility_readings f
                   ON f.site = b.site AND f.meter = b.meter
-                 AND f.period_start = b.period_start AND f.period_end = b.period_end""").fetchall()
+                 AND f.period_start < b.period_end AND b.period_start < f.period_end
+                ORDER BY b.row_i, f.period_start""").fetchall()
             cur.unregister("batch_readings")
-            self._insert(cur, "facility_readings", table)
-        stored = dict(existing)
-        for r in rows:
-            if r["source_line"] not in stored:
-                out["inserted"].append(r)
-            elif abs(stored[r["source_line"]] - r["energy_kwh"]) < 1e-9:
-                out["unchanged"].append(r)
-            else:
-                out["conflicts"].append({**r, "stored_kwh": stored[r["source_line"]]})
+            found: dict[int, list[tuple]] = {}
+            for i, *rest in stored:
+                found.setdefault(i, []).append(tuple(rest))
+            keep = []
+            for i, r in enumerate(rows):
+                verdict = _reading_verdict(r, found.get(i, []))
+                if verdict is None:
+                    keep.append(i)
+                    out["inserted"].append(r)
+                elif verdict == "unchanged":
+                    out["unchanged"].append(r)
+                else:
+                    out["conflicts"].append({**r, **verdict})
+            if keep:
+                self._insert(cur, "facility_readings", table.take(pa.array(keep, pa.int64())))
         return out
 
     def get_kv(self, key: str) -> str | None:
@@ -464,6 +614,26 @@ class Store:
             rows = cur.execute("""SELECT value FROM owner_status
                 WHERE owner_site = ? AND owner_instance = ? AND name = ?""", [*self.owner, name]).fetchall()
         return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def _reading_verdict(row: dict, stored: list[tuple]) -> dict | str | None:
+    """None: store `row`; "unchanged": stored as it is; else the conflict's fields (see
+    Store.import_facility_readings). `stored`: the meter's stored readings whose periods
+    overlap the row's, as (start, end, kwh, scope, pue_category), earliest first."""
+    if not stored:
+        return None
+    same = [s for s in stored if s[0] == row["period_start"] and s[1] == row["period_end"]]
+    start, end, kwh, scope, pue_category = same[0] if same else stored[0]
+    tz = row["period_start"].tzinfo
+    out = {"stored_kwh": kwh, "stored_start": start.astimezone(tz), "stored_end": end.astimezone(tz),
+           "stored_scope": scope, "stored_pue_category": pue_category}
+    if not same:
+        return {"conflict": "overlap", **out}
+    if (scope, pue_category) != (row["scope"], row["pue_category"]):
+        return {"conflict": "category", **out}
+    if abs(kwh - row["energy_kwh"]) >= 1e-9:
+        return {"conflict": "kwh", **out}
+    return "unchanged"
 
 
 def _json_default(value: Any) -> Any:
