@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 if TYPE_CHECKING:
     from collectors.kinds.base import Options, SourceKind
@@ -49,8 +50,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-PosFloat = Annotated[float, Field(gt=0, strict=False)]
+# Numbers are numbers: strict models refuse "15" and true where a number is meant (an
+# integer is accepted where a float is), and every float is finite. Durations are bounded
+# so that a typo cannot stop the scheduler (inf overflows its timer) or spin it (1e-9 s).
+MIN_INTERVAL_S, MAX_INTERVAL_S = 1.0, 86_400.0           # collection.interval_s, ui.refresh_s: 1 s .. 1 day
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 600.0                # timeouts: 0.1 s .. 10 min
+MAX_STALE_S = 7 * 86_400.0                               # collection.stale_after_s: 1 s .. 1 week
+Number = Annotated[float, Field(allow_inf_nan=False)]
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PosInt = Annotated[int, Field(gt=0)]
+IntervalS = Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S, allow_inf_nan=False)]
+TimeoutS = Annotated[float, Field(ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S, allow_inf_nan=False)]
+StaleS = Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_STALE_S, allow_inf_nan=False)]
+# DuckDB cannot run its migrations below this much memory; a smaller limit fails at the
+# first write instead of at start
+MIN_MEMORY_LIMIT_BYTES = 64 * 1000**2
+_MEMORY_UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+                 "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -60,26 +77,81 @@ class Centre(_Strict):
 
 
 class Database(_Strict):
-    path: str = "data/centre.duckdb"
+    path: Annotated[str, Field(min_length=1)] = "data/centre.duckdb"
     # DuckDB's buffer pool; its own default is 80 % of the machine's memory
-    memory_limit: Annotated[str, Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")] = "1GB"
+    memory_limit: Annotated[str, Field(pattern=_MEMORY_RE.pattern)] = "1GB"
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _enough_memory(cls, v: str) -> str:
+        if memory_limit_bytes(v) < MIN_MEMORY_LIMIT_BYTES:
+            raise ValueError(f"{v!r} is too little for DuckDB to run; give at least 64MB (e.g. \"1GB\")")
+        return v
+
+
+def memory_limit_bytes(text: str) -> float:
+    """A memory_limit setting ("1GB", "512 MiB") in bytes (KB = 1000 bytes, KiB = 1024, as DuckDB)."""
+    m = _MEMORY_RE.match(text.strip())
+    if m is None:
+        raise ValueError(f"{text!r} is not an amount of memory such as \"1GB\" or \"512MiB\"")
+    return float(m.group(1)) * _MEMORY_UNITS[m.group(2)]
+
+
+# bytes 8..11 of every DuckDB database file
+DUCKDB_MAGIC = b"DUCK"
+
+
+def database_problem(path: str | os.PathLike, *, write: bool = True) -> str | None:
+    """Why `path` cannot serve as the database file, in words; None when it can. A file that
+    does not exist yet is fine when its folder exists or can be made (and, for `write`, can be
+    written: DuckDB writes its WAL beside the file). Reads at most 12 bytes, writes nothing;
+    used by config checks (check-config, start) and by queries.store.connect."""
+    p = Path(path)
+    if p.is_dir():
+        return f"{p} is a folder, not a database file (name a file in it, e.g. {p / 'centre.duckdb'})"
+    if p.exists():
+        if not p.is_file():
+            return f"{p} is not a regular file"
+        try:
+            with p.open("rb") as fh:
+                head = fh.read(12)
+        except OSError as exc:
+            return f"{p} cannot be read: {exc.strerror}"
+        if not head:
+            return (f"{p} is empty (0 bytes), not a DuckDB database: a damaged or unfinished file. Move it "
+                    "aside and restore a copy, or remove it to start with an empty database")
+        if head[8:12] != DUCKDB_MAGIC:
+            return (f"{p} is not a DuckDB database file (it does not start like one). If it was the "
+                    "dashboard's database it is damaged: move it aside and restore a copy; otherwise "
+                    "point database.path at another file")
+        if write and not (os.access(p, os.W_OK) and os.access(p.parent, os.W_OK | os.X_OK)):
+            return f"{p} cannot be written by this user (the file and its folder must be writable)"
+        return None
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, so the folder for {p} cannot be made"
+    if write and not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} cannot be written by this user, so {p} cannot be made there"
+    return None
 
 
 class Collection(_Strict):
-    interval_s: PosFloat = 15.0
-    timeout_s: PosFloat = 5.0
-    concurrency: PosInt = 32
-    stale_after_s: PosFloat = 60.0
+    interval_s: IntervalS = 15.0
+    timeout_s: TimeoutS = 5.0
+    concurrency: Annotated[int, Field(gt=0, le=4096)] = 32
+    stale_after_s: StaleS = 60.0
 
 
 class UI(_Strict):
-    refresh_s: PosFloat = 15.0
+    refresh_s: IntervalS = 15.0
 
 
 class Site(_Strict):
     id: Ident
     name: str
-    grid_emission_kg_per_kwh: Annotated[float, Field(ge=0, strict=False)] = 0.58
+    grid_emission_kg_per_kwh: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.58
     timezone: str = "Asia/Shanghai"      # local time of meter readings and bills
 
 
@@ -124,9 +196,9 @@ class Simulator(_Strict):
     seed: int = 1
     bind: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 0
-    backfill_days: Annotated[float, Field(ge=0, strict=False)] = 30.0
-    backfill_step_s: Annotated[int, Field(ge=60)] = 900
-    site_overhead_kw: Annotated[float, Field(ge=0, strict=False)] = 180.0
+    backfill_days: Annotated[float, Field(ge=0, le=3660, allow_inf_nan=False)] = 30.0
+    backfill_step_s: Annotated[int, Field(ge=60, le=86_400)] = 900
+    site_overhead_kw: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 180.0
 
 
 def source_kinds() -> dict[str, "SourceKind"]:
@@ -159,7 +231,7 @@ class Source(_Strict):
     kind: str
     site: str
     cluster: str
-    timeout_s: PosFloat | None = None           # overrides collection.timeout_s
+    timeout_s: TimeoutS | None = None           # overrides collection.timeout_s
     retries: Annotated[int, Field(ge=0, le=5)] = 2
     _options: Any = PrivateAttr(default=None)
 
@@ -259,7 +331,7 @@ class CatalogueFile(_Strict):
 
 class FieldMap(_Strict):
     column: str
-    scale: Annotated[float, Field(strict=False)] = 1.0
+    scale: Number = 1.0
     kind: Literal["number", "string"] = "number"
 
 
@@ -331,8 +403,7 @@ class Config:
 
     @property
     def db_path(self) -> Path:
-        p = Path(self.database.path)
-        return p if p.is_absolute() else PROJECT_ROOT / p
+        return _resolve_db(self.database.path)
 
     @property
     def simulated(self) -> bool:
@@ -350,6 +421,12 @@ class Config:
 
     def tenant_for_namespace(self) -> dict[str, str]:
         return {ns: t.id for t in self.tenants for ns in t.namespaces}
+
+
+def _resolve_db(path: str) -> Path:
+    """database.path: relative paths resolve against the project root."""
+    p = Path(path)
+    return p if p.is_absolute() else PROJECT_ROOT / p
 
 
 def _describe(value: object) -> str:
@@ -373,6 +450,7 @@ _EXPECT = {
     "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
     "float_parsing": "a number", "string_type": "a string", "bool_type": "true or false",
     "list_type": "a list", "dict_type": "a table", "model_type": "a table",
+    "finite_number": "a finite number", "bool_parsing": "true or false",
 }
 
 
@@ -406,8 +484,18 @@ def _read_toml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found (set {ENV_VAR} to the directory holding your config)")
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path}: line {line}, column {column}: byte 0x{data[exc.start]:02x} is not UTF-8 "
+                          "(TOML files are UTF-8; save the file as UTF-8)") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
@@ -484,12 +572,24 @@ def _cross_check(problems: _Problems, path: Path, cf: CentreFile, cat: Catalogue
                              f"namespace {ns!r} already belongs to tenant {owner[ns]!r}")
             owner.setdefault(ns, t.id)
     _check_unique(problems, path, "sources", [s.name for s in cf.sources], field="name")
+    prefixes: dict[str, int] = {}
+    for i, c in enumerate(cf.clusters):
+        if c.host_prefix in prefixes:
+            problems.add(path, f"clusters[{i}].host_prefix",
+                         f"host_prefix {c.host_prefix!r} is also clusters[{prefixes[c.host_prefix]}].host_prefix; "
+                         "two clusters would name the same hosts and store their samples twice")
+        prefixes.setdefault(c.host_prefix, i)
     tenant_ids = {t.id for t in cf.tenants}
     for i, r in enumerate(cf.attribution):
         if r.tenant not in tenant_ids:
             problems.add(path, f"attribution[{i}].tenant", f"unknown tenant {r.tenant!r}")
         if r.namespace is None and r.pod is None and r.job is None and r.user is None:
             problems.add(path, f"attribution[{i}]", "a rule needs at least one of namespace, pod, job, user")
+        for key in ("namespace", "pod", "job", "user"):
+            pattern = getattr(r, key)
+            problem = glob_problem(pattern) if pattern is not None else None
+            if problem:
+                problems.add(path, f"attribution[{i}].{key}", f"{pattern!r}: {problem}")
     for i, lease in enumerate(cf.leases):
         if lease.tenant not in tenant_ids:
             problems.add(path, f"leases[{i}].tenant", f"unknown tenant {lease.tenant!r}")
@@ -502,12 +602,90 @@ def _cross_check(problems: _Problems, path: Path, cf: CentreFile, cat: Catalogue
                 problems.add(path, f"leases[{i}].{key}", "give a time zone, e.g. 2026-11-01T00:00:00+08:00")
         if not naive and lease.end is not None and lease.end <= lease.start:
             problems.add(path, f"leases[{i}].end", "must be after start")
+    _check_leases(problems, path, cf.leases)
     for i, s in enumerate(cf.sources):
         if s.site not in site_ids:
             problems.add(path, f"sources[{i}].site", f"unknown site {s.site!r}")
         if s.cluster not in cluster_ids:
             problems.add(path, f"sources[{i}].cluster", f"unknown cluster {s.cluster!r}")
         _check_source(problems, path, i, s)
+    _check_urls_once(problems, path, cf.sources)
+
+
+def glob_problem(pattern: str) -> str | None:
+    """Why the shell glob `pattern` (fnmatch) would not mean what it says, else None: an
+    unclosed '[' matches itself literally, and a range written backwards ('[z-a]') matches
+    nothing."""
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern[i] != "[":
+            i += 1
+            continue
+        j = i + 1
+        if j < n and pattern[j] == "!":
+            j += 1
+        if j < n and pattern[j] == "]":
+            j += 1
+        close = pattern.find("]", j)
+        if close < 0:
+            return f"the '[' at position {i + 1} is never closed (write '[[]' for a literal '[')"
+        body = pattern[i + 1:close].lstrip("!")
+        for k in range(1, len(body) - 1):
+            if body[k] == "-" and body[k - 1] > body[k + 1]:
+                return f"the range '{body[k - 1]}-{body[k + 1]}' is backwards and matches nothing"
+        i = close + 1
+    return None
+
+
+def _check_leases(problems: _Problems, path: Path, leases: list[Lease]) -> None:
+    """A host or device leased to two tenants at once would be attributed to whichever
+    lease is read first: refuse it, naming both leases."""
+    def overlap(a: Lease, b: Lease) -> bool:
+        try:
+            return (a.end is None or b.start < a.end) and (b.end is None or a.start < b.end)
+        except TypeError:           # a naive time, reported above
+            return False
+
+    for j, b in enumerate(leases):
+        for i, a in enumerate(leases[:j]):
+            if a.tenant == b.tenant or not overlap(a, b):
+                continue
+            for what, shared in (("host", sorted(set(a.hosts) & set(b.hosts))),
+                                 ("device", sorted(set(a.devices) & set(b.devices)))):
+                if shared:
+                    problems.add(path, f"leases[{j}]", f"{what} {shared[0]!r} is leased to {b.tenant!r} here and to "
+                                 f"{a.tenant!r} in leases[{i}] over an overlapping time")
+
+
+def _url_key(url: str) -> str:
+    """A URL as the place it names (scheme and host in lower case, the default port made
+    explicit, an empty path as '/'), so two spellings of one exporter compare equal."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return url
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}{parts.path or '/'}?{parts.query}"
+
+
+def _check_urls_once(problems: _Problems, path: Path, sources: list[Source]) -> None:
+    """Each URL is scraped by one source, once: a URL listed twice (in one source or in
+    two) would store every sample of that exporter twice."""
+    first: dict[str, str] = {}
+    for i, s in enumerate(sources):
+        urls = (s.model_extra or {}).get("targets")
+        if not isinstance(urls, list):
+            continue
+        for j, url in enumerate(urls):
+            if not isinstance(url, str):
+                continue
+            key = _url_key(url)
+            here = f"sources[{i}].targets[{j}]"
+            if key in first:
+                problems.add(path, here, f"{url!r} is also {first[key]}; one exporter scraped twice stores "
+                             "each sample twice")
+            else:
+                first[key] = here
 
 
 _ALLOWED_COLUMNS = (set(SAMPLE_MEASURES) - set(DERIVED_MEASURES)) | set(DEVICE_ATTRIBUTES) | set(PARSE_ONLY_COLUMNS)
@@ -607,10 +785,19 @@ def _build(centre: dict, accelerators: dict, mappings: dict[str, dict], *, direc
                 names = src.mapping_names
             except ConfigError:
                 continue            # its options are wrong: reported above
+            kind = kinds[src.kind]
             for name in names:
                 if name not in mappings:
                     problems.add(centre_path, f"sources[{i}].mappings",
                                  f"no mapping table {name!r} in {map_dir} (have {sorted(mappings)})")
+                elif name in maps and maps[name].table not in kind.mapping_tables:
+                    problems.add(centre_path, f"sources[{i}].mappings",
+                                 f"mapping {name!r} fills {maps[name].table}, but a {src.kind} source fills "
+                                 f"{' or '.join(kind.mapping_tables)}; use one of "
+                                 f"{sorted(n for n, m in maps.items() if m.table in kind.mapping_tables)}")
+        db_problem = database_problem(_resolve_db(cf.database.path))
+        if db_problem:
+            problems.add(centre_path, "database.path", db_problem)
     problems.raise_any()
     assert cf is not None
     owner = Owner(site=cf.owner.site or cf.sites[0].id, instance=cf.owner.instance or socket.gethostname())

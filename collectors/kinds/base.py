@@ -10,6 +10,7 @@ without NVIDIA's library still loads its config and runs its other sources.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Literal
 
@@ -33,10 +34,24 @@ class Options(BaseModel):
 
 
 def check_urls(targets: list[str]) -> list[str]:
-    """The targets, if each is an http(s) URL; else ValueError naming the first that is not."""
+    """The targets, if each is an http(s) URL that urllib reads as written (a host, a port
+    within 1..65535, no spaces or control characters); else ValueError naming the first
+    that is not. (urllib would otherwise read "host:70000" and let the request fail, or
+    "http://a b" as a host with a space in it.)"""
     for t in targets:
         if not t.startswith(("http://", "https://")):
             raise ValueError(f"{t!r} is not an http(s) URL")
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in t):
+            raise ValueError(f"{t!r} holds a space or a control character")
+        try:
+            parts = urlsplit(t)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"{t!r} is not a URL urllib can read ({exc}); a port is 1..65535") from None
+        if not parts.hostname:
+            raise ValueError(f"{t!r} names no host")
+        if port == 0:
+            raise ValueError(f"{t!r}: port 0 is not a port to scrape; a port is 1..65535")
     return targets
 
 
@@ -92,6 +107,9 @@ class SourceKind:
     collector: str = ""
     # source -> its targets; None: one Target per configured URL
     make_targets: Callable[["Source"], "list[Target]"] | None = None
+    # the tables its mapping tables may fill (config rejects a mapping of another table:
+    # a dcgm source reading a facility mapping would store nothing, cycle after cycle)
+    mapping_tables: tuple[str, ...] = ("device_samples",)
 
     @property
     def name_key(self) -> str:

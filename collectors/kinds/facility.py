@@ -27,4 +27,5 @@ def build(source, deps: Deps):
 
 
 KIND = SourceKind(name="facility", options=FacilityOptions, vendor="other", default_mappings=("facility",),
-                  build=build, collector="collectors.facility:FacilityCollector")
+                  build=build, collector="collectors.facility:FacilityCollector",
+                  mapping_tables=("facility_samples",))

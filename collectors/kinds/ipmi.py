@@ -29,4 +29,5 @@ def build(source, deps: Deps):
 
 
 KIND = SourceKind(name="ipmi", options=IpmiOptions, vendor="other", default_mappings=("ipmi",), build=build,
-                  collector="collectors.ipmi:IpmiCollector", make_targets=targets)
+                  collector="collectors.ipmi:IpmiCollector", make_targets=targets,
+                  mapping_tables=("facility_samples",))

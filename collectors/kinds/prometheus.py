@@ -38,4 +38,5 @@ def build(source, deps: Deps):
 
 
 KIND = SourceKind(name="prometheus", options=PrometheusOptions, vendor="other", default_mappings=("dcgm",),
-                  build=build, targets="one", collector="collectors.prometheus:PrometheusCollector")
+                  build=build, targets="one", collector="collectors.prometheus:PrometheusCollector",
+                  mapping_tables=("device_samples", "facility_samples"))
