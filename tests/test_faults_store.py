@@ -190,3 +190,23 @@ def test_the_cli_says_a_file_is_damaged_without_a_traceback(tmp_path):
         out = _cli(d2, *args)
         assert out.returncode == 3, (args, out.stderr)
         assert f"The database {bad} is damaged" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_one_sample_delivered_many_ways_is_stored_once(store, faults):
+    """Issue 11 #5: two copies of one (device, time) in one batch (one URL in two sources, two
+    exporters reporting one UUID), and the same batch again (a retry): one row each."""
+    import pyarrow as pa
+
+    from queries import arrow_schema
+
+    t0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    rows = [{"ts": t0.replace(second=15 * i), "device_id": f"GPU-{d}", "util_pct": float(d)}
+            for i in range(3) for d in range(2)]                 # 3 times x 2 devices = 6 samples
+    batch = pa.Table.from_pylist(rows + rows, schema=arrow_schema("device_samples"))   # each twice: 12 rows
+    faults.tried(2)
+    assert store.insert("device_samples", batch) == 6
+    assert store.insert("device_samples", batch) == 0
+    stored, unique = store.con.execute(
+        "SELECT count(*), count(DISTINCT (device_id, ts)) FROM device_samples").fetchone()
+    faults.stored(expected=6, unique=unique, rows=stored)
+    assert (stored, unique) == (6, 6)

@@ -122,6 +122,14 @@ def test_every_kind_builds_a_collector_with_the_common_lifecycle(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(kinds()))
+def test_every_kind_s_own_mappings_fill_a_table_it_takes(kind, cfg):
+    """The check that refuses a mapping of another table (config) would refuse the kind's own."""
+    spec = kinds()[kind]
+    assert spec.mapping_tables and set(spec.mapping_tables) <= {"device_samples", "facility_samples"}
+    assert all(cfg.mappings[m].table in spec.mapping_tables for m in spec.default_mappings), spec.default_mappings
+
+
+@pytest.mark.parametrize("kind", sorted(kinds()))
 def test_every_kind_refuses_a_key_it_does_not_take(kind):
     with pytest.raises(ConfigError) as err:
         make_config(sources=[source_dict(kind, colour="blue")])
