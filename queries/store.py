@@ -186,7 +186,10 @@ def _truncated_by(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
     """How a file that opened is shorter than the blocks its header lists, else None. A
     read-only open reads blocks only when a query needs them, so a truncated file opens and
     fails later, at some page; this finds it at start."""
-    block_size, blocks = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+    row = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+    if row is None:
+        return None
+    block_size, blocks = row
     expected = _HEADERS_BYTES + int(block_size) * int(blocks)
     size = path.stat().st_size
     if size < expected:
@@ -566,10 +569,10 @@ class Store:
                 if verdict is None:
                     keep.append(i)
                     out["inserted"].append(r)
-                elif verdict == "unchanged":
-                    out["unchanged"].append(r)
-                else:
+                elif isinstance(verdict, dict):
                     out["conflicts"].append({**r, **verdict})
+                else:
+                    out["unchanged"].append(r)
             if keep:
                 self._insert(cur, "facility_readings", table.take(pa.array(keep, pa.int64())))
         return out
