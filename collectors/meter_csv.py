@@ -1,6 +1,7 @@
 """Facility meter readings from CSV: validate row by row, keep the good rows.
 
-Format (UTF-8, comma-separated, header required, column order free, one reading a line):
+Format (UTF-8, a byte-order mark allowed; comma-separated; header required; column order
+free; one reading a line; lines end with LF, CRLF or CR):
 
     site,meter,category,period_start,period_end,kwh
     sh-lingang,grid-main,facility,2026-10-01,2026-11-01,612345.5
@@ -129,19 +130,19 @@ def _fields(line: str) -> list[str]:
         raise _Bad(msg("msg.meters.bad_csv", detail=str(exc))) from None
 
 
+_EOL = re.compile(r"\r\n|\n|\r")
+_EOL_BYTES = re.compile(rb"\r\n|\n|\r")
+
+
 def _lines(data: bytes | str) -> list[tuple[int, str | None]]:
-    """(line number, text) of every line; text None where the bytes are not UTF-8."""
+    """(line number, text) of every line (ended by LF, CRLF or a lone CR, as spreadsheets
+    write them); text None where the bytes are not UTF-8."""
     if isinstance(data, str):
-        return [(i, s) for i, s in enumerate(data.lstrip("\ufeff").splitlines(), 1)]
+        return list(enumerate(_EOL.split(data.removeprefix("\ufeff")), 1))
     out: list[tuple[int, str | None]] = []
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()
-    for i, raw in enumerate(raw_lines, 1):
-        if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
+    for i, raw in enumerate(_EOL_BYTES.split(data.removeprefix(b"\xef\xbb\xbf")), 1):
         try:
-            out.append((i, raw.rstrip(b"\r").decode("utf-8")))
+            out.append((i, raw.decode("utf-8")))
         except UnicodeDecodeError:
             out.append((i, None))
     return out

@@ -116,6 +116,15 @@ def test_bytes_that_are_not_utf8_cost_their_row(cfg, faults):
     assert utf16.error == "bill.csv: line 1: the file is UTF-16 text; save it as UTF-8"
 
 
+def test_line_ends_of_every_kind_and_a_byte_order_mark(cfg):
+    rows = [HEADER.strip(), one_row(meter="a").strip(), one_row(meter="b").strip(), one_row(meter="c").strip()]
+    data = b"\xef\xbb\xbf" + rows[0].encode() + b"\r\n" + rows[1].encode() + b"\r" + rows[2].encode() + b"\n" \
+        + rows[3].encode()
+    parsed = parse_readings(data, cfg)
+    assert [(r["meter"], r["source_line"]) for r in parsed.rows] == [("a", 2), ("b", 3), ("c", 4)]
+    assert parse_readings(data.decode("utf-8"), cfg).rows == parsed.rows
+
+
 @pytest.mark.fault
 def test_a_repeated_header_column_is_refused(cfg, faults):
     parsed = parse_readings((HEADER.strip() + ",KWH\n" + one_row("1").strip() + ",2\n").encode(), cfg,
