@@ -158,7 +158,7 @@ def test_overlapping_periods_of_one_meter_in_a_file_are_refused(cfg, faults):
 
 
 @pytest.mark.fault
-def test_no_input_makes_the_parser_raise(cfg, faults):
+def test_no_input_makes_the_parser_raise(cfg):
     """Random bytes, and a good file cut and spliced with NULs, quotes, invalid UTF-8, huge fields."""
     rng = random.Random(11)
     good = (HEADER + one_row(meter="a") + one_row(meter="b", kwh="1.5")).encode()
@@ -172,8 +172,7 @@ def test_no_input_makes_the_parser_raise(cfg, faults):
             data[at:at + rng.randrange(3)] = rng.choice(pieces)
         inputs.append(bytes(data))
     inputs += [b"", b"\n\n", HEADER.encode(), b'"' * 5, b"\xff\xfe" + b"\0" * 10]
-    faults.tried(len(inputs))
-    for data in inputs:
+    for data in inputs:                # counted as one fault: the inputs are random, not cases
         parsed = parse_readings(data, cfg)
         assert parsed.error is not None or all(r.line >= 2 for r in parsed.rejected)
         assert all(isinstance(r.reason, str) and r.reason for r in parsed.rejected)
