@@ -6,7 +6,10 @@ in queries/sql/ with `$named` parameters, declared on its first line, run by
 """
 
 from queries.catalogue import TABLES, arrow_schema
-from queries.store import DatabaseOwned, OwnerKey, Store, UnknownQuery, connect, migrate, query_names, run
+from queries.store import (
+    DatabaseDamaged, DatabaseOwned, DatabaseUnavailable, DatabaseUnusable, OwnerKey, Store, UnknownQuery, connect,
+    migrate, query_names, run,
+)
 
-__all__ = ["DatabaseOwned", "OwnerKey", "Store", "TABLES", "UnknownQuery", "arrow_schema", "connect", "migrate",
-           "query_names", "run"]
+__all__ = ["DatabaseDamaged", "DatabaseOwned", "DatabaseUnavailable", "DatabaseUnusable", "OwnerKey", "Store",
+           "TABLES", "UnknownQuery", "arrow_schema", "connect", "migrate", "query_names", "run"]
