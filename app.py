@@ -4,7 +4,10 @@ This file plays two parts. Imported by the server (`streamlit run` finds the
 `st.App` below and serves it), it is the owner process: its lifespan loads and
 validates config/, opens the DuckDB file, and starts the collector runtime
 (simulator, scrapes, jobs, back-fill) once, before any browser connects; it
-stops them at shutdown, and it answers /healthz. The lifespan's state holds the
+stops them at shutdown (the scheduler's stop stores what is queued, or spills it
+to the spool folder), and it answers /healthz: 200 with "status" "ok" or
+"degraded" and the reasons, 503 when collection has failed or not yet started.
+/ui, a path people try, redirects to the dashboard. The lifespan's state holds the
 runtime and the owner's store; each session's page context takes the store from
 there (pages/context.py). Run by Streamlit as each session's script
 (`__name__ == "__main__"`), it draws the navigation and the pages.
@@ -24,7 +27,7 @@ else:
     from contextlib import asynccontextmanager
 
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, RedirectResponse
     from starlette.routing import Route
 
     import config
@@ -59,6 +62,11 @@ else:
         runtime = app.state.get("runtime")
         if not isinstance(runtime, Runtime) or not runtime.started:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse(runtime.health())
+        health = runtime.health()
+        return JSONResponse(health, status_code=503 if health["status"] == "failed" else 200)
 
-    app = st.App(__file__, lifespan=lifespan, routes=[Route("/healthz", healthz)])
+    async def to_dashboard(request: Request) -> RedirectResponse:
+        return RedirectResponse("/", status_code=307)
+
+    app = st.App(__file__, lifespan=lifespan, routes=[Route("/healthz", healthz), Route("/ui", to_dashboard),
+                                                      Route("/ui/{rest:path}", to_dashboard)])

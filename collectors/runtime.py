@@ -19,6 +19,14 @@ per scrape it replays, and is resumable and idempotent (progress in kv).
 The owner writes its status (collection, last cycle, spool, back-fill, jobs)
 to the database after every cycle and every job run (`store.put_status`), so
 pages read the truth from the file wherever the collector runs.
+
+`health()` (what /healthz answers, and the status the pages show) says "failed"
+when collection is not happening: the loop thread is gone, no cycle ended for
+HEALTH_STALE_CYCLES intervals, or no target answered in the last cycle; it says
+"degraded" when collection goes on but something needs a person: database
+writes fail, the spool cannot spill or dropped batches in the last hour, damaged
+spool batches sit in quarantine, targets answer with no rows, the back-fill
+failed. Each reason is a code, English words and their message keys.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from collectors.scheduler import (REOPEN_EVERY_S, RUN_SCHEMA, CycleReport, Sched
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import Target
 from config import Config, Source
+import i18n
+from i18n import Msg, msg
 from queries import Store
 
 if TYPE_CHECKING:
@@ -55,6 +65,48 @@ SIMULATOR_SOURCE = "simulator"      # source names of the simulated floor start 
 
 # names of the owner status rows (store.put_status) the Sources page reads
 STATUS_COLLECTOR, STATUS_BACKFILL, STATUS_JOBS = "collector", "backfill", "jobs"
+
+HEALTH_STALE_CYCLES = 3          # no cycle ended for this many intervals: collection has failed
+HEALTH_DROP_WINDOW_S = 3600      # a spool drop keeps the health degraded this long
+
+
+def reason(code: str, message: Msg) -> dict:
+    """One health reason: a code for machines, English words, and the words as keys for pages."""
+    return {"code": code, "message": str(message), "msg": i18n.dumps([message])}
+
+
+def assess(*, started: bool, thread_alive: bool, loop_error: str | None, interval_s: float, now: float,
+           last_cycle_at: float | None, started_at: float | None, rep: CycleReport | None, spool: dict,
+           backfill: dict) -> tuple[str, list[dict]]:
+    """(status, reasons) of a running collector; see the module docstring."""
+    failed: list[dict] = []
+    degraded: list[dict] = []
+    if started and not thread_alive:
+        failed.append(reason("loop_stopped", msg("health.loop_stopped", error=loop_error or "—")))
+    since = last_cycle_at if last_cycle_at is not None else started_at
+    if started and since is not None and now - since > HEALTH_STALE_CYCLES * interval_s:
+        failed.append(reason("no_cycle", msg("health.no_cycle", s=f"{now - since:.0f}",
+                                             n=HEALTH_STALE_CYCLES, interval=f"{interval_s:g}")))
+    if rep is not None and rep.ok == 0 and rep.failed + rep.skipped > 0:
+        failed.append(reason("all_targets_failing", msg("health.all_failing", n=rep.failed + rep.skipped)))
+    if rep is not None and rep.write_error:
+        degraded.append(reason("write_error", msg("health.write_error", error=rep.write_error,
+                                                  batches=spool.get("pending_batches", 0))))
+    if spool.get("spill_error"):
+        degraded.append(reason("spill_error", msg("health.spill_error", error=spool["spill_error"])))
+    if spool.get("last_drop_at") and now - spool["last_drop_at"] < HEALTH_DROP_WINDOW_S:
+        degraded.append(reason("spool_dropping", msg("health.spool_dropped", batches=spool["dropped_batches"],
+                                                     rows=spool["dropped_rows"])))
+    if spool.get("quarantined_batches"):
+        newest = (spool.get("quarantined") or [{}])[0]
+        degraded.append(reason("quarantined", msg("health.quarantined", n=spool["quarantined_batches"],
+                                                  file=newest.get("file", "—"), why=newest.get("reason", "—"))))
+    if rep is not None and rep.empty:
+        degraded.append(reason("targets_empty", msg("health.targets_empty", n=rep.empty)))
+    if backfill.get("state") == "failed":
+        degraded.append(reason("backfill_failed", msg("health.backfill_failed", error=backfill.get("error") or "—")))
+    status = "failed" if failed else "degraded" if degraded else "ok"
+    return status, failed + degraded
 
 
 def simulator_sources(cfg: Config, targets) -> list[Source]:
@@ -264,6 +316,8 @@ class Runtime:
             self.scheduler.stop()
         if self.jobs is not None:
             self.jobs.stop()
+        if self.scheduler is not None and self.store is not None:
+            self.scheduler.spool.close(self.store.write_scrape)    # what the back-fill queued after the scheduler
         for _, collector in self.collectors:
             collector.stop()
             collector.close()
@@ -281,22 +335,34 @@ class Runtime:
         self.publish()
 
     def health(self) -> dict:
-        """What /healthz and the owner status report about collection."""
-        rep = self.scheduler.last_report if self.scheduler else None
+        """What /healthz and the owner status report about collection (see `assess`)."""
+        sched = self.scheduler
+        rep = sched.last_report if sched else None
+        spool = vars(sched.spool.stats).copy() if sched else None
+        backfill = self.backfill.status() if self.backfill else {"state": "off", "done": 0, "total": 0,
+                                                                 "error": None}
+        reasons: list[dict] = []
+        status = "ok"
+        if sched is not None and self.started:
+            status, reasons = assess(started=self.started, thread_alive=sched.thread_alive,
+                                     loop_error=sched.loop_error, interval_s=sched.interval_s, now=self.clock(),
+                                     last_cycle_at=sched.last_cycle_at, started_at=sched.started_at, rep=rep,
+                                     spool=spool or {}, backfill=backfill)
         return {
-            "status": "ok" if rep is None or rep.write_error is None else "degraded",
+            "status": status,
+            "reasons": reasons,
             "running": self.started,
             "simulated": self.cfg.simulated,
             "targets": len(self.targets),
             "cycles": self.scheduler.cycles if self.scheduler else 0,
             "last_cycle": None if rep is None else {
                 "ts": rep.ts.isoformat(), "targets": rep.targets, "ok": rep.ok, "failed": rep.failed,
-                "skipped": rep.skipped, "rows": rep.rows, "stored": rep.stored,
+                "skipped": rep.skipped, "empty": rep.empty, "duplicate_ids": rep.duplicate_ids,
+                "rows": rep.rows, "stored": rep.stored,
                 "scrape_s": round(rep.scrape_s, 3), "write_s": round(rep.write_s, 3),
                 "write_error": rep.write_error},
-            "spool": vars(self.scheduler.spool.stats).copy() if self.scheduler else None,
-            "backfill": self.backfill.status() if self.backfill else {"state": "off", "done": 0, "total": 0,
-                                                                     "error": None},
+            "spool": spool,
+            "backfill": backfill,
             "jobs": self.jobs.status() if self.jobs else [],
             "database": self.store.path if self.store else None,
         }

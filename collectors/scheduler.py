@@ -17,7 +17,16 @@ retried with backoff while the cycle has time; one that keeps failing is
 tried less often (every 2, then 4 intervals) until it answers. Completed
 scrapes are stored every FLUSH_EVERY_S, so a hanging target delays only its
 own data. Every batch goes through the write spool, so a failing database
-write loses nothing (collectors/spool.py).
+write loses nothing (collectors/spool.py); at stop the spool spills what it
+could not store.
+
+Quiet failures are made visible: a target that answers with no rows gets a note
+from the first such cycle and is recorded as failed (ok = false) from the
+EMPTY_CYCLES-th in a row on, so the sources page and the problems list show it;
+two targets of one cycle reporting one device id raise a `duplicate_id` device
+event naming both (the store keeps one sample). The loop thread never dies of
+an exception (it is logged and kept in `loop_error`); `health()` in
+collectors/runtime.py reads `thread_alive`, `last_cycle_at` and the rest.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from typing import Callable, Protocol
 
 import pyarrow as pa
 
-from collectors.batch import Scrape
+from collectors.batch import EVENT_SCHEMA, Scrape
 from collectors.exposition import NotExposition
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import ScrapeError, Target
@@ -59,6 +68,9 @@ class Collector(Protocol):
     def collect(self, target: Target, ts: datetime) -> Scrape: ...
 
 
+EMPTY_CYCLES = 3             # consecutive answers without rows before a target counts as failing
+
+
 @dataclass
 class CycleReport:
     ts: datetime
@@ -66,6 +78,8 @@ class CycleReport:
     ok: int = 0
     failed: int = 0
     skipped: int = 0             # targets backing off after repeated failures
+    empty: int = 0               # targets that answered with no rows EMPTY_CYCLES times in a row (counted in failed)
+    duplicate_ids: int = 0       # device ids reported by two targets of this cycle
     answered_s: float = 0.0      # when the last answering target's scrape completed
     rows: int = 0
     stored: int = 0
@@ -108,6 +122,7 @@ class TargetHealth:
 
     failures: int = 0            # consecutive failed cycles
     next_attempt: float = 0.0    # epoch seconds; a failing target backs off
+    empty: int = 0               # consecutive cycles it answered with no rows
 
 
 class Scheduler:
@@ -135,6 +150,12 @@ class Scheduler:
         self.cycles = 0
         self.on_cycle = on_cycle
         self.cycled = threading.Event()        # set after every cycle (tests wait on it)
+        self.started_at: float | None = None   # clock() when the loop thread started
+        self.last_cycle_at: float | None = None  # clock() when the last cycle ended
+        self.loop_error: str | None = None     # the last exception the loop survived
+        self._claimed: dict[str, str] = {}     # device id -> the target that reported it this cycle
+        self._conflicts: set[str] = set()      # device ids claimed twice in the previous cycle
+        self._conflicts_now: set[str] = set()  # ... and in this one
 
     def _attempts(self, collector: Collector, target: Target, ts: datetime, retries: int, deadline: float,
                   cycle_t0: float):
@@ -153,8 +174,14 @@ class Scheduler:
                     first = scrape.issues[0] if scrape.issues else None
                     notes.insert(0, msg("msg.malformed_first", n=scrape.lines_skipped, first=_issue(first))
                                  if first else msg("msg.malformed", n=scrape.lines_skipped))
+                ok = True
+                if scrape.rows == 0:
+                    # read here, written by the cycle's loop: one attempt of a target is in flight at a time
+                    empty = self.health[target.url].empty + 1
+                    ok = empty < EMPTY_CYCLES
+                    notes.insert(0, msg("msg.no_rows", n=empty))
                 runs.append(run_row(started, self._sample_ts(scrape, ts), target, duration, scrape.rows,
-                                 scrape.lines_skipped, True, notes))
+                                 scrape.lines_skipped, ok, notes))
                 return scrape, runs
             except Exception as exc:  # every failure is recorded, none stops the cycle
                 duration = time.perf_counter() - t0
@@ -205,6 +232,9 @@ class Scheduler:
         report.targets = len(pending)
         ready: list[Scrape] = []
         runs: list[dict] = []
+        events: list[dict] = []
+        self._claimed = {}
+        conflicts_before, self._conflicts_now = self._conflicts, set()
         last_flush = time.perf_counter()
         while pending:
             done = _drain(finished, self.FLUSH_EVERY_S)
@@ -216,9 +246,16 @@ class Scheduler:
                 if scrape is not None:
                     report.answered_s = time.perf_counter() - t0
                     ready.append(scrape)
-                    report.ok += 1
                     report.rows += scrape.rows
                     h.failures, h.next_attempt = 0, 0.0
+                    h.empty = h.empty + 1 if scrape.rows == 0 else 0
+                    if attempts[-1]["ok"]:
+                        report.ok += 1
+                    else:                          # answered, but with no rows cycle after cycle
+                        report.failed += 1
+                        report.empty += 1
+                        report.errors[target.url] = attempts[-1]["error"]
+                    events.extend(self._claims(scrape, ts, conflicts_before))
                 else:
                     report.failed += 1
                     report.errors[target.url] = attempts[-1]["error"]
@@ -227,11 +264,13 @@ class Scheduler:
                     h.next_attempt = now + skip * self.interval_s
             # store what has arrived so a slow target delays nobody's data but its own
             if (ready or runs) and (not pending or time.perf_counter() - last_flush >= self.FLUSH_EVERY_S):
-                self._flush(ready, runs, report)
-                ready, runs = [], []
+                self._flush(ready, runs, report, events)
+                ready, runs, events = [], [], []
                 last_flush = time.perf_counter()
         if ready or runs:
-            self._flush(ready, runs, report)
+            self._flush(ready, runs, report, events)
+        self._conflicts = self._conflicts_now
+        report.duplicate_ids = len(self._conflicts)
         report.scrape_s = time.perf_counter() - t0
         st = self.spool.stats
         log.info("cycle %s: %d/%d targets answered (%d backing off), %d rows, %d stored; %.2f s; "
@@ -239,6 +278,7 @@ class Scheduler:
                  report.rows, report.stored, report.scrape_s, st.pending_batches,
                  f", write error: {report.write_error}" if report.write_error else "")
         self.last_report = report
+        self.last_cycle_at = self.clock()
         self.cycles += 1
         if self.on_cycle is not None:
             try:
@@ -248,11 +288,38 @@ class Scheduler:
         self.cycled.set()
         return report
 
-    def _flush(self, scrapes: list[Scrape], runs: list[dict], report: CycleReport) -> None:
+    def _claims(self, scrape: Scrape, ts: datetime, reported: set[str]) -> list[dict]:
+        """Note which target reported each device id this cycle; a device id a second target
+        reports too gives a `duplicate_id` event naming both (once, when the clash begins:
+        `reported` holds the ids that already clashed in the previous cycle)."""
+        if scrape.samples is None or not scrape.samples.num_rows:
+            return []
+        out = []
+        url = scrape.target.url
+        ids = scrape.samples.column("device_id").to_pylist()
+        for i, device in enumerate(ids):
+            if device is None:
+                continue
+            first = self._claimed.setdefault(device, url)
+            if first == url or device in self._conflicts_now:
+                continue
+            self._conflicts_now.add(device)
+            if device in reported:
+                continue
+            row = {c: scrape.samples.column(c)[i].as_py() for c in ("site", "cluster", "host", "gpu_index")
+                   if c in scrape.samples.column_names}
+            out.append({"ts": ts, "device_id": device, **row, "kind": "duplicate_id", "code": None,
+                        "detail": f"{first} and {url}", "source": scrape.target.source})
+            log.warning("device id %s is reported by two targets: %s and %s", device, first, url)
+        return out
+
+    def _flush(self, scrapes: list[Scrape], runs: list[dict], report: CycleReport,
+               events: list[dict] | None = None) -> None:
         t1 = time.perf_counter()
+        clashes = pa.Table.from_pylist(events, schema=EVENT_SCHEMA) if events else None
         self.spool.put(Batch.of(
             samples=concat([s.samples for s in scrapes]), devices=concat([s.devices for s in scrapes]),
-            events=concat([s.events for s in scrapes]), facility=concat([s.facility for s in scrapes]),
+            events=concat([s.events for s in scrapes] + [clashes]), facility=concat([s.facility for s in scrapes]),
             runs=pa.Table.from_pylist(runs, schema=RUN_SCHEMA) if runs else None))
         stored, error = self.spool.flush(self.store.write_scrape)
         report.stored += stored
@@ -263,26 +330,51 @@ class Scheduler:
         report.write_s += time.perf_counter() - t1
 
     def _loop(self) -> None:
+        """Cycle on the interval's ticks until stopped. Nothing raised in here ends the loop
+        (a cycle's failure, a clock or an interval that cannot be waited on): it is logged, kept
+        in `loop_error` for the health report, and the loop goes on."""
         while not self._stop.is_set():
             try:
                 self.run_cycle()
-            except Exception:
+            except Exception as exc:
+                self.loop_error = f"{type(exc).__name__}: {exc}"
                 log.exception("collection cycle failed")
-            now = self.clock()
-            self._stop.wait(self.interval_s - (now % self.interval_s))
+            try:
+                wait = self._until_next_tick()
+            except Exception as exc:
+                self.loop_error = f"{type(exc).__name__}: {exc}"
+                log.exception("cannot compute the next collection time; trying again in %g s", self.LOOP_RETRY_S)
+                wait = self.LOOP_RETRY_S
+            self._stop.wait(wait)
+
+    LOOP_RETRY_S = 1.0           # the loop's pause after it could not compute the next tick
+
+    def _until_next_tick(self) -> float:
+        now = self.clock()
+        wait = self.interval_s - (now % self.interval_s)
+        if not 0 <= wait <= threading.TIMEOUT_MAX:
+            raise ValueError(f"cannot wait {wait!r} s for the next cycle (interval {self.interval_s!r} s)")
+        return wait
+
+    @property
+    def thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         if self._thread is None:
+            self.started_at = self.clock()
             self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop; a last flush stores what is queued, and what the store still refuses
+        is spilled to the spool folder (written first at the next start)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.spool.flush(self.store.write_scrape)      # last chance to store what is queued
+        self.spool.close(self.store.write_scrape)
 
 
 def reopen_store(store: Store) -> bool:

@@ -4,12 +4,18 @@
 raises `ScrapeError` with the failure in words an operator can act on
 ("no answer within 5 s", "HTTP 503 ...", "connection closed mid-response").
 Collectors take a fetch function in their constructor so tests inject fakes.
+
+We ask for no compression, but a proxy or an exporter may compress anyway: a body
+that says `Content-Encoding: gzip` is decompressed (bounded like any body); gzip
+bytes that do not say so, or another encoding, are reported as such rather than
+parsed as garbage.
 """
 
 from __future__ import annotations
 
 import http.client
 import socket
+import zlib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +24,7 @@ from typing import Callable
 from i18n import Msg, msg
 
 MAX_BODY_BYTES = 256 * 1024 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class ScrapeError(Exception):
@@ -51,10 +58,11 @@ Fetch = Callable[[str, float], str]
 
 def fetch(url: str, timeout: float) -> str:
     """GET url with a timeout on connect and on every read; return the decoded body."""
-    req = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
+    req = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = resp.read(MAX_BODY_BYTES + 1)
+            encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
             declared = resp.headers.get("Content-Length")
             # read(n) returns short data, not an error, when the peer closes early
             if declared and declared.isdigit() and len(body) < int(declared) <= MAX_BODY_BYTES:
@@ -78,4 +86,24 @@ def fetch(url: str, timeout: float) -> str:
         raise ScrapeError(msg("msg.connection_failed", detail=str(exc))) from None
     if len(body) > MAX_BODY_BYTES:
         raise ScrapeError(msg("msg.too_large", mib=MAX_BODY_BYTES // (1024 * 1024)))
+    if encoding in ("gzip", "x-gzip"):
+        body = gunzip(body)
+    elif encoding != "identity":
+        raise ScrapeError(msg("msg.encoding_unknown", encoding=encoding))
+    elif body.startswith(GZIP_MAGIC):
+        raise ScrapeError(msg("msg.gzip_unannounced"))
     return body.decode("utf-8", errors="replace")
+
+
+def gunzip(body: bytes) -> bytes:
+    """A gzip body, decompressed to at most MAX_BODY_BYTES (a small bomb cannot fill memory)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error as exc:
+        raise ScrapeError(msg("msg.gzip_broken", detail=str(exc))) from None
+    if len(out) > MAX_BODY_BYTES:
+        raise ScrapeError(msg("msg.too_large", mib=MAX_BODY_BYTES // (1024 * 1024)))
+    if not d.eof:
+        raise ScrapeError(msg("msg.gzip_broken", detail="the compressed data ends early"))
+    return out

@@ -3,9 +3,17 @@
 Auto-refreshes with `st.fragment(run_every=...)` (interval from config). The
 cluster, heatmap metric and drill-down host live in the URL, so a view can be
 shared. `page(ctx)` draws it from the session's PageContext (pages/context.py).
+
+Plotly reads a subset of HTML in every text it draws (tick labels, hover text,
+legend names, titles: `<a href>` becomes a clickable link), and host names, models,
+tenants and device ids come from exporters' labels. Such text goes through `text()`
+(HTML-escaped) before it reaches a figure, so a label is shown as the characters it has.
 """
 
 from __future__ import annotations
+
+import html
+from typing import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,6 +29,10 @@ METRICS = {"util": ("util_pct", "heatmap.util", "%", "Blues", 0, 100),
 STATE_MARK = {"lost": ("x", "#d62728"), "unhealthy": ("square", "#d62728"), "xid": ("diamond", "#d62728"),
               "thermal": ("triangle-up", "#ff7f0e"), "no_data": ("circle-open", "#7f7f7f")}
 
+
+def text(v: object) -> str:
+    """Label text for a plotly figure: its HTML escaped, so it reads as written and links nothing."""
+    return html.escape(str(v), quote=True)
 
 
 def _kind_text(ctx: PageContext, row: pd.Series) -> str:
@@ -47,6 +59,8 @@ def _detail_text(ctx: PageContext, row: pd.Series) -> str:
         return t("problem.detail.exporter_down", error=ctx.render(row.get("detail_msg"), row["detail"]) or "—")
     if kind == "stale":
         return t("problem.detail.stale", last=row["detail"] or t("common.never"))
+    if kind == "duplicate_id":
+        return t("problem.detail.duplicate_id", device=row["device_id"] or "—", targets=row["detail"] or "—")
     return str(row["detail"] or "")
 
 
@@ -136,11 +150,19 @@ def heatmap(ctx: PageContext, at) -> None:
     metric = st.segmented_control(t("heatmap.metric"), options, default=current,
                                   format_func=names.__getitem__, key="heatmap_metric") or current
     ui.set_param("metric", metric, "util")
-    col, label_key, unit, scale, zmin, zmax = METRICS[metric]
     df = ctx.store.query("heatmap", now=at, stale_s=ctx.cfg.collection.stale_after_s,
                          cluster=ctx.filters.get("cluster"))
     if df.empty:
         return
+    fig = heatmap_figure(df, metric, t)
+    st.plotly_chart(fig, width="stretch", key="heatmap_chart")
+
+
+def heatmap_figure(df: pd.DataFrame, metric: str, t: Callable[..., str]) -> go.Figure:
+    """The host x GPU heatmap of the `heatmap` query's rows, problem cells marked; every label
+    from the data escaped (module docstring)."""
+    col, label_key, unit, scale, zmin, zmax = METRICS[metric]
+    df = df.assign(host=df["host"].map(lambda v: text(v) if isinstance(v, str) else v))
     hosts = list(dict.fromkeys(df["host"]))
     gpus = sorted(df["gpu_index"].dropna().astype(int).unique())
 
@@ -155,7 +177,8 @@ def heatmap(ctx: PageContext, at) -> None:
     tenant_text = tenants.combine(spaces, lambda ten, ns: ten.where(
         ten.map(lambda v: isinstance(v, str)),
         ns.map(lambda v: t("heatmap.unattributed", ns=v) if isinstance(v, str) else t("heatmap.unallocated"))))
-    models = grid("model").map(lambda v: v if isinstance(v, str) else "—")
+    tenant_text = tenant_text.map(text)
+    models = grid("model").map(lambda v: text(v) if isinstance(v, str) else "—")
     custom = [[[state_text.iat[i, j], tenant_text.iat[i, j], models.iat[i, j]] for j in range(len(hosts))]
               for i in range(len(gpus))]
     y_labels = [t("heatmap.device_n", n=g) for g in gpus]
@@ -183,7 +206,7 @@ def heatmap(ctx: PageContext, at) -> None:
                       yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": y_labels},
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
                       plot_bgcolor="white", showlegend=True)
-    st.plotly_chart(fig, width="stretch", key="heatmap_chart")
+    return fig
 
 
 def problems(ctx: PageContext, at) -> None:
@@ -247,7 +270,7 @@ def drill_down(ctx: PageContext) -> None:
     for (col, key, unit), place in zip(charts, cols):
         fig = go.Figure()
         for label, g in hist.groupby("label", sort=False):
-            fig.add_trace(go.Scatter(x=g["ts"], y=g[col], mode="lines", name=label))
+            fig.add_trace(go.Scatter(x=g["ts"], y=g[col], mode="lines", name=text(label)))
         fig.update_layout(title=f"{t(key)} ({unit})", height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                           showlegend=dev == "all" and place is cols[2], legend={"font": {"size": 9}})
         place.plotly_chart(fig, width="stretch", key=f"drill_{col}")
@@ -258,9 +281,10 @@ def drill_down(ctx: PageContext) -> None:
 def page(ctx: PageContext) -> None:
     st.title(ctx.t("live.title"))
     ui.cluster_filter(ctx)
-    st.fragment(live_view, run_every=ctx.cfg.ui.refresh_s)(ctx)     # refreshes on its own
+    st.fragment(ui.guarded(live_view), run_every=ctx.cfg.ui.refresh_s)(ctx)     # refreshes on its own
     st.divider()
     drill_down(ctx)
 
 
-page(context.current())
+if __name__ == "__main__":          # st.navigation runs a page file as __main__; tests import its functions
+    page(context.current())

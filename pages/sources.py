@@ -5,22 +5,30 @@ Everything here is read from the database (the `sources`, `owner_status` and
 `job_runs_latest` named queries), never from in-process objects, so the page
 shows the truth whichever process collects: this dashboard's server or a
 headless `python -m collectors run`. Stored messages are rendered in the
-reader's language from their keys.
+reader's language from their keys. The collector's health (what /healthz says,
+with its reasons) and the damaged spool batches it moved to quarantine (each
+folder and why) come from its status document.
+
+The meter upload never shows a traceback: whatever the file does to the parser
+or the import is shown as a plain message, and the page goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import streamlit as st
 
 import i18n
-from collectors.meter_csv import parse_readings
+from collectors.meter_csv import conflict_msg, parse_readings
 from pages import context, ui
 from pages.context import PageContext
 
 BACKFILL_STATES = ("off", "running", "done", "paused", "failed")
+
+log = logging.getLogger(__name__)
 
 
 def owner_status(ctx: PageContext) -> dict[str, dict]:
@@ -55,6 +63,8 @@ def collector_state(ctx: PageContext, cols, status: dict[str, dict]) -> None:
     collector = status.get("collector") or {}
     rep = collector.get("last_cycle")
     spool = collector.get("spool") or {}
+    health(ctx, collector)
+    quarantine(ctx, spool)
     if rep and rep.get("write_error"):
         st.error(t("sources.write_error", error=rep["write_error"]), icon=":material/database:")
     if spool.get("pending_batches"):
@@ -71,6 +81,38 @@ def collector_state(ctx: PageContext, cols, status: dict[str, dict]) -> None:
                      failed=rep.get("failed", 0), rows=f"{rep.get('rows', 0):,}",
                      scrape=f"{rep.get('scrape_s', 0):.2f}", write=f"{rep.get('write_s', 0):.2f}")
                    + (" " + t("sources.backing_off", n=skipped) if skipped else ""))
+
+
+def health(ctx: PageContext, collector: dict) -> None:
+    """The collector's health as /healthz states it, with each reason, when it is not ok."""
+    state = collector.get("status")
+    reasons = [r for r in collector.get("reasons") or [] if isinstance(r, dict)]
+    if state not in ("failed", "degraded") or not collector.get("running", True):
+        return
+    lines = "\n".join(f"- {ctx.render(r.get('msg'), r.get('message'))}" for r in reasons)
+    text = f"{ctx.t(f'sources.health.{state}')}\n{lines}"
+    if state == "failed":
+        st.error(text, icon=":material/error:")
+    else:
+        st.warning(text, icon=":material/warning:")
+
+
+def quarantine(ctx: PageContext, spool: dict) -> None:
+    """Damaged spool batches moved aside: how many, and each folder with the reason."""
+    n = int(spool.get("quarantined_batches") or 0)
+    if not n:
+        return
+    t = ctx.t
+    st.error(t("sources.quarantine", n=n, rows=f"{int(spool.get('quarantined_rows') or 0):,}"),
+             icon=":material/report:")
+    rows = [{t("sources.quarantine.col.file"): q.get("file", ""),
+             t("sources.quarantine.col.reason"): q.get("reason", ""),
+             t("sources.quarantine.col.at"): ui.fmt_time(pd.Timestamp(q["at"], unit="s", tz="UTC"))
+             if isinstance(q.get("at"), (int, float)) else "—"}
+            for q in spool.get("quarantined") or [] if isinstance(q, dict)]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                     column_config={t("sources.quarantine.col.reason"): st.column_config.TextColumn(width="large")})
 
 
 def _job_name(ctx: PageContext, job: str) -> str:
@@ -174,17 +216,31 @@ def meter_import(ctx: PageContext) -> None:
     if ctx.store.read_only:
         st.error(t("pages.read_only"))
         return
-    parsed = parse_readings(upload.getvalue(), ctx.cfg, source_file=upload.name)
+    try:
+        import_readings(ctx, upload.getvalue(), upload.name)
+    except Exception as exc:              # a file must never show the reader a traceback
+        log.error("meter import of %s failed", upload.name, exc_info=exc)
+        st.error(t("meters.failed", error=f"{type(exc).__name__}: {exc}"), icon=":material/error:")
+
+
+def _said(ctx: PageContext, m: object, english: object) -> str:
+    """A message of the meter import in the reader's language (its English when it has no key)."""
+    return m.render(ctx.lang) if isinstance(m, i18n.Msg) else str(english)
+
+
+def import_readings(ctx: PageContext, data: bytes, name: str) -> None:
+    t = ctx.t
+    parsed = parse_readings(data, ctx.cfg, source_file=name)
     if parsed.error:
-        st.error(parsed.error)
+        st.error(_said(ctx, parsed.error_msg, parsed.error))
         return
     result = ctx.store.import_facility_readings(parsed.rows)
     st.success(t("meters.result", imported=len(result["inserted"]), unchanged=len(result["unchanged"]),
                  conflicts=len(result["conflicts"]), rejected=len(parsed.rejected)))
-    problems = [{t("meters.col.line"): r.line, t("meters.col.reason"): r.reason} for r in parsed.rejected]
+    problems = [{t("meters.col.line"): r.line, t("meters.col.reason"): _said(ctx, r.msg, r.reason)}
+                for r in parsed.rejected]
     problems += [{t("meters.col.line"): r["source_line"],
-                  t("meters.col.reason"): t("meters.conflict", stored=f"{r['stored_kwh']:g}",
-                                            given=f"{r['energy_kwh']:g}")}
+                  t("meters.col.reason"): conflict_msg(r).render(ctx.lang)}
                  for r in result["conflicts"]]
     if problems:
         st.warning(t("meters.rejected_note"))
@@ -194,8 +250,9 @@ def meter_import(ctx: PageContext) -> None:
 def page(ctx: PageContext) -> None:
     st.title(ctx.t("sources.title"))
     st.caption(ctx.t("sources.caption"))
-    st.fragment(sources_view, run_every=ctx.cfg.ui.refresh_s)(ctx)
+    st.fragment(ui.guarded(sources_view), run_every=ctx.cfg.ui.refresh_s)(ctx)
     meter_import(ctx)
 
 
-page(context.current())
+if __name__ == "__main__":          # st.navigation runs a page file as __main__; tests import its functions
+    page(context.current())

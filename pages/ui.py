@@ -3,13 +3,21 @@
 `main` builds the session's `PageContext` (pages/context.py: config, store,
 language, filters) and hands it to the pages; the database is reached only
 through it.
+
+No page shows a traceback: `main` runs the page, and pages run their
+auto-refreshing fragments, through `guarded`, which turns any exception into a
+plain message with the exception's words and logs the traceback on the server
+(.streamlit/config.toml's client.showErrorDetails = "none" is the second line of
+defence). Streamlit's own control flow (st.stop, st.rerun) passes through.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +26,8 @@ import config
 import i18n
 from pages import context
 from queries import DatabaseOwned
+
+log = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner=False)
@@ -118,6 +128,23 @@ def language_switch() -> None:
         st.rerun()
 
 
+def show_error(exc: Exception) -> None:
+    """A failure in plain words on the page; its traceback in the server log."""
+    log.error("page failed", exc_info=exc)
+    st.error(t("pages.error", error=f"{type(exc).__name__}: {exc}"), icon=":material/error:")
+
+
+def guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn` with any exception shown by `show_error` instead of a traceback."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:           # st.stop / st.rerun are BaseExceptions and pass
+            show_error(exc)
+    return run
+
+
 def main() -> None:
     """Entry point of every session: page setup, sidebar, navigation."""
     try:
@@ -142,4 +169,4 @@ def main() -> None:
     st.sidebar.caption(centre.centre.name)
     if centre.simulated:
         st.sidebar.info(t("common.simulated_note"), icon=":material/science:")
-    nav.run()
+    guarded(nav.run)()

@@ -262,3 +262,98 @@ def test_stored_message_keys_read_in_chinese(status_only):
     assert jobs.loc["重新打开数据库"]["计划"] == "每 3 h"
     assert jobs.loc["nightly-rollup"]["最近错误"] == "5 秒内无应答"
     assert metric_values(at)["历史数据回填"] == "25%"
+
+
+# ---- issue 11: health and quarantine shown, no traceback ever, labels are text -----------------------
+
+
+def test_sources_page_names_the_health_reasons_and_each_quarantined_batch(status_only):
+    from collectors.runtime import reason
+
+    s = Store(status_only, owner=("sh-lingang", "collector-1"))
+    folder = "/srv/zhisuan/data/spool/quarantine/batch-00000001795132800000000000-0badf00d"
+    s.put_status("collector", {
+        "running": True, "status": "degraded", "targets": 2, "cycles": 9,
+        "reasons": [reason("quarantined", i18n.msg("health.quarantined", n=1, file=folder, why="rows is missing"))],
+        "spool": {"pending_batches": 0, "quarantined_batches": 1, "quarantined_rows": 512,
+                  "quarantined": [{"file": folder, "reason": "batch-1/rows is missing", "at": 1795132800.0}]}})
+    s.close()
+    at = run_page("pages/sources.py")
+    assert any(w.value.startswith("Collection runs, but needs attention:") and folder in w.value for w in at.warning)
+    assert any("1 spooled batch(es) could not be read back" in e.value and "512 samples" in e.value
+               for e in at.error)
+    q = table_with(at, "Why").iloc[0]
+    assert (q["Folder"], q["Why"], q["Moved"]) == (folder, "batch-1/rows is missing", "2026-11-20 00:00:00 UTC")
+    st.cache_resource.clear()
+    zh = run_page("pages/sources.py", "zh-CN")
+    assert any(w.value.startswith("采集在运行，但需要处理：") and "移入隔离目录" in w.value for w in zh.warning)
+
+
+def test_a_failing_page_shows_the_error_in_words_not_a_traceback(seeded, monkeypatch):
+    real = Store.query
+
+    def broken(self, name, **params):
+        if name == "sources":
+            raise RuntimeError("Binder Error: something the query did not expect")
+        return real(self, name, **params)
+
+    monkeypatch.setattr(Store, "query", broken)
+    at = run_page("pages/sources.py")                    # run_page asserts no exception reached Streamlit
+    assert [e.value for e in at.error] == [
+        "This part of the page could not be drawn: RuntimeError: Binder Error: something the query did not expect."
+        " The details are in the server log."]
+    assert at.title[0].value == "Sources"                 # the rest of the page is drawn
+
+
+def test_a_meter_file_that_breaks_the_import_is_a_plain_message(seeded, monkeypatch):
+    import _csv
+
+    import collectors.meter_csv
+
+    def boom(*_a, **_k):
+        raise _csv.Error("field larger than field limit (131072)")
+
+    from pages import context
+
+    monkeypatch.setattr(collectors.meter_csv, "parse_readings", boom)
+    owner = Store(seeded)                                  # as in the server: the page writes through the owner's store
+    monkeypatch.setattr(context, "owner_store", lambda: owner)
+    at = run_page("pages/sources.py")
+    at.file_uploader[0].set_value(("meters.csv", b"meter,period_start,period_end,kwh\n", "text/csv"))
+    at.run()
+    at.button(key="meter_import").click()
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(e.value.startswith("The file could not be imported: Error: field larger than field limit (131072).")
+               for e in at.error)
+    owner.close()
+
+
+def test_a_label_in_a_figure_is_text_never_a_link():
+    import json
+
+    import pandas as pd
+
+    from pages.live import heatmap_figure
+
+    evil = '<a href="http://x">h</a>'
+    df = pd.DataFrame([{"host": evil, "gpu_index": 0, "util_pct": 50.0, "temp_c": 60.0, "power_w": 300.0,
+                        "state": "xid", "tenant": evil, "namespace": None, "model": evil}])
+    fig = heatmap_figure(df, "util", lambda key, **kw: i18n.t(key, "en", **kw))
+    doc = json.dumps(json.loads(fig.to_json()), ensure_ascii=False)   # plotly's JSON writes < as \u003c
+    assert "<a" not in doc and "&lt;a href=&quot;http://x&quot;&gt;h&lt;/a&gt;" in doc
+
+
+def test_two_exporters_claiming_one_device_are_a_problem_on_the_live_page(seeded, cfg):
+    s = Store(seeded)
+    now = datetime.now(timezone.utc)
+    sched = Scheduler(s, [(DcgmCollector(cfg, fetch=lambda u, to: dcgm_text()), [A, B])], interval_s=15)
+    sched.run_cycle(now - timedelta(seconds=5))            # B now serves A's text: GPU-0000 and GPU-0001 twice
+    sched.pool.shutdown()
+    s.close()
+    at = run_page("pages/live.py")
+    problems = table_with(at, "Problem")
+    twice = problems[problems["Problem"] == "Device id claimed twice"]
+    assert len(twice) == 2
+    assert all(A.url in d and B.url in d and d.startswith("two exporters report device GPU-000")
+               for d in twice["Detail"])
