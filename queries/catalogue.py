@@ -186,6 +186,49 @@ _TABLES = (
         note="what an owner process reports about itself, newest only"),
 )
 
+
+# The history tiers (migration 012, docs/history.md): GPU-second sums weighted by a MIG
+# instance's share, so coarser buckets are exact sums of finer ones.
+_SUMS = (
+    _c("samples", "BIGINT", "raw samples counted", null=False),
+    _c("observed_s", "DOUBLE", "GPU-seconds the device(s) reported (device time)", null=False),
+    _c("available_s", "DOUBLE", "observed and healthy", null=False),
+    _c("allocated_s", "DOUBLE", "available and held (device tiers: held by a label)", null=False),
+    _c("busy_s", "DOUBLE", "util_pct > 0 (device tiers: while available; group tiers: while allocated)",
+       null=False),
+    _c("useful_s", "DOUBLE", "weighted by tensor_active, else sm_active (as busy_s)", null=False),
+    _c("useful_basis", "VARCHAR", "tensor | sm | NULL; group tiers also mixed"),
+    _c("alloc_idle_s", "DOUBLE", "util_pct = 0 (as busy_s): the reclaim list", null=False),
+    _c("util_s", "DOUBLE", "sum(dt x util_pct / 100)", null=False),
+    _c("util_obs_s", "DOUBLE", "device time of samples with a util_pct", null=False),
+    _c("tflop_s", "DOUBLE", "sum(dt x tensor_active x peak_dense_tflops)", null=False),
+    _c("energy_j", "DOUBLE", "board energy, once per physical board", null=False),
+)
+_DEVICE_KEY = (_c("bucket", "TIMESTAMPTZ", "bucket start, UTC", null=False),
+               _c("device_id", "VARCHAR", null=False),
+               *(_c(name, "VARCHAR", "label the samples carried") for name in ("namespace", "pod", "job", "job_user")))
+_GROUP_KEY = (_c("bucket", "TIMESTAMPTZ", "bucket start, UTC", null=False),
+              _c("site", "VARCHAR"), _c("cluster", "VARCHAR"),
+              _c("model", "VARCHAR", "catalogue model id, else the exporter's model name"),
+              _c("tenant", "VARCHAR", "tenant id, _unattributed or _unallocated", null=False),
+              _c("devices", "BIGINT", "distinct devices seen", null=False))
+_TABLES = _TABLES + tuple(
+    Table(f"rollup_device_{step}", (*_DEVICE_KEY, *_SUMS),
+          key=("bucket", "device_id", "namespace", "pod", "job", "job_user"), time_column="bucket",
+          note=f"per device and label tuple per {span}, from raw samples (queries/rollup.py)")
+    for step, span in (("5m", "5 minutes"), ("1h", "UTC hour"))
+) + tuple(
+    Table(f"rollup_group_{step}", (*_GROUP_KEY, *_SUMS),
+          key=("bucket", "site", "cluster", "model", "tenant"), time_column="bucket",
+          note=f"per site, cluster, model and tenant per {span}, from the device tier with attribution")
+    for step, span in (("5m", "5 minutes"), ("1h", "UTC hour"))
+) + (
+    Table("rollup_dirty", (
+        _c("hour", "TIMESTAMPTZ", "a UTC hour a write touched", null=False),
+        _c("marked_at", "TIMESTAMPTZ", "when it was last marked", null=False),
+    ), key=("hour",), primary_key=True, note="hours the rollup job has to (re)build"),
+)
+
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
 
