@@ -32,12 +32,13 @@ else:
 
     import config
     from collectors.runtime import Runtime
-    from queries import DatabaseOwned, Store
+    from queries import DatabaseUnavailable, Store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # Both checks run when the server imports this file, before it serves anything, so a
-    # bad config or a database owned by another process ends start-up with one clear message.
+    # bad config or a database that cannot be opened (owned by another process, damaged,
+    # an unusable path) ends start-up with one clear message and no traceback.
     try:
         CONFIG = config.load()
     except config.ConfigError as exc:
@@ -45,7 +46,7 @@ else:
         sys.exit(2)
     try:
         STORE = Store(CONFIG.db_path, memory_limit=CONFIG.database.memory_limit, owner=CONFIG.owner)
-    except DatabaseOwned as exc:
+    except DatabaseUnavailable as exc:
         print(f"Dashboard not started: {exc}", file=sys.stderr)
         sys.exit(3)
 

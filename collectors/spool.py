@@ -167,14 +167,19 @@ class WriteSpool:
         """Move a damaged batch folder aside (with a note of why) so the queue goes on."""
         rows = self._rows_of(d)
         qdir = self._quarantine_dir()
-        qdir.mkdir(exist_ok=True)
         dest = qdir / d.name.removesuffix(".tmp")
-        if dest.exists():
-            dest = dest.with_name(f"{dest.name}-{uuid.uuid4().hex[:8]}")
-        d.rename(dest)
-        (dest / "reason").write_text(reason + "\n")
-        _fsync(qdir)
-        _fsync(self._quarantine_dir().parent)
+        try:
+            qdir.mkdir(exist_ok=True)
+            if dest.exists():
+                dest = dest.with_name(f"{dest.name}-{uuid.uuid4().hex[:8]}")
+            d.rename(dest)
+            _fsync(qdir)
+            _fsync(qdir.parent)
+            (dest / "reason").write_text(reason + "\n")
+        except OSError as exc:                # e.g. the disk is full too: named where it lies, tried again at restart
+            if not dest.exists():
+                dest = d
+            reason = f"{reason} (could not be moved to {qdir}: {exc})"
         self._note_quarantine(dest, reason, rows, time.time())
         log.error("write spool: moved a damaged batch (%d samples) to %s: %s", rows, dest, reason)
 
@@ -243,20 +248,22 @@ class WriteSpool:
         return sum(1 for b in self.queue if b.tables is not None)
 
     def _load(self, b: Batch) -> dict[str, pa.Table]:
-        if b.tables is not None:
-            return b.tables
-        assert b.path is not None                      # a batch is in memory or on disk
+        with self._lock:                               # a spill moves a batch from memory to disk under the lock
+            held, where = b.tables, b.path
+        if held is not None:
+            return held
+        assert where is not None                       # a batch is in memory or on disk
         tables = {}
         for name in PARTS:
-            path = b.path / f"{name}.arrow"
+            path = where / f"{name}.arrow"
             if path.exists():
                 try:
                     with pa.memory_map(str(path)) as src:
                         tables[name] = ipc.open_file(src).read_all()
                 except (OSError, pa.ArrowException) as exc:
-                    raise DamagedBatch(f"{b.path.name}/{path.name}: {type(exc).__name__}: {exc}") from None
-        if not (b.path / "rows").exists():
-            raise DamagedBatch(f"{b.path.name}/rows is missing")
+                    raise DamagedBatch(f"{where.name}/{path.name}: {type(exc).__name__}: {exc}") from None
+        if not (where / "rows").exists():
+            raise DamagedBatch(f"{where.name}/rows is missing")
         return tables
 
     def _forget(self, b: Batch) -> None:

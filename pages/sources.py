@@ -83,11 +83,16 @@ def collector_state(ctx: PageContext, cols, status: dict[str, dict]) -> None:
                    + (" " + t("sources.backing_off", n=skipped) if skipped else ""))
 
 
+# health reasons this page shows in sections of their own (write error, quarantine, dropped batches)
+SHOWN_APART = {"write_error", "quarantined", "spool_dropping"}
+
+
 def health(ctx: PageContext, collector: dict) -> None:
-    """The collector's health as /healthz states it, with each reason, when it is not ok."""
+    """The collector's health as /healthz states it, with each reason the page does not show
+    elsewhere, when it is not ok."""
     state = collector.get("status")
-    reasons = [r for r in collector.get("reasons") or [] if isinstance(r, dict)]
-    if state not in ("failed", "degraded") or not collector.get("running", True):
+    reasons = [r for r in collector.get("reasons") or [] if isinstance(r, dict) and r.get("code") not in SHOWN_APART]
+    if state not in ("failed", "degraded") or not reasons or not collector.get("running", True):
         return
     lines = "\n".join(f"- {ctx.render(r.get('msg'), r.get('message'))}" for r in reasons)
     text = f"{ctx.t(f'sources.health.{state}')}\n{lines}"

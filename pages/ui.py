@@ -25,7 +25,7 @@ import streamlit as st
 import config
 import i18n
 from pages import context
-from queries import DatabaseOwned
+from queries import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def main() -> None:
     language_switch()
     try:
         ctx = context.build(centre)
-    except DatabaseOwned as exc:           # another process collects into the file: nothing to read now
+    except DatabaseUnavailable as exc:     # owned by another process, damaged, unusable: its words say which
         st.error(t("pages.db_owned", error=str(exc)), icon=":material/database:")
         st.stop()
     ctx.lang = lang()

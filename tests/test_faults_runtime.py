@@ -33,7 +33,8 @@ from collectors.scheduler import EMPTY_CYCLES, CycleReport, Scheduler
 from collectors.spool import Batch, WriteSpool
 from collectors.targets import ScrapeError, Target, fetch
 from queries import Store
-from helpers import config_dir, config_dict, dcgm_text, make_config, sample_counts, text_b, wait_for
+from helpers import (config_dir, config_dict, dcgm_text, make_config, sample_counts, text_b, toml_text,
+                     wait_for)
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 A = Target(url="http://a:9400/metrics", source="f", kind="dcgm", site="sh-lingang", cluster="train-a", host="node-a")
@@ -614,3 +615,20 @@ def test_manage_start_listens_on_loopback_only_and_never_reaches_outside(tmp_pat
         log.close()
     assert outbound.read_text() == "", outbound.read_text()
     assert "External URL" not in (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.fault
+def test_manage_start_on_a_damaged_database_says_so_without_a_traceback(tmp_path):
+    db = tmp_path / "damaged.duckdb"
+    damage = b"\x00" * 100 + os.urandom(3996)             # what a half-copied file can look like
+    db.write_bytes(damage)
+    d = config_dict()
+    d["database"] = {**d["database"], "path": str(db)}
+    cdir = tmp_path / "config"                            # written as is: config checks would refuse it first
+    cdir.mkdir()
+    (cdir / "centre.toml").write_text(toml_text(d), encoding="utf-8")
+    proc = subprocess.run([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(_closed_port())],
+                          env={**os.environ, config.ENV_VAR: str(cdir)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (2, 3), proc.stderr[-2000:]         # refused by config checks or by the open
+    assert "not started" in proc.stderr and "damaged" in proc.stderr and "Traceback" not in proc.stderr
+    assert db.read_bytes() == damage                      # nothing written to a file that failed to open

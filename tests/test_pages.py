@@ -274,19 +274,24 @@ def test_sources_page_names_the_health_reasons_and_each_quarantined_batch(status
     folder = "/srv/zhisuan/data/spool/quarantine/batch-00000001795132800000000000-0badf00d"
     s.put_status("collector", {
         "running": True, "status": "degraded", "targets": 2, "cycles": 9,
-        "reasons": [reason("quarantined", i18n.msg("health.quarantined", n=1, file=folder, why="rows is missing"))],
+        "reasons": [reason("quarantined", i18n.msg("health.quarantined", n=1, file=folder, why="rows is missing")),
+                    reason("targets_empty", i18n.msg("health.targets_empty", n=3))],
         "spool": {"pending_batches": 0, "quarantined_batches": 1, "quarantined_rows": 512,
                   "quarantined": [{"file": folder, "reason": "batch-1/rows is missing", "at": 1795132800.0}]}})
     s.close()
     at = run_page("pages/sources.py")
-    assert any(w.value.startswith("Collection runs, but needs attention:") and folder in w.value for w in at.warning)
+    # the health reasons the page shows nowhere else; the quarantine has its own section
+    [health] = [w.value for w in at.warning if w.value.startswith("Collection runs, but needs attention:")]
+    assert health.endswith("- 3 target(s) answer but give no rows, cycle after cycle") and folder not in health
     assert any("1 spooled batch(es) could not be read back" in e.value and "512 samples" in e.value
                for e in at.error)
     q = table_with(at, "Why").iloc[0]
     assert (q["Folder"], q["Why"], q["Moved"]) == (folder, "batch-1/rows is missing", "2026-11-20 00:00:00 UTC")
     st.cache_resource.clear()
     zh = run_page("pages/sources.py", "zh-CN")
-    assert any(w.value.startswith("采集在运行，但需要处理：") and "移入隔离目录" in w.value for w in zh.warning)
+    assert any(w.value.startswith("采集在运行，但需要处理：") and "连续多个周期没有产生数据行" in w.value
+               for w in zh.warning)
+    assert any("移入隔离目录" in e.value for e in zh.error)
 
 
 def test_a_failing_page_shows_the_error_in_words_not_a_traceback(seeded, monkeypatch):
@@ -357,3 +362,19 @@ def test_two_exporters_claiming_one_device_are_a_problem_on_the_live_page(seeded
     assert len(twice) == 2
     assert all(A.url in d and B.url in d and d.startswith("two exporters report device GPU-000")
                for d in twice["Detail"])
+
+
+def test_a_database_that_cannot_be_opened_is_a_message_on_the_page(seeded, monkeypatch):
+    """Damaged, unusable or owned: whichever way the file cannot be opened, the page says it in words."""
+    from pages import context
+    from queries import DatabaseDamaged
+
+    def damaged(_cfg):
+        raise DatabaseDamaged(f"{seeded} is damaged (a bad checksum): move it aside and restore a copy")
+
+    monkeypatch.setattr(context, "page_store", damaged)
+    at = AppTest.from_file(str(config.PROJECT_ROOT / "app.py"), default_timeout=30)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.error[0].value == (f"The database cannot be read now: {seeded} is damaged (a bad checksum): "
+                                 "move it aside and restore a copy")
