@@ -141,6 +141,7 @@ class _Progress:
     cursors: dict[tuple, int] = field(default_factory=dict)   # (table, group) -> newest delivered sample
     rate: float | None = None             # samples per second of data, sizes windows
     max_window_ms: int | None = None      # the largest window Prometheus accepted after refusing a bigger one
+    grow: int = 1                         # while no sample was seen: windows double after each empty one
     own_stamps: set[tuple] = field(default_factory=set)       # exporters that stamp their series themselves
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -273,6 +274,14 @@ class PrometheusCollector(Collector):
         self.timeout = float(source.timeout_s or cfg.collection.timeout_s)
         self.step_s = cfg.collection.interval_s if step_s is None else float(step_s)
         self.host_from_label = source.host_from == "label"
+        self.cluster_label: str | None = getattr(source.options, "cluster_label", None)
+        self.site_label: str | None = getattr(source.options, "site_label", None)
+        self.history_days: int = getattr(source.options, "history_days", 0)
+        self.known_clusters = frozenset(c.id for c in cfg.clusters)
+        self.known_sites = frozenset(s.id for s in cfg.sites)
+        self.cfg = cfg
+        self.sample_budget = SAMPLE_BUDGET      # samples per query: sizes the windows of a catch-up
+        self.max_window_s = MAX_WINDOW_S
         self.client_factory = client_factory or default_client
         self.tracker = tracker or EventTracker()
         self.clock = clock
@@ -346,6 +355,14 @@ class PrometheusCollector(Collector):
     def iter_backfill(self, target: Target, since: datetime, until: datetime,
                       step_s: float | None = None) -> Iterator[Scrape]:
         """`backfill` as a generator: store each Scrape as it comes."""
+        for scrape, _done in self.iter_history(target, since, until, step_s):
+            yield scrape
+
+    def iter_history(self, target: Target, since: datetime, until: datetime,
+                     step_s: float | None = None) -> Iterator[tuple[Scrape, datetime]]:
+        """The windows of a back-fill of (since, until], each with the time up to which everything
+        is delivered once it is stored (a resume point: a scrape held back for the next window
+        lies after it)."""
         lo, hi = _ms(since), _ms(until)
         if lo >= hi:
             return
@@ -358,8 +375,9 @@ class PrometheusCollector(Collector):
                 # a scrape cut by a window's end is read again by the next window; the last
                 # window holds nothing back (no later read of this back-fill would deliver it)
                 held = self._process(target, p, results, _ms(since), lo, end, acc, step_s=step_s, hold=end < hi)
+                del results
             lo = end if held is None else held - 1
-            yield acc.scrape(target, _dt(end))
+            yield acc.scrape(target, _dt(end)), _dt(lo)
 
     def resume_from(self, target: Target, since: datetime) -> None:
         """Let the next collects deliver everything after `since` (the newest stored sample) first."""
@@ -407,9 +425,11 @@ class PrometheusCollector(Collector):
 
     def _window_ms(self, p: _Progress) -> int:
         if p.rate is None or p.rate <= 0:
-            w = UNKNOWN_RATE_WINDOW_S
+            # a back-fill starting before Prometheus' oldest sample (an import of more days than
+            # it keeps) crosses the empty stretch in a few doubling windows
+            w = min(self.max_window_s, UNKNOWN_RATE_WINDOW_S * p.grow)
         else:
-            w = min(MAX_WINDOW_S, max(MIN_WINDOW_S, SAMPLE_BUDGET / p.rate))
+            w = min(self.max_window_s, max(MIN_WINDOW_S, self.sample_budget / p.rate))
         return int(w * 1000) if p.max_window_ms is None else min(int(w * 1000), p.max_window_ms)
 
     # ---- queries --------------------------------------------------------
@@ -465,22 +485,38 @@ class PrometheusCollector(Collector):
             n = sum(len(s.get("values") or ()) for res in out.values() for s in res)
             if n:
                 p.rate = n / max((hi - lo) / 1000, 1e-3)
+            elif p.rate is None:
+                p.grow = min(p.grow * 2, 1 << 12)
             return out, hi
 
     # ---- series -> rows --------------------------------------------------------
 
     def _group_target(self, target: Target, kind: str, group: tuple) -> Target:
-        """A stand-in target per exporter: the tracker's presence and devices.target are per exporter."""
+        """A stand-in target per exporter: the tracker's presence and devices.target are per
+        exporter. `group` is (job, instance, cluster, site[, host]) (see `_process`)."""
         key = (target, kind, group)
         t = self._targets.get(key)
         if t is None:
-            job, instance = group[0], group[1]
+            job, instance, cluster, site = group[:4]
             url = f"{target.url}#{job}/{instance}"
             if kind == "tracker":
-                url += f"/{group[2] or ''}"
-            t = self._targets[key] = Target(url=url, source=target.source, kind=target.kind, site=target.site,
-                                            cluster=target.cluster, host=target.host)
+                url += f"/{group[4] or ''}"
+            t = self._targets[key] = Target(url=url, source=target.source, kind=target.kind, site=site,
+                                            cluster=cluster, host=target.host)
         return t
+
+    def _placed(self, target: Target, labels: dict[str, str], exporter: tuple[str, str],
+                unknown: set[tuple[str, str]]) -> tuple[str, str, str | None, str | None]:
+        """(job, instance, cluster, site) of a series: its exporter, and the cluster and site its
+        `cluster_label` / `site_label` name (the target's own without them). A cluster or site
+        the config does not list is kept as the label says and noted in `unknown`."""
+        cluster = labels.get(self.cluster_label) if self.cluster_label else None
+        site = labels.get(self.site_label) if self.site_label else None
+        if cluster and cluster != target.cluster and cluster not in self.known_clusters:
+            unknown.add(("cluster", cluster))
+        if site and site != target.site and site not in self.known_sites:
+            unknown.add(("site", site))
+        return exporter[0], exporter[1], cluster or target.cluster, site or target.site
 
     def _select(self, p: _Progress, table: str, keys, floor: int, step_s: float) -> list[tuple[tuple, int]]:
         """The (group, time) instants to deliver, oldest first; moves the cursors."""
@@ -513,12 +549,15 @@ class PrometheusCollector(Collector):
         instants: list[tuple[int, _DeviceTable, DevicePivot, tuple, dict[str, list]]] = []
         held: int | None = None
         hosts: dict[str, str | None] = {}
+        unknown: set[tuple[str, str]] = set()
+        placed = self._placed
         for dt in self.device_tables:
             pivot = DevicePivot(dt.mapping, acc.stats, host_from_label=self.host_from_label, by_time=True)
             for name, labels, values, exporter in query_series(results.get(dt.name, ())):
                 if exporter[1] not in hosts:
                     hosts[exporter[1]] = _host_of(exporter[1])
-                pivot.feed(name, labels, values, default_host=hosts[exporter[1]], exporter=exporter, raw=True)
+                pivot.feed(name, labels, values, default_host=hosts[exporter[1]],
+                           exporter=placed(target, labels, exporter, unknown), raw=True)
             rows, h = _scrapes(pivot.instants, lo, hi, p.own_stamps, hold)
             if h is not None:
                 held = h if held is None else min(held, h)
@@ -527,15 +566,181 @@ class PrometheusCollector(Collector):
         for ft in self.facility_tables:
             fpivot = FacilityPivot(ft.mapping, acc.stats, site=target.site, source=target.source, by_time=True)
             for name, labels, values, exporter in query_series(results.get(ft.name, ())):
+                fpivot.site = placed(target, labels, exporter, unknown)[3] or target.site
                 fpivot.feed(name, labels, values, exporter=exporter, raw=True)
             for group, t in self._select(p, ft.name, fpivot.instants.keys(), floor, step):
                 acc.facility.extend(fpivot.rows(fpivot.instants[(group, t)], _dt(t)))
         instants.sort(key=lambda x: x[0])
+        own = (target.cluster, target.site)
         for t, dt, pivot, group, devs in instants:        # each exporter's scrape through the tracker, in time order
+            place = (group[2], group[3])
             acc.add_devices(dt.name, dt.builder, pivot.batch(devs),
-                            self._group_target(target, "devices", group[:2]).url,
-                            self.tracker, self._group_target(target, "tracker", group), _dt(t))
+                            self._group_target(target, "devices", group[:4]).url,
+                            self.tracker, self._group_target(target, "tracker", group), _dt(t),
+                            place=None if place == own else place)
+        for what, value in sorted(unknown):
+            note = (msg("msg.prom.unknown_cluster", value=value, label=self.cluster_label) if what == "cluster"
+                    else msg("msg.prom.unknown_site", value=value, label=self.site_label))
+            if note not in acc.notes:
+                acc.notes.append(note)
         done = hi if held is None else held - 1
         p.floor_ms = done if p.floor_ms is None else max(p.floor_ms, done)
         acc.parse_s += time.perf_counter() - t0
         return held
+
+
+# ---------------------------------------------------------------- history import
+
+IMPORT_KEY = "prometheus.history."      # + source name: the import's plan and progress in kv (JSON)
+IMPORT_SAMPLE_BUDGET = 1_000_000         # samples per query of the import (the live catch-up reads 250k)
+IMPORT_MAX_WINDOW_S = 6 * 3600.0
+IMPORT_SLICE_S = 60.0                    # one job run imports this long, then hands back (a run recorded)
+
+
+class HistoryImport:
+    """`history_days` of a Prometheus source's history, imported once, as a job (see
+    docs/prometheus-import.md).
+
+    Made when the owner starts, before the scrapes (`history_import_job`): if nothing of the
+    source is stored and no import was planned, the plan is [now - history_days, now] and is
+    written to kv at once (IMPORT_KEY + source name), so a restart continues the same plan
+    (never a second one) and a source that already holds data imports nothing (its gaps are
+    the collector's `resume_from` back-fill). Each run reads windows oldest first through a
+    collector of its own (its own cursors and event tracker: history runs in time order,
+    apart from the live one), the same PromQL and series -> rows stage as the live reads,
+    thinned to the collection interval; each window is written through the store's write
+    path and its resume point saved in kv, so a stop loses at most the window in flight and
+    the store's idempotent insert makes a re-read window harmless. A run stops after
+    `slice_s` and the next run goes on, so the job runs record progress and a failing
+    Prometheus is retried by the schedule (`schedule`)."""
+
+    def __init__(self, collector: PrometheusCollector, store, source: Source, *,
+                 write: Callable[[Scrape], int] | None = None, stop: threading.Event | None = None,
+                 slice_s: float = IMPORT_SLICE_S, now: datetime | None = None,
+                 timer: Callable[[], float] = time.perf_counter):
+        self.live = collector
+        self.store = store
+        self.source = source
+        self.key = IMPORT_KEY + source.name
+        self.write = write or self._store
+        self.stop = stop or threading.Event()
+        self.slice_s = slice_s
+        self.timer = timer
+        self.target = Target(url=source.targets[0], source=source.name, kind=source.kind, site=source.site,
+                             cluster=source.cluster)
+        self.importer = self._importer()
+        self.samples = 0                # rows delivered by this process's runs
+        self.busy_s = 0.0               # seconds those runs took
+        self.error: Msg | str | None = None
+        self.plan = self._plan(now or datetime.fromtimestamp(collector.clock(), timezone.utc))
+        self.state = "done" if self.plan["done"] >= self.plan["to"] else "running"
+
+    # ---- the plan ---------------------------------------------------------
+
+    def _importer(self) -> PrometheusCollector:
+        c = PrometheusCollector(self.live.cfg, self.source, client_factory=self.live.client_factory,
+                                tracker=EventTracker(), step_s=self.live.step_s, clock=self.live.clock)
+        c.sample_budget, c.max_window_s = IMPORT_SAMPLE_BUDGET, IMPORT_MAX_WINDOW_S
+        return c
+
+    def _plan(self, now: datetime) -> dict:
+        """The stored plan, or a new one (stored at once); times as epoch milliseconds."""
+        text = self.store.get_kv(self.key)
+        if text:
+            return json.loads(text)
+        to = _ms(now)
+        newest = self.store.query("source_newest")
+        if self.source.name in set(newest["source"]):
+            plan = {"from": to, "to": to, "done": to, "samples": 0, "skipped": "stored"}
+        else:
+            plan = {"from": to - self.live.history_days * 86_400_000, "to": to, "done": None, "samples": 0}
+            plan["done"] = plan["from"]
+        self.store.set_kv(self.key, json.dumps(plan))
+        return plan
+
+    @property
+    def schedule(self):
+        """Runs back to back until done (each a slice), at once from the start; a failed run is
+        tried again one collection interval later."""
+        from collectors.jobs import Every
+
+        return Every(float(self.live.cfg.collection.interval_s), at_start=True)
+
+    # ---- runs --------------------------------------------------------------
+
+    def _store(self, scrape: Scrape) -> int:
+        return self.store.write_scrape(samples=scrape.samples, devices=scrape.devices, events=scrape.events,
+                                       facility=scrape.facility)
+
+    def __call__(self, started_at: datetime | None = None):
+        from collectors.jobs import JobResult
+
+        plan = self.plan
+        if plan["done"] >= plan["to"]:
+            self.state = "done"
+            return JobResult(rows=0, detail="done")
+        if self.state == "failed":
+            self.importer = self._importer()      # a failed window may have moved cursors and energy counters
+        self.state, self.error = "running", None
+        t0 = self.timer()
+        busy0 = self.busy_s
+        rows = 0
+        notes: list[Msg | str] = []
+        try:
+            # a fresh read each run: cursors start at the resume point
+            self.importer._progress.clear()
+            windows = self.importer.iter_history(self.target, _dt(plan["done"]), _dt(plan["to"]))
+            for scrape, upto in windows:
+                self.write(scrape)
+                rows += scrape.rows
+                notes.extend(n for n in scrape.notes if n not in notes)
+                plan["done"], plan["samples"] = _ms(upto), plan["samples"] + scrape.rows
+                self.store.set_kv(self.key, json.dumps(plan))
+                self.samples += scrape.rows
+                self.busy_s = busy0 + self.timer() - t0
+                if self.stop.is_set() or self.timer() - t0 >= self.slice_s:
+                    break
+        except Exception as exc:
+            self.state = "failed"
+            own = getattr(exc, "msg", None)
+            self.error = own if isinstance(own, Msg) else f"{type(exc).__name__}: {exc}"
+            raise
+        if plan["done"] >= plan["to"]:
+            self.state = "done"
+        return JobResult(rows=rows, notes=notes, detail=f"{self.done_h} of {self.total_h} h")
+
+    # ---- progress -------------------------------------------------------------
+
+    @property
+    def total_h(self) -> float:
+        return round((self.plan["to"] - self.plan["from"]) / 3_600_000, 1)
+
+    @property
+    def done_h(self) -> float:
+        return round((self.plan["done"] - self.plan["from"]) / 3_600_000, 1)
+
+    def status(self) -> dict:
+        """For /healthz `history_imports` and the Sources page: state (running | done | failed),
+        done and total in hours of history, samples imported (all runs, kept in kv), the rate of
+        this process's runs in samples per second, the last error (English and as keys)."""
+        import i18n
+
+        err = self.error
+        return {
+            "source": self.source.name, "state": self.state, "done": self.done_h, "total": self.total_h,
+            "unit": "h", "samples": self.plan["samples"],
+            "rate": round(self.samples / self.busy_s) if self.busy_s > 0 else None,
+            "from": _dt(self.plan["from"]).isoformat(), "to": _dt(self.plan["to"]).isoformat(),
+            "skipped": self.plan.get("skipped"),
+            "error": None if err is None else str(err),
+            "error_msg": None if err is None else i18n.dumps([err]),
+        }
+
+
+def history_import_job(collector: PrometheusCollector, store, source: Source, **kw) -> HistoryImport | None:
+    """The history import of a Prometheus source, or None when its `history_days` is 0. Make it
+    when the owner starts, before the scrapes store anything (see HistoryImport), and register
+    it with `runner.add(f"history-import-{source.name}", job.schedule, job)`."""
+    if not getattr(source.options, "history_days", 0):
+        return None
+    return HistoryImport(collector, store, source, **kw)

@@ -345,6 +345,20 @@ class _Devices:
     columns: dict[str, list] = field(default_factory=dict)
     ts_ms: list[int | None] = field(default_factory=list)
     target: list[str] = field(default_factory=list)
+    # (cluster, site) per row where a series label named them (Prometheus' cluster_label /
+    # site_label), None where the scrape's target's own apply
+    place: list[tuple[str, str] | None] = field(default_factory=list)
+
+
+def _placed(table: pa.Table, place: list[tuple[str, str] | None], target: Target) -> pa.Table:
+    """`table` (samples or devices) with each row's cluster and site from `place` where given."""
+    if not any(place):
+        return table
+    for i, col in ((0, "cluster"), (1, "site")):
+        own = target.cluster if i == 0 else target.site
+        table = table.set_column(table.schema.get_field_index(col), col,
+                                 pa.array([own if p is None else p[i] for p in place], pa.string()))
+    return table
 
 
 @dataclass
@@ -355,14 +369,16 @@ class Rows:
     facility: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     parse_s: float = 0.0
+    notes: list[Msg | str] = field(default_factory=list)       # carried onto the Scrape
     _dev: dict[str, _Devices] = field(default_factory=dict)
 
     def add_devices(self, table: str, builder: BatchBuilder, batch: DeviceBatch, target_url: str,
                     tracker: EventTracker | None = None, tracked: Target | None = None,
-                    ts: datetime | None = None) -> None:
+                    ts: datetime | None = None, place: tuple[str, str] | None = None) -> None:
         """One scrape's finished batch of a mapping table; with a tracker, its energy deltas and
         events first (`tracked` is the target whose presence the tracker follows, at `ts`).
-        `target_url` is what the devices rows name as the device's target."""
+        `target_url` is what the devices rows name as the device's target; `place` the
+        (cluster, site) of its rows when not the Scrape's target's."""
         if tracker is not None and tracked is not None and ts is not None:
             self.events.extend(track(tracker, batch, tracked, ts))
         a = self._dev.get(table)
@@ -374,6 +390,7 @@ class Rows:
             a.columns[c].extend(values)
         a.ts_ms.extend(batch.ts_ms)
         a.target.extend([target_url] * len(batch.ids))
+        a.place.extend([place] * len(batch.ids))
 
     def scrape(self, target: Target, ts: datetime) -> Scrape:
         """Everything added, as one Scrape at tick `ts`: a samples row per device per scrape, one
@@ -385,7 +402,8 @@ class Rows:
             if not a.ids:
                 continue
             full = DeviceBatch(a.ids, a.meta, a.columns, a.ts_ms, ParseStats())
-            samples.append(a.builder.build(full, target, ts).samples)
+            placed = _placed(a.builder.build(full, target, ts).samples, a.place, target)
+            samples.append(placed)
             newest: dict[str, int] = {}
             oldest: dict[str, int | None] = {}
             for i, dev in enumerate(a.ids):
@@ -400,11 +418,13 @@ class Rows:
                 continue
             table = table.set_column(table.schema.get_field_index("target"), "target",
                                      pa.array([a.target[i] for i in idx], pa.string()))
+            table = _placed(table, [a.place[i] for i in idx], target)
             first = [ts if o is None else _dt(o) for o in (oldest[d] for d in sub.ids)]
             table = table.set_column(table.schema.get_field_index("first_seen"), "first_seen",
                                      pa.array(first, table.schema.field("first_seen").type))
             devices.append(table)
         scrape = Scrape.parsed(target, ts, self.stats)
+        scrape.notes.extend(self.notes)
         if samples:
             scrape.samples = samples[0] if len(samples) == 1 else pa.concat_tables(samples)
             scrape.devices = devices[0] if len(devices) == 1 else pa.concat_tables(devices)

@@ -8,6 +8,10 @@ The config is JSON (YAML accepts it). Every static target names its own
 `instance` and metrics path, so many simulated exporters can sit behind one
 simulator port and still look like separate exporters, as they do on a floor.
 `stop()` terminates and waits; a server that will not stop is killed.
+
+History for an import test: `backfill(openmetrics_text, tsdb_dir)` writes blocks with
+Debian's `promtool`, and `PromServer(workdir, [], tsdb=tsdb_dir)` serves them (no scrape
+jobs; the folder is used as it is, never emptied).
 """
 
 from __future__ import annotations
@@ -24,12 +28,30 @@ import urllib.request
 from pathlib import Path
 
 PROMETHEUS = os.environ.get("ZHISUAN_PROMETHEUS", "/usr/bin/prometheus")
+PROMTOOL = os.environ.get("ZHISUAN_PROMTOOL", str(Path(PROMETHEUS).with_name("promtool")))
 MISSING_REASON = (f"{PROMETHEUS} not found: install Debian's `prometheus` package (CI does) to run the "
                   "Prometheus integration tests")
 
 
 def available() -> bool:
     return os.access(PROMETHEUS, os.X_OK)
+
+
+def promtool_available() -> bool:
+    return os.access(PROMTOOL, os.X_OK)
+
+
+def backfill(openmetrics: str, tsdb: Path) -> None:
+    """Write `openmetrics` (OpenMetrics text ending in `# EOF`, timestamps in seconds) into
+    the TSDB folder `tsdb` as blocks, as `promtool tsdb create-blocks-from openmetrics` does."""
+    tsdb.mkdir(parents=True, exist_ok=True)
+    src = tsdb.parent / f"{tsdb.name}.om"
+    src.write_text(openmetrics, encoding="utf-8")
+    done = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(src), str(tsdb)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    src.unlink()
+    if done.returncode != 0:
+        raise RuntimeError(f"promtool failed ({done.returncode}): {done.stderr[-2000:]}")
 
 
 def free_port() -> int:
@@ -55,7 +77,7 @@ def node_jobs(sim_base_url: str, hosts: list[str], sites: list[str]) -> list[dic
 
 class PromServer:
     def __init__(self, workdir: str | os.PathLike, jobs: list[dict], *, port: int | None = None,
-                 scrape_interval_s: int = 1):
+                 scrape_interval_s: int = 1, tsdb: Path | None = None):
         self.dir = Path(workdir)
         self.jobs = jobs
         self.port = port or free_port()
@@ -64,11 +86,14 @@ class PromServer:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.dir / f"prometheus-{self.port}.log"
         self.started_at: float | None = None
+        self.tsdb = tsdb            # an existing TSDB to serve (kept); None: a fresh one per start
 
     def start(self, timeout: float = 30.0) -> "PromServer":
         self.dir.mkdir(parents=True, exist_ok=True)
-        data = self.dir / f"tsdb-{self.port}"
-        shutil.rmtree(data, ignore_errors=True)
+        data = self.tsdb
+        if data is None:
+            data = self.dir / f"tsdb-{self.port}"
+            shutil.rmtree(data, ignore_errors=True)
         conf = self.dir / f"prometheus-{self.port}.yml"
         iv = f"{self.scrape_interval_s}s"
         conf.write_text(json.dumps({"global": {"scrape_interval": iv, "scrape_timeout": iv, "evaluation_interval": iv},
@@ -77,7 +102,8 @@ class PromServer:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [PROMETHEUS, f"--config.file={conf}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+             "--storage.tsdb.retention.time=3650d"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
