@@ -19,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+import i18n
 from pages import context, ui
 from pages.context import PageContext
 
@@ -36,7 +37,15 @@ def text(v: object) -> str:
 
 
 def _kind_text(ctx: PageContext, row: pd.Series) -> str:
+    if row["kind"] == "exporter_down" and _first_key(row.get("detail_msg")) == "msg.no_rows":
+        return ctx.t("problem.exporter_empty")        # it answers, with nothing in it
     return ctx.t(f"problem.{row['kind']}")
+
+
+def _first_key(stored: object) -> str | None:
+    """The key of a stored run message's first part (None: plain text or nothing)."""
+    parts = i18n.loads(stored) if isinstance(stored, str) else []
+    return parts[0].key if parts and isinstance(parts[0], i18n.Msg) else None
 
 
 def _detail_text(ctx: PageContext, row: pd.Series) -> str:

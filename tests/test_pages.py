@@ -378,3 +378,22 @@ def test_a_database_that_cannot_be_opened_is_a_message_on_the_page(seeded, monke
     assert not at.exception, [e.message for e in at.exception]
     assert at.error[0].value == (f"The database cannot be read now: {seeded} is damaged (a bad checksum): "
                                  "move it aside and restore a copy")
+
+
+def test_an_exporter_that_answers_with_nothing_is_named_so_in_the_problems(seeded, cfg):
+    from collectors.scheduler import EMPTY_CYCLES
+
+    s = Store(seeded)
+    now = datetime.now(timezone.utc)
+    sched = Scheduler(s, [(DcgmCollector(cfg, fetch=lambda u, to: "# HELP nothing\n"), [A])], interval_s=15)
+    for i in range(EMPTY_CYCLES):                          # A answers with no rows 3 times in a row
+        sched.run_cycle(now - timedelta(seconds=10 - i))
+    sched.pool.shutdown()
+    s.close()
+    at = run_page("pages/live.py")
+    problems = table_with(at, "Problem")
+    [empty] = problems[problems["Problem"] == "Exporter gives no data"]["Detail"]
+    assert "answered but gave no rows (3 cycle(s) in a row)" in empty
+    st.cache_resource.clear()
+    zh = run_page("pages/live.py", "zh-CN")
+    assert "导出器无数据" in set(table_with(zh, "问题")["问题"])
