@@ -9,7 +9,9 @@ store data through the fault report what the store holds with `faults.stored`.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import json
 import http.client
 import http.server
 import math
@@ -566,6 +568,55 @@ def _tree(pid: int) -> set[int]:
     return pids
 
 
+@contextlib.contextmanager
+def manage_start(tmp_path: Path, env: dict | None = None, **tables):
+    """`./manage start` on the package's config with `tables` replaced (its own database under
+    tmp_path, no back-fill, 5 s cycles); yields (process, port, log path) once /healthz answers."""
+    d = config_dict()
+    cdir = config_dir(tmp_path / "config", d, **{
+        "database": {**d["database"], "path": str(tmp_path / "s.duckdb")},
+        "simulator": {**d["simulator"], "backfill_days": 0},
+        "collection": {**d["collection"], "interval_s": 5}, **tables})
+    port = _closed_port()
+    log_path = tmp_path / "server.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, config.ENV_VAR: str(cdir),
+                                                                        **(env or {})},
+                            start_new_session=True)
+    try:
+        def answers() -> bool:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                    return True
+            except urllib.error.HTTPError as exc:
+                return exc.code == 503 and b"starting" not in exc.read()
+            except OSError:
+                return False
+
+        assert wait_for(answers, timeout=120), log_path.read_text()[-3000:]
+        yield proc, port, log_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of GET path on the local server, redirects not followed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc to see listening sockets")
 def test_manage_start_listens_on_loopback_only_and_never_reaches_outside(tmp_path):
     """`./manage start` as the README says (no address given): every listening socket of the server is
@@ -576,45 +627,34 @@ def test_manage_start_listens_on_loopback_only_and_never_reaches_outside(tmp_pat
     (hook / "sitecustomize.py").write_text(AUDIT)
     outbound = tmp_path / "outbound.log"
     outbound.touch()
-    d = config_dict()
-    cdir = config_dir(tmp_path / "config", d, database={**d["database"], "path": str(tmp_path / "s.duckdb")},
-                      simulator={**d["simulator"], "backfill_days": 0},
-                      collection={**d["collection"], "interval_s": 5})
-    port = _closed_port()
-    env = {**os.environ, config.ENV_VAR: str(cdir), "PYTHONPATH": str(hook), "ZHISUAN_OUTBOUND_LOG": str(outbound)}
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        def healthy() -> bool:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                    return r.status == 200
-            except (OSError, urllib.error.HTTPError):
-                return False
-
-        assert wait_for(healthy, timeout=120), (tmp_path / "server.log").read_text()[-3000:]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:    # a page is served too
-            assert r.status == 200
+    with manage_start(tmp_path, {"PYTHONPATH": str(hook), "ZHISUAN_OUTBOUND_LOG": str(outbound)}) as (proc, port, log):
+        assert get(port, "/")[0] == 200                     # a page is served too
         # /ui, a path people try, is a redirect to the dashboard rather than a blank page
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/ui")
-        ui = conn.getresponse()
-        assert (ui.status, ui.getheader("Location")) == (307, "/")
-        conn.close()
+        status, headers, _ = get(port, "/ui")
+        assert (status, headers.get("location")) == (307, "/")
         listening = _listeners(_tree(proc.pid))
-        assert (("127.0.0.1", port)) in listening
+        assert ("127.0.0.1", port) in listening
         assert all(addr == "127.0.0.1" for addr, _ in listening), listening
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
     assert outbound.read_text() == "", outbound.read_text()
-    assert "External URL" not in (tmp_path / "server.log").read_text()
+    assert "External URL" not in log.read_text()
+
+
+@pytest.mark.fault
+def test_healthz_answers_503_with_the_reason_when_no_target_answers(tmp_path):
+    gone = f"http://127.0.0.1:{_closed_port()}/metrics"
+    source = {"name": "gone", "kind": "dcgm", "site": "sh-lingang", "cluster": "train-a", "targets": [gone]}
+    d = config_dict()
+    with manage_start(tmp_path, sources=[source],
+                      collection={**d["collection"], "interval_s": 1, "timeout_s": 1}) as (_, port, _log):
+        def failed() -> bool:
+            status, _, body = get(port, "/healthz")
+            doc = json.loads(body)
+            return status == 503 and doc["status"] == "failed" and doc["cycles"] >= 1
+
+        assert wait_for(failed, timeout=60)
+        doc = json.loads(get(port, "/healthz")[2])
+        assert [r["code"] for r in doc["reasons"]] == ["all_targets_failing"]
+        assert doc["reasons"][0]["message"].startswith("no target answered in the last cycle")
 
 
 @pytest.mark.fault
