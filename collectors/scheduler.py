@@ -131,6 +131,7 @@ class Scheduler:
     FLUSH_EVERY_S = 0.5          # completed scrapes are stored at least this often
     RETRY_BASE_S = 0.5           # in-cycle retry backoff: 0.5 s, 1 s, 2 s ...
     MAX_SKIP_INTERVALS = 4       # a target failing for several cycles is tried every 2, 4, at most 4 intervals
+    LOOP_RETRY_S = 1.0           # the loop's pause after it could not compute the next tick
 
     def __init__(self, store: Store, jobs: list[tuple], *, interval_s: float, concurrency: int = 32,
                  clock: Callable[[], float] = time.time, spool: WriteSpool | None = None,
@@ -346,8 +347,6 @@ class Scheduler:
                 log.exception("cannot compute the next collection time; trying again in %g s", self.LOOP_RETRY_S)
                 wait = self.LOOP_RETRY_S
             self._stop.wait(wait)
-
-    LOOP_RETRY_S = 1.0           # the loop's pause after it could not compute the next tick
 
     def _until_next_tick(self) -> float:
         now = self.clock()
