@@ -287,6 +287,24 @@ class Source(_Strict):
         return self.mappings if self.mappings is not None else list(self.kind_spec.default_mappings)
 
 
+class Retention(_Strict):
+    """How long each history tier keeps its rows (docs/history.md "Tiers"); hourly rows are kept."""
+
+    raw_days: Annotated[int, Field(ge=1, le=36_600)] = 14            # device_samples
+    five_minute_days: Annotated[int, Field(ge=1, le=36_600)] = 90    # rollup_*_5m
+
+
+class Utilisation(_Strict):
+    target_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 60.0   # policy target line
+
+
+class Price(_Strict):
+    """What a GPU-hour of one catalogue model costs (the reclaim list prices idle time with it)."""
+
+    model: str                      # accelerators.toml model id
+    cny_per_gpu_hour: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class OwnerTable(_Strict):
     site: Ident | None = None           # default: the first site
     instance: Ident | None = None       # default: this machine's host name
@@ -314,6 +332,9 @@ class CentreFile(_Strict):
     sources: list[Source] = []
     attribution: list[AttributionRule] = []
     leases: list[Lease] = []
+    retention: Retention = Retention()
+    utilisation: Utilisation = Utilisation()
+    prices: list[Price] = []
 
 
 class AcceleratorModel(_Strict):
@@ -400,6 +421,13 @@ class Config:
     catalogue: Catalogue
     mappings: dict[str, MappingFile]
     owner: Owner = Owner("-", "local")
+    retention: Retention = Retention()
+    utilisation: Utilisation = Utilisation()
+    prices: tuple[Price, ...] = ()
+
+    def price_per_gpu_hour(self) -> dict[str, float]:
+        """Catalogue model id -> CNY per GPU-hour, for the models `[[prices]]` names."""
+        return {p.model: p.cny_per_gpu_hour for p in self.prices}
 
     @property
     def db_path(self) -> Path:
@@ -549,6 +577,12 @@ def _cross_check(problems: _Problems, path: Path, cf: CentreFile, cat: Catalogue
     _check_unique(problems, path, "clusters", [c.id for c in cf.clusters])
     _check_unique(problems, path, "tenants", [t.id for t in cf.tenants])
     site_ids = {s.id for s in cf.sites}
+    model_ids = {m.id for m in cat.models}
+    _check_unique(problems, path, "prices", [p.model for p in cf.prices], field="model")
+    for i, price in enumerate(cf.prices):
+        if price.model not in model_ids:
+            problems.add(path, f"prices[{i}].model",
+                         f"unknown model {price.model!r}; expected an accelerators.toml id, one of {sorted(model_ids)}")
     for i, site in enumerate(cf.sites):
         try:
             ZoneInfo(site.timezone)
@@ -806,6 +840,7 @@ def _build(centre: dict, accelerators: dict, mappings: dict[str, dict], *, direc
         sites=tuple(cf.sites), clusters=tuple(cf.clusters), tenants=tuple(cf.tenants),
         simulator=cf.simulator, sources=tuple(cf.sources), attribution=tuple(cf.attribution),
         leases=tuple(cf.leases), catalogue=catalogue, mappings=maps, owner=owner,
+        retention=cf.retention, utilisation=cf.utilisation, prices=tuple(cf.prices),
     )
 
 

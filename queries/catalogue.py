@@ -89,7 +89,7 @@ def _c(name: str, type_: str, note: str = "", *, null: bool = True) -> Column:
 _OWNER = (_c("owner_site", "VARCHAR", "site of the owner process that wrote the row", null=False),
           _c("owner_instance", "VARCHAR", "instance (host) name of that owner process", null=False))
 
-_TABLES = (
+_TABLES: tuple[Table, ...] = (
     Table("devices", (
         _c("device_id", "VARCHAR", "UUID, or UUID/GPU_I_ID for a MIG instance", null=False),
         _c("vendor", "VARCHAR"),

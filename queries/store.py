@@ -387,6 +387,10 @@ class Store:
                     wal.unlink(missing_ok=True)
                 raise damaged_error(self.path, str(exc)) from None
         self.write_lock = threading.Lock()
+        # a sample's hour, and the hour this far before it, are marked for the rollup: a
+        # sample is the "next sample" that ends its device's previous one, which may lie in
+        # the hour before (queries/rollup.add_jobs sets it to twice the longest interval)
+        self.dirty_lookback_s = 30.0
         self._devices = _DeviceRows()
         self._closed = False
         self._gate = threading.Condition()     # cursors in use vs. reopen()
@@ -502,6 +506,8 @@ class Store:
         relation = f"batch_{name}"
         cur.register(relation, table)
         inserted = cur.execute(_insert_sql(name, relation), insert_params(name, table)).fetchall()[0][0]
+        if name == "device_samples" and inserted:
+            cur.execute(_MARK_DIRTY.format(batch=relation), [self.dirty_lookback_s]).fetchall()
         cur.unregister(relation)             # not after a failure: the aborted transaction refuses it
         return inserted
 
@@ -646,6 +652,14 @@ def _json_default(value: Any) -> Any:
 
 
 _JOB_RUN_SCHEMA = pa.schema([f for f in arrow_schema("job_runs") if f.name not in OWNER_COLUMNS])
+
+
+# The UTC hours a batch of samples touched, for the rollup job (queries/rollup.py): one
+# statement per batch. Hours are computed from epoch seconds, whatever the session's time zone.
+_MARK_DIRTY = """INSERT INTO rollup_dirty (hour, marked_at)
+    SELECT DISTINCT to_timestamp(floor(epoch(t) / 3600) * 3600), now()
+    FROM (SELECT ts AS t FROM {batch} UNION ALL SELECT ts - to_seconds($1) FROM {batch})
+    ON CONFLICT (hour) DO UPDATE SET marked_at = excluded.marked_at"""
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,419 @@
+"""The history tiers (docs/history.md): building them from raw samples, attributing, retention.
+
+`build(store, cfg, now)` is the `rollup` job: it takes the hours the store marked dirty
+(`rollup_dirty`, one row per UTC hour a write touched), oldest first in chunks of
+`CHUNK_HOURS`, and rebuilds them: the per-device tiers from raw samples, then the group tiers
+from the device tiers with attribution. Every chunk deletes and inserts its buckets in one
+transaction, so re-running changes nothing, a late sample updates its bucket and after
+downtime one run catches up every hour.
+
+Why the steps are where they are:
+- Device time is local: a sample stands until its device's next sample when that comes within
+  twice its source's interval, else for one interval (the newest sample and the last one
+  before a gap alike, docs/history.md), and for nothing while it is younger than one
+  interval. So a run of hours reads raw up to twice the longest interval past its end, and a
+  write can change only the hour of its samples and the hour up to that reach before them
+  (the store marks both). An hour holding a sample whose next one may still come (younger
+  than twice its interval) stays dirty, so the rollup never freezes a half-counted hour.
+- The dirty marks are cleared after the chunk commits, and only those not marked again since
+  they were read (`marked_at` unchanged): a write that lands while a chunk is built keeps its
+  hour dirty; a crash in between rebuilds the chunk again, which changes nothing.
+- Attribution is a view: the device tiers keep the labels; the group tiers are attributed when
+  built (leases by device, then host, at the bucket's start; then the rules and namespaces on
+  the distinct label tuples, in Python with collectors.attribution). A changed attribution
+  config (its fingerprint in kv) rebuilds the group tiers of every hour the device tiers hold.
+- In the device tiers, `busy_s`, `useful_s` and `alloc_idle_s` count the device's available
+  time whether a label held it or not: a lease may hold an unlabelled device, and only
+  attribution knows. The group tiers count them only while a tenant, label or lease held it.
+
+`retention(store, cfg, now)` is the `retention` job; `rollup_status(store)` the figures for
+/healthz and the Sources page; `add_jobs(runner, store, cfg)` registers both jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from collectors.attribution import Attributor
+from collectors.jobs import Calendar, Every, JobResult
+from config import Config
+from queries.store import Store, transaction
+
+CHUNK_HOURS = 24
+HOUR = timedelta(hours=1)
+FINGERPRINT_KEY = "rollup.attribution"
+DEVICE_TIERS = ("rollup_device_5m", "rollup_device_1h")
+GROUP_TIERS = ("rollup_group_5m", "rollup_group_1h")
+TIERS = ("rollup_device_5m", "rollup_device_1h", "rollup_group_5m", "rollup_group_1h")
+UNATTRIBUTED = "_unattributed"     # a label held the device but no lease or rule names a tenant
+UNALLOCATED = "_unallocated"       # nobody held it
+
+_SUMS = ("samples", "observed_s", "available_s", "allocated_s", "busy_s", "useful_s", "alloc_idle_s",
+         "util_s", "util_obs_s", "tflop_s", "energy_j")
+_LABELS = ("namespace", "pod", "job", "job_user")
+
+
+def source_intervals(cfg: Config) -> dict[str, float]:
+    """Each configured source's collection interval (its own `interval_s` where its kind has
+    one, else `collection.interval_s`); samples of other sources use the collection's."""
+    out = {}
+    for src in cfg.sources:
+        own = getattr(src.options, "interval_s", None) if src.kind_spec else None
+        out[src.name] = float(own) if own else cfg.collection.interval_s
+    return out
+
+
+def longest_interval(cfg: Config) -> float:
+    return max([cfg.collection.interval_s, *source_intervals(cfg).values()])
+
+
+# ---- the device tiers ------------------------------------------------------------
+
+# One run of consecutive hours [$a, $b): raw samples with their device time, then 5-minute
+# rows per device and label tuple. $reach: twice the longest interval, in seconds.
+_DEVICE_5M = """
+WITH dev AS (
+    SELECT device_id, mig_weight(mig_profile) AS w, peak_dense_tflops,
+           mig_parent IS NULL OR device_id = min(device_id) OVER (PARTITION BY mig_parent) AS board
+    FROM devices
+),
+raw AS (
+    SELECT s.ts, s.device_id, s.namespace, s.pod, s.job, s.job_user, s.util_pct, s.sm_active,
+           s.tensor_active, s.power_w, s.energy_j, s.energy_delta_j, s.health, s.xid_last,
+           coalesce(iv.interval_s, $default_interval) AS iv,
+           lead(s.ts) OVER (PARTITION BY s.device_id ORDER BY s.ts) AS next_ts
+    FROM device_samples s LEFT JOIN rollup_intervals iv ON iv.source = s.source
+    WHERE s.ts >= $a AND s.ts < $b + to_seconds($reach)
+),
+timed AS (
+    SELECT r.*, coalesce(d.w, 1.0) AS w, d.peak_dense_tflops AS peak, coalesce(d.board, true) AS board,
+           coalesce(epoch(r.next_ts) - epoch(r.ts) <= 2 * r.iv, false) AS followed,
+           CASE WHEN followed THEN epoch(r.next_ts) - epoch(r.ts)
+                WHEN epoch($now) - epoch(r.ts) >= r.iv THEN r.iv
+                ELSE 0 END AS dt,
+           NOT followed AND epoch($now) - epoch(r.ts) < 2 * r.iv AS pending
+    FROM raw r LEFT JOIN dev d USING (device_id)
+    WHERE r.ts >= $a AND r.ts < $b
+),
+weighed AS (
+    SELECT *, dt * w AS gs, sample_available(health, xid_last) AS ok,
+           labels_held(namespace, pod, job, job_user) AS held
+    FROM timed
+)
+SELECT bucket_5m(ts) AS bucket, device_id, namespace, pod, job, job_user,
+       count(*) AS samples,
+       sum(gs) AS observed_s,
+       sum(CASE WHEN ok THEN gs ELSE 0 END) AS available_s,
+       sum(CASE WHEN ok AND held THEN gs ELSE 0 END) AS allocated_s,
+       sum(CASE WHEN ok AND util_pct > 0 THEN gs ELSE 0 END) AS busy_s,
+       sum(CASE WHEN ok THEN gs * coalesce(tensor_active, sm_active, 0) ELSE 0 END) AS useful_s,
+       CASE WHEN count(tensor_active) > 0 THEN 'tensor' WHEN count(sm_active) > 0 THEN 'sm' END AS useful_basis,
+       sum(CASE WHEN ok AND util_pct = 0 THEN gs ELSE 0 END) AS alloc_idle_s,
+       sum(CASE WHEN util_pct IS NOT NULL THEN gs * util_pct / 100 ELSE 0 END) AS util_s,
+       sum(CASE WHEN util_pct IS NOT NULL THEN gs ELSE 0 END) AS util_obs_s,
+       sum(coalesce(dt * tensor_active * peak, 0)) AS tflop_s,
+       sum(CASE WHEN NOT board THEN 0
+                WHEN energy_j IS NOT NULL THEN greatest(coalesce(energy_delta_j, 0), 0)
+                ELSE coalesce(dt * power_w, 0) END) AS energy_j,
+       bool_or(pending) AS pending
+FROM weighed
+GROUP BY ALL
+"""
+
+_DEVICE_1H = """
+SELECT bucket_1h(bucket) AS bucket, device_id, namespace, pod, job, job_user,
+       {sums},
+       CASE WHEN bool_or(useful_basis = 'tensor') THEN 'tensor'
+            WHEN bool_or(useful_basis = 'sm') THEN 'sm' END AS useful_basis
+FROM rollup_device_5m
+WHERE bucket >= $a AND bucket < $b
+GROUP BY ALL
+"""
+
+
+def _runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Consecutive hours as [start, end) runs."""
+    out: list[tuple[datetime, datetime]] = []
+    for h in sorted(hours):
+        if out and out[-1][1] == h:
+            out[-1] = (out[-1][0], h + HOUR)
+        else:
+            out.append((h, h + HOUR))
+    return out
+
+
+def _intervals_table(cfg: Config) -> pa.Table:
+    iv = source_intervals(cfg)
+    return pa.table({"source": pa.array(list(iv), pa.string()),
+                     "interval_s": pa.array(list(iv.values()), pa.float64())})
+
+
+def _build_devices(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: datetime,
+                   now: datetime) -> tuple[int, set[datetime]]:
+    """Rebuild the device tiers for [a, b); return rows written and the hours with a newest
+    sample not counted yet."""
+    params = {"a": a, "b": b, "now": now, "reach": 2 * longest_interval(cfg),
+              "default_interval": cfg.collection.interval_s}
+    for t in DEVICE_TIERS:
+        cur.execute(f"DELETE FROM {t} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE rollup_new_5m AS {_DEVICE_5M}", params).fetchall()
+    pending = {r[0] for r in cur.execute(
+        "SELECT DISTINCT bucket_1h(bucket) FROM rollup_new_5m WHERE pending").fetchall()}
+    cur.execute("INSERT INTO rollup_device_5m BY NAME SELECT * EXCLUDE (pending) FROM rollup_new_5m").fetchall()
+    n5 = cur.execute("SELECT count(*) FROM rollup_new_5m").fetchall()[0][0]
+    cur.execute("DROP TABLE rollup_new_5m").fetchall()
+    sums = ", ".join(f"sum({c}) AS {c}" for c in _SUMS)
+    n1 = cur.execute(f"INSERT INTO rollup_device_1h BY NAME {_DEVICE_1H.format(sums=sums)}",
+                     {"a": a, "b": b}).fetchall()[0][0]
+    return n5 + n1, pending
+
+
+# ---- the group tiers -------------------------------------------------------------
+
+_GROUP = """
+WITH d AS (
+    SELECT r.*, dv.site, dv.cluster, dv.host, coalesce(dv.catalogue_model, dv.model) AS model
+    FROM {device} r LEFT JOIN devices dv USING (device_id)
+    WHERE r.bucket >= $a AND r.bucket < $b
+),
+keys AS (SELECT DISTINCT bucket, device_id, host FROM d),
+leased AS (
+    SELECT k.bucket, k.device_id,
+           coalesce(arg_min(ld.tenant, ld.ord), arg_min(lh.tenant, lh.ord)) AS tenant
+    FROM keys k
+    LEFT JOIN rollup_leases ld ON ld.kind = 'device' AND ld.key = k.device_id
+         AND ld.start_ts <= k.bucket AND (ld.end_ts IS NULL OR k.bucket < ld.end_ts)
+    LEFT JOIN rollup_leases lh ON lh.kind = 'host' AND lh.key = k.host
+         AND lh.start_ts <= k.bucket AND (lh.end_ts IS NULL OR k.bucket < lh.end_ts)
+    GROUP BY k.bucket, k.device_id
+),
+attributed AS (
+    SELECT d.*,
+           coalesce(l.tenant, lb.tenant,
+                    CASE WHEN labels_held(d.namespace, d.pod, d.job, d.job_user) THEN '{unattributed}'
+                         ELSE '{unallocated}' END) AS tenant
+    FROM d
+    LEFT JOIN leased l ON l.bucket = d.bucket AND l.device_id = d.device_id
+    LEFT JOIN rollup_labels lb ON lb.namespace IS NOT DISTINCT FROM d.namespace
+         AND lb.pod IS NOT DISTINCT FROM d.pod AND lb.job IS NOT DISTINCT FROM d.job
+         AND lb.job_user IS NOT DISTINCT FROM d.job_user
+),
+held AS (SELECT *, tenant <> '{unallocated}' AS alloc FROM attributed)
+SELECT bucket, site, cluster, model, tenant,
+       count(DISTINCT device_id) AS devices,
+       sum(samples) AS samples, sum(observed_s) AS observed_s, sum(available_s) AS available_s,
+       sum(CASE WHEN alloc THEN available_s ELSE 0 END) AS allocated_s,
+       sum(CASE WHEN alloc THEN busy_s ELSE 0 END) AS busy_s,
+       sum(CASE WHEN alloc THEN useful_s ELSE 0 END) AS useful_s,
+       basis_of(count(DISTINCT useful_basis), any_value(useful_basis)) AS useful_basis,
+       sum(CASE WHEN alloc THEN alloc_idle_s ELSE 0 END) AS alloc_idle_s,
+       sum(util_s) AS util_s, sum(util_obs_s) AS util_obs_s, sum(tflop_s) AS tflop_s,
+       sum(energy_j) AS energy_j
+FROM held
+GROUP BY ALL
+"""
+
+
+def _leases_table(cfg: Config) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    for i, lease in enumerate(cfg.leases):
+        for kind, keys in (("device", lease.devices), ("host", lease.hosts)):
+            for k in keys:
+                rows.append({"kind": kind, "key": k, "tenant": lease.tenant, "ord": i,
+                             "start_ts": lease.start, "end_ts": lease.end})
+    schema = pa.schema([("kind", pa.string()), ("key", pa.string()), ("tenant", pa.string()),
+                        ("ord", pa.int64()), ("start_ts", pa.timestamp("us", tz="UTC")),
+                        ("end_ts", pa.timestamp("us", tz="UTC"))])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _labels_table(cur: duckdb.DuckDBPyConnection, cfg: Config, device: str, a: datetime,
+                  b: datetime) -> pa.Table:
+    """The tenant the rules and namespaces give each distinct label tuple of [a, b)."""
+    tuples = cur.execute(f"""SELECT DISTINCT namespace, pod, job, job_user FROM {device}
+                             WHERE bucket >= $a AND bucket < $b""", {"a": a, "b": b}).fetchall()
+    labels = _LabelRules(cfg)
+    rows = [dict(zip(_LABELS, t), tenant=labels(*t)) for t in tuples]
+    return pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.string()) for c in (*_LABELS, "tenant")]))
+
+
+class _LabelRules:
+    """Rules, then tenants' namespaces, on a label tuple (collectors.attribution's order)."""
+
+    def __init__(self, cfg: Config):
+        self._attributor = Attributor(cfg)
+
+    def __call__(self, namespace: str | None, pod: str | None, job: str | None,
+                 job_user: str | None) -> str | None:
+        return self._attributor._labels(namespace, pod, job, job_user)
+
+
+def _build_groups(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: datetime) -> int:
+    """Rebuild both group tiers for [a, b) from the device tiers."""
+    n = 0
+    cur.register("rollup_leases", _leases_table(cfg))
+    for device, group in zip(DEVICE_TIERS, GROUP_TIERS):
+        cur.register("rollup_labels", _labels_table(cur, cfg, device, a, b))
+        cur.execute(f"DELETE FROM {group} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
+        sql = _GROUP.format(device=device, unattributed=UNATTRIBUTED, unallocated=UNALLOCATED)
+        n += cur.execute(f"INSERT INTO {group} BY NAME {sql}", {"a": a, "b": b}).fetchall()[0][0]
+        cur.unregister("rollup_labels")
+    cur.unregister("rollup_leases")
+    return n
+
+
+def attribution_fingerprint(cfg: Config) -> str:
+    """What the group tiers' attribution depends on: leases, rules, tenants' namespaces."""
+    doc = {"leases": [lease.model_dump(mode="json") for lease in cfg.leases],
+           "rules": [r.model_dump(mode="json") for r in cfg.attribution],
+           "namespaces": sorted(cfg.tenant_for_namespace().items())}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+# ---- the jobs --------------------------------------------------------------------
+
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _store_lock(store: Store) -> threading.Lock:
+    """One rollup or retention pass at a time per store (the runner may run both at once)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(id(store), threading.Lock())
+
+
+@contextmanager
+def _cursor(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+    with store.cursor() as cur:
+        cur.execute("SET TimeZone = 'UTC'").fetchall()
+        cur.register("rollup_intervals", pa.table({"source": pa.array([], pa.string()),
+                                                   "interval_s": pa.array([], pa.float64())}))
+        yield cur
+
+
+def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours: int = CHUNK_HOURS) -> JobResult:
+    """The rollup job: regroup everything after an attribution change, then rebuild every
+    dirty hour, oldest first, `chunk_hours` at a time."""
+    now = now or datetime.now(timezone.utc)
+    rows = 0
+    hours_built = 0
+    regrouped = False
+    with _store_lock(store), _cursor(store) as cur:
+        cur.register("rollup_intervals", _intervals_table(cfg))
+        fingerprint = attribution_fingerprint(cfg)
+        if store.get_kv(FINGERPRINT_KEY) != fingerprint:
+            rows += regroup(store, cfg, cur=cur)
+            store.set_kv(FINGERPRINT_KEY, fingerprint)
+            regrouped = True
+        after: datetime | None = None
+        while True:
+            taken = cur.execute("""SELECT hour, marked_at FROM rollup_dirty
+                WHERE $after IS NULL OR hour > $after ORDER BY hour LIMIT $n""",
+                                {"after": after, "n": chunk_hours}).fetchall()
+            if not taken:
+                break
+            after = taken[-1][0]
+            pending: set[datetime] = set()
+            with transaction(cur):
+                for a, b in _runs([h for h, _ in taken]):
+                    n, p = _build_devices(cur, cfg, a, b, now)
+                    rows += n + _build_groups(cur, cfg, a, b)
+                    pending |= p
+            done = [(h, m) for h, m in taken if h not in pending]
+            if done:
+                with store.write_lock, transaction(cur):
+                    cur.executemany("DELETE FROM rollup_dirty WHERE hour = ? AND marked_at = ?",
+                                    [list(x) for x in done])
+            hours_built += len(taken)
+    detail = f"{hours_built} h rebuilt" + (", regrouped after an attribution change" if regrouped else "")
+    return JobResult(rows=rows, detail=detail)
+
+
+def regroup(store: Store, cfg: Config, *, cur: duckdb.DuckDBPyConnection | None = None,
+            chunk: timedelta = timedelta(days=7)) -> int:
+    """Rebuild the group tiers of every hour the device tiers hold (attribution changed)."""
+    if cur is None:
+        with _cursor(store) as own:
+            return regroup(store, cfg, cur=own, chunk=chunk)
+    span = cur.execute("SELECT min(bucket), max(bucket) FROM rollup_device_1h").fetchall()[0]
+    if span[0] is None:
+        return 0
+    rows = 0
+    a, end = span[0], span[1] + HOUR
+    while a < end:
+        b = min(a + chunk, end)
+        with transaction(cur):
+            rows += _build_groups(cur, cfg, a, b)
+        a = b
+    return rows
+
+
+def retention(store: Store, cfg: Config, now: datetime | None = None) -> JobResult:
+    """Delete raw samples past `retention.raw_days` and 5-minute rows past
+    `retention.five_minute_days`; never a dirty hour, nor the raw samples its rebuild reads."""
+    now = now or datetime.now(timezone.utc)
+    reach = timedelta(seconds=2 * longest_interval(cfg))
+    with _store_lock(store), _cursor(store) as cur:
+        oldest = cur.execute("SELECT min(hour) FROM rollup_dirty").fetchall()[0][0]
+        raw_cut = now - timedelta(days=cfg.retention.raw_days)
+        five_cut = now - timedelta(days=cfg.retention.five_minute_days)
+        if oldest is not None:
+            raw_cut = min(raw_cut, oldest - reach)
+            five_cut = min(five_cut, oldest)
+        rows = 0
+        with store.write_lock, transaction(cur):
+            rows += cur.execute("DELETE FROM device_samples WHERE ts < $cut", {"cut": raw_cut}).fetchall()[0][0]
+        with transaction(cur):
+            for t in ("rollup_device_5m", "rollup_group_5m"):
+                rows += cur.execute(f"DELETE FROM {t} WHERE bucket < $cut", {"cut": five_cut}).fetchall()[0][0]
+    return JobResult(rows=rows, detail=f"raw before {raw_cut.isoformat()}, 5 min before {five_cut.isoformat()}")
+
+
+def rollup_status(store: Store, now: datetime | None = None) -> dict[str, Any]:
+    """For /healthz `rollups` and the Sources page: `state` ("current" when no hour older than
+    the previous one waits, else "catching_up"), `dirty_hours`, `oldest_dirty`, `behind_s`
+    (now - the oldest dirty hour's start, 0 when none) and per tier its `span` (first and
+    last bucket), `rows` and approximate `bytes` (the storage blocks its rows occupy in the
+    file; None until DuckDB has written them there at a checkpoint, and for an in-memory store)."""
+    now = now or datetime.now(timezone.utc)
+    with _cursor(store) as cur:
+        n, oldest = cur.execute("SELECT count(*), min(hour) FROM rollup_dirty").fetchall()[0]
+        tiers = {}
+        for t in TIERS:
+            rows, lo, hi = cur.execute(f"SELECT count(*), min(bucket), max(bucket) FROM {t}").fetchall()[0]
+            tiers[t] = {"span": [lo, hi], "rows": rows, "bytes": _storage_bytes(cur, t)}
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    current = oldest is None or oldest >= this_hour - HOUR
+    return {"state": "current" if current else "catching_up", "dirty_hours": n, "oldest_dirty": oldest,
+            "behind_s": 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()), "tiers": tiers}
+
+
+def _storage_bytes(cur: duckdb.DuckDBPyConnection, table: str) -> int | None:
+    """Bytes of the storage blocks holding the table (pragma_storage_info; compressed, on disk;
+    a small table may share a block with others, so it is an upper bound)."""
+    blocks = cur.execute(f"""SELECT count(DISTINCT b) FROM (
+        SELECT block_id AS b FROM pragma_storage_info('{table}') WHERE block_id >= 0
+        UNION ALL SELECT unnest(additional_block_ids) FROM pragma_storage_info('{table}'))""").fetchall()[0][0]
+    if not blocks:
+        return None
+    block = cur.execute("SELECT block_size FROM pragma_database_size() LIMIT 1").fetchall()[0][0]
+    return int(blocks) * int(block)
+
+
+def add_jobs(runner: Any, store: Store, cfg: Config) -> None:
+    """Register `rollup` (every collection interval) and `retention` (daily, 03:30 in the first
+    site's time zone) on a collectors.jobs.JobRunner; widen the store's dirty marking to the
+    longest interval (a sample ends its device's previous one, maybe in the hour before)."""
+    store.dirty_lookback_s = 2 * longest_interval(cfg)
+    runner.add("rollup", Every(cfg.collection.interval_s, at_start=True), lambda now: build(store, cfg, now))
+    runner.add("retention", Calendar("daily", 3, 30, tz=cfg.sites[0].timezone),
+               lambda now: retention(store, cfg, now))
