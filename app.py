@@ -49,6 +49,10 @@ else:
     except DatabaseUnavailable as exc:
         print(f"Dashboard not started: {exc}", file=sys.stderr)
         sys.exit(3)
+    except Exception as exc:            # anything the store does not word itself: its words, no traceback
+        print(f"Dashboard not started: the database {CONFIG.db_path} could not be opened: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(3)
 
     @asynccontextmanager
     async def lifespan(_app):

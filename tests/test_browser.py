@@ -152,7 +152,7 @@ def test_second_dashboard_is_told_who_owns_the_database(server, server_proc):
     proc = subprocess.run([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(free_port()),
                            "--server.address", "127.0.0.1"], env=server_proc["env"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 3
+    assert proc.returncode == 3, proc.stderr[-1500:]
     assert f"The database {server_proc['db']} is in use by process" in proc.stderr
     assert "streamlit run app.py" in proc.stderr and "Traceback" not in proc.stderr
 
