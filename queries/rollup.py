@@ -76,6 +76,18 @@ def longest_interval(cfg: Config) -> float:
     return max([cfg.collection.interval_s, *source_intervals(cfg).values()])
 
 
+def backfill_span(store: Store, cfg: Config) -> tuple[datetime | None, float]:
+    """Until when the simulated floor's samples are its back-filled history, and that history's
+    step: those samples stand `simulator.backfill_step_s` apart, not one collection interval
+    (the back-fill replays the floor every step; collectors/runtime.py). (None, 0) on a real floor."""
+    if not cfg.simulated:
+        return None, 0.0
+    from collectors.runtime import BACKFILL_KEY
+
+    done = store.get_kv(BACKFILL_KEY)
+    return (datetime.fromisoformat(done) if done else None), float(cfg.simulator.backfill_step_s)
+
+
 # ---- the device tiers ------------------------------------------------------------
 
 # One run of consecutive hours [$a, $b): raw samples with their device time, then 5-minute
@@ -89,7 +101,8 @@ WITH dev AS (
 raw AS (
     SELECT s.ts, s.device_id, s.namespace, s.pod, s.job, s.job_user, s.util_pct, s.sm_active,
            s.tensor_active, s.power_w, s.energy_j, s.energy_delta_j, s.health, s.xid_last,
-           coalesce(iv.interval_s, $default_interval) AS iv,
+           coalesce(CASE WHEN s.ts <= $backfill_until AND starts_with(s.source, $backfill_source)
+                         THEN $backfill_step END, iv.interval_s, $default_interval) AS iv,
            lead(s.ts) OVER (PARTITION BY s.device_id ORDER BY s.ts) AS next_ts
     FROM device_samples s LEFT JOIN rollup_intervals iv ON iv.source = s.source
     WHERE s.ts >= $a AND s.ts < $b + to_seconds($reach)
@@ -158,11 +171,14 @@ def _intervals_table(cfg: Config) -> pa.Table:
 
 
 def _build_devices(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: datetime,
-                   now: datetime) -> tuple[int, set[datetime]]:
+                   now: datetime, backfill: tuple[datetime | None, float] = (None, 0.0)) -> tuple[int, set[datetime]]:
     """Rebuild the device tiers for [a, b); return rows written and the hours with a newest
     sample not counted yet."""
-    params = {"a": a, "b": b, "now": now, "reach": 2 * longest_interval(cfg),
-              "default_interval": cfg.collection.interval_s}
+    from collectors.runtime import SIMULATOR_SOURCE
+
+    params = {"a": a, "b": b, "now": now, "reach": 2 * max(longest_interval(cfg), backfill[1]),
+              "default_interval": cfg.collection.interval_s, "backfill_until": backfill[0],
+              "backfill_step": backfill[1], "backfill_source": SIMULATOR_SOURCE}
     for t in DEVICE_TIERS:
         cur.execute(f"DELETE FROM {t} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
     cur.execute(f"CREATE OR REPLACE TEMP TABLE rollup_new_5m AS {_DEVICE_5M}", params).fetchall()
@@ -314,6 +330,7 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
             rows += regroup(store, cfg, cur=cur)
             store.set_kv(FINGERPRINT_KEY, fingerprint)
             regrouped = True
+        backfill = backfill_span(store, cfg)
         after: datetime | None = None
         while True:
             taken = cur.execute("""SELECT hour, marked_at FROM rollup_dirty
@@ -325,7 +342,7 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
             pending: set[datetime] = set()
             with transaction(cur):
                 for a, b in _runs([h for h, _ in taken]):
-                    n, p = _build_devices(cur, cfg, a, b, now)
+                    n, p = _build_devices(cur, cfg, a, b, now, backfill)
                     rows += n + _build_groups(cur, cfg, a, b)
                     pending |= p
             done = [(h, m) for h, m in taken if h not in pending]
@@ -395,6 +412,12 @@ def rollup_status(store: Store, now: datetime | None = None) -> dict[str, Any]:
     current = oldest is None or oldest >= this_hour - HOUR
     return {"state": "current" if current else "catching_up", "dirty_hours": n, "oldest_dirty": oldest,
             "behind_s": 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()), "tiers": tiers}
+
+
+def table_bytes(store: Store, table: str) -> int | None:
+    """Approximate bytes the table `table` occupies in the database file (see _storage_bytes)."""
+    with _cursor(store) as cur:
+        return _storage_bytes(cur, table)
 
 
 def _storage_bytes(cur: duckdb.DuckDBPyConnection, table: str) -> int | None:

@@ -142,3 +142,16 @@ def test_tenant_words(centre):
     assert m.tenant_label(centre, "lab") == "Lab"
     assert m.tenant_label(centre, m.UNATTRIBUTED) == "Unattributed"
     assert m.tenant_label(centre, m.UNALLOCATED, "zh-CN") == "未分配"
+
+
+def test_prices_name_catalogue_models_once():
+    import config
+
+    with pytest.raises(config.ConfigError, match=r"prices\[0\]\.model.*unknown model 'H100'"):
+        make_config(prices=[{"model": "H100", "cny_per_gpu_hour": 18.0}])
+    with pytest.raises(config.ConfigError, match=r"prices\[1\]\.model.*duplicate model 'A100'"):
+        make_config(prices=[{"model": "A100", "cny_per_gpu_hour": 9.0}, {"model": "A100", "cny_per_gpu_hour": 8.0}])
+    with pytest.raises(config.ConfigError, match=r"retention\.raw_days"):
+        make_config(retention={"raw_days": 0})
+    cfg = make_config()
+    assert (cfg.retention.raw_days, cfg.retention.five_minute_days, cfg.utilisation.target_pct) == (14, 90, 60.0)
