@@ -181,3 +181,92 @@ def sample_counts(store) -> tuple[int, int]:
         rows, unique = cur.execute(
             "SELECT count(*), count(DISTINCT (device_id, ts)) FROM device_samples").fetchone()
     return rows, unique
+
+
+# ---- a tiny seeded history (the utilisation and tenant pages, the API) -------------------
+
+HISTORY_T0 = 1795132800.0       # 2026-11-20T00:00:00Z (08:00 in Asia/Shanghai, a Friday)
+
+
+def history_centre(**tables) -> dict:
+    """A centre of one site (Asia/Shanghai) with cluster c1 (1 node x 2 H100) and c2 (1 node x 4
+    H100, never reporting), tenants acme (namespace acme-ns) and idle-co, H100 at 12.5 CNY per
+    GPU-hour; `tables` replace top-level tables."""
+    d = config_dict()
+    d.update(sites=[{"id": "s1", "name": "Site One", "timezone": "Asia/Shanghai"}],
+             clusters=[{"id": "c1", "name": "C one", "site": "s1", "nodes": 1, "gpus_per_node": 2,
+                        "model": "NVIDIA H100 80GB HBM3", "host_prefix": "n1"},
+                       {"id": "c2", "name": "C two", "site": "s1", "nodes": 1, "gpus_per_node": 4,
+                        "model": "NVIDIA H100 80GB HBM3", "host_prefix": "n2"}],
+             tenants=[{"id": "acme", "name": "Acme AI", "namespaces": ["acme-ns"]},
+                      {"id": "idle-co", "name": "Idle Co", "namespaces": ["idle-ns"]}],
+             prices=[{"model": "H100-SXM", "cny_per_gpu_hour": 12.5}], leases=[], attribution=[])
+    d.update(tables)
+    return d
+
+
+def seed_history(store) -> None:
+    """Three hours of rollups from HISTORY_T0 on c1's two GPUs (g0 on host n1-001 index 0, g1
+    index 1), written straight into the tiers (the rollup job's output, by hand):
+      hour 0: both held by acme (acme-ns), busy half the hour each, util 35 %, tensor 0.25
+      hour 1: g0 held by acme, busy all hour, util 80 %; g1 reported, nobody held it
+      hour 2: g0 held by an unattributed pod for its first 30 minutes (util 50 %); g1 no data
+    The group tier is what the rollup makes of the device tier with the config of
+    history_centre (no leases); the 5-minute group tier holds hour 2 (the pod's 1 GPU)."""
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+
+    from queries.catalogue import arrow_schema
+
+    t0 = datetime.fromtimestamp(HISTORY_T0, timezone.utc)
+    zero = dict(samples=0, observed_s=0.0, available_s=0.0, allocated_s=0.0, busy_s=0.0, useful_s=0.0,
+                useful_basis=None, alloc_idle_s=0.0, util_s=0.0, util_obs_s=0.0, tflop_s=0.0, energy_j=0.0)
+
+    def sums(**kw):
+        row = dict(zero)
+        row.update(kw)
+        row["samples"] = int(row["observed_s"] // 15)
+        return row
+
+    def dev(hour, device, ns=None, pod=None, **kw):
+        return dict(bucket=t0 + timedelta(hours=hour), device_id=device, namespace=ns, pod=pod, job=None,
+                    job_user=None, **sums(**kw))
+
+    def grp(hour, tenant, devices, minutes=0, step=3600, **kw):
+        return dict(bucket=t0 + timedelta(hours=hour, minutes=minutes), site="s1", cluster="c1", model="H100-SXM",
+                    tenant=tenant, devices=devices, **sums(**kw))
+
+    busy_half = dict(observed_s=3600.0, available_s=3600.0, allocated_s=3600.0, busy_s=1800.0, useful_s=900.0,
+                     useful_basis="tensor", alloc_idle_s=1800.0, util_s=1260.0, util_obs_s=3600.0,
+                     tflop_s=900.0 * 989, energy_j=1.8e6)
+    device_rows = [
+        dev(0, "g0", "acme-ns", "train-1", **busy_half),
+        dev(0, "g1", "acme-ns", "train-1", **busy_half),
+        dev(1, "g0", "acme-ns", "train-1", observed_s=3600.0, available_s=3600.0, allocated_s=3600.0,
+            busy_s=3600.0, useful_s=1800.0, useful_basis="tensor", util_s=2880.0, util_obs_s=3600.0,
+            tflop_s=1800.0 * 989, energy_j=1.8e6),
+        # the device tier counts idle available time whether held or not (queries/rollup.py)
+        dev(1, "g1", observed_s=3600.0, available_s=3600.0, alloc_idle_s=3600.0, util_obs_s=3600.0),
+        dev(2, "g0", None, "job-x", observed_s=1800.0, available_s=1800.0, allocated_s=1800.0, busy_s=1800.0,
+            util_s=900.0, util_obs_s=1800.0),
+    ]
+    group_rows = [
+        grp(0, "acme", 2, observed_s=7200.0, available_s=7200.0, allocated_s=7200.0, busy_s=3600.0,
+            useful_s=1800.0, useful_basis="tensor", alloc_idle_s=3600.0, util_s=2520.0, util_obs_s=7200.0,
+            tflop_s=1800.0 * 989, energy_j=3.6e6),
+        grp(1, "acme", 1, observed_s=3600.0, available_s=3600.0, allocated_s=3600.0, busy_s=3600.0,
+            useful_s=1800.0, useful_basis="tensor", util_s=2880.0, util_obs_s=3600.0, tflop_s=1800.0 * 989,
+            energy_j=1.8e6),
+        grp(1, "_unallocated", 1, observed_s=3600.0, available_s=3600.0, util_obs_s=3600.0),
+        grp(2, "_unattributed", 1, observed_s=1800.0, available_s=1800.0, allocated_s=1800.0, busy_s=1800.0,
+            util_s=900.0, util_obs_s=1800.0),
+    ]
+    five = [grp(2, "_unattributed", 1, minutes=m, observed_s=300.0, available_s=300.0, allocated_s=300.0,
+                busy_s=300.0, util_s=150.0, util_obs_s=300.0) for m in range(0, 30, 5)]
+    devices = [dict(device_id=d, vendor="nvidia", model="NVIDIA H100 80GB HBM3", catalogue_model="H100-SXM",
+                    peak_dense_tflops=989.0, host="n1-001", cluster="c1", site="s1", gpu_index=i, uuid=d,
+                    first_seen=t0, last_seen=t0 + timedelta(hours=3)) for i, d in enumerate(("g0", "g1"))]
+    for name, rows in (("devices", devices), ("rollup_device_1h", device_rows), ("rollup_group_1h", group_rows),
+                       ("rollup_group_5m", five)):
+        store.insert(name, pa.Table.from_pylist(rows, schema=arrow_schema(name)))

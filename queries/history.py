@@ -1,0 +1,607 @@
+"""History tables meant for people, and the view parameters pages and the API share.
+
+The utilisation and tenant-usage pages, their CSV downloads, the `/api/v1/...` routes and
+later the monthly report all build their tables here, outside Streamlit, so each shows the
+same rows: a `HistoryTable` holds machine column names with units (what the API and CSV
+carry) and an i18n label per column (what a page shows, in the reader's language, numbers
+formatted). The figures come from the rollup tiers' sums (docs/history.md) read by the
+named queries `history_*.sql` through the SQL macros of queries/macros/measures.sql; the
+inventory, prices, calendars and tenant words are queries/measures.py's.
+
+A view (`View`) is a range [start, end), a bucket step, a `by` key, a time zone and the
+site/cluster/model/tenant filters. It covers the UTC hours whose start lies in the range
+(the tiers' resolution is the hour), each up to `now`: owned and observed time are counted
+over the same hours, so shares stay right in the current hour and in a range that is not on
+the hour. Parameters arrive as text (URL or API query strings) and are checked here, each
+against a whitelist; a bad one raises `ParamError` naming the parameter and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import pandas as pd
+
+import config
+import i18n
+from collectors.attribution import Attributor
+from queries import measures
+from queries.store import Store
+
+STEPS = ("1h", "1d", "1w", "1mo", "all")
+BYS = ("fleet", "site", "cluster", "model", "tenant")
+FILTERS = ("site", "cluster", "model", "tenant")
+RANGES = ("24h", "7d", "30d", "month", "custom")
+FORMATS = ("json", "csv")
+UNATTRIBUTED = "_unattributed"
+UNALLOCATED = "_unallocated"
+MAX_BUCKETS = 10_000           # buckets in one answer beyond this are refused (a coarser step): a year of hours fits
+MAX_RANGE = timedelta(days=3660)
+HOUR = timedelta(hours=1)
+_MONTH_RE = re.compile(r"(\d{4})-(\d{2})\Z")
+
+
+class ParamError(ValueError):
+    """A bad view parameter: `param` names it, `key` (i18n) and `values` say what was expected."""
+
+    def __init__(self, param: str, key: str, **values: object):
+        self.param, self.key, self.values = param, key, values
+        super().__init__(self.message("en"))
+
+    def message(self, lang: str = i18n.DEFAULT) -> str:
+        return i18n.t("history.error.param", lang, param=self.param,
+                      expected=i18n.t(self.key, lang, **self.values))
+
+
+# ---- the view -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class View:
+    start: datetime                     # aware, UTC
+    end: datetime                       # aware, UTC; exclusive
+    step: str = "all"
+    by: str = "fleet"
+    tz: str = "UTC"
+    site: str | None = None
+    cluster: str | None = None
+    model: str | None = None
+    tenant: str | None = None
+
+    @property
+    def filters(self) -> dict[str, str | None]:
+        return {"site": self.site, "cluster": self.cluster, "model": self.model, "tenant": self.tenant}
+
+    @property
+    def first_hour(self) -> datetime:
+        """The first UTC hour whose start lies in the range."""
+        floor = self.start.replace(minute=0, second=0, microsecond=0)
+        return floor if floor == self.start else floor + HOUR
+
+    def previous(self) -> "View":
+        """The range of equal length just before this one (a trend's reference)."""
+        span = self.end - self.start
+        return replace(self, start=self.start - span, end=self.start)
+
+
+def default_tz(cfg: config.Config, site: str | None = None) -> str:
+    """The site's time zone (the filtered site's, else the first site's)."""
+    return measures.site_timezone(cfg, site if site in {s.id for s in cfg.sites} else None)
+
+
+def choices(cfg: config.Config, store: Store | None = None) -> dict[str, list[str]]:
+    """What each filter accepts: the config's sites, clusters, models (catalogue ids) and tenants
+    (plus unattributed), and any value the hourly group tier holds."""
+    out = {"site": [s.id for s in cfg.sites], "cluster": [c.id for c in cfg.clusters],
+           "model": list(dict.fromkeys(measures.cluster_model(cfg, c) for c in cfg.clusters)),
+           "tenant": [t.id for t in cfg.tenants] + [UNATTRIBUTED]}
+    if store is not None:
+        held = store.query("history_keys")
+        for name in FILTERS:
+            for v in held[name].dropna().unique():
+                if v not in out[name] and v != UNALLOCATED:
+                    out[name].append(str(v))
+    return out
+
+
+def parse_time(param: str, text: str | None) -> datetime:
+    """An ISO 8601 time with an offset or Z, as UTC."""
+    if not text:
+        raise ParamError(param, "history.expect.time")
+    try:
+        ts = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise ParamError(param, "history.expect.time") from None
+    if ts.tzinfo is None:
+        raise ParamError(param, "history.expect.time")
+    return ts.astimezone(timezone.utc)
+
+
+def parse_tz(text: str | None, default: str) -> str:
+    if not text:
+        return default
+    if text not in _zones():
+        raise ParamError("tz", "history.expect.tz")
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ParamError("tz", "history.expect.tz") from None
+    return text
+
+
+def _zones() -> set[str]:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = set(available_timezones()) | {"UTC"}
+    return _ZONES
+
+
+_ZONES: set[str] | None = None
+
+
+def _one_of(param: str, value: str | None, options: Iterable[str], default: str | None = None) -> str | None:
+    if value is None or value == "":
+        return default
+    opts = list(options)
+    if value not in opts:
+        raise ParamError(param, "history.expect.one_of", options=", ".join(opts))
+    return value
+
+
+def _filters(params: Mapping[str, str], allowed: Mapping[str, list[str]]) -> dict[str, str | None]:
+    return {name: _one_of(name, params.get(name), allowed[name]) for name in FILTERS}
+
+
+def _check_span(v: View) -> View:
+    if v.end <= v.start:
+        raise ParamError("to", "history.expect.after_from")
+    if v.end - v.start > MAX_RANGE:
+        raise ParamError("from", "history.expect.range_days", days=MAX_RANGE.days)
+    hours = (v.end - v.start) / HOUR
+    per_bucket = {"1h": 1, "1d": 23, "1w": 167, "1mo": 672}.get(v.step)
+    if per_bucket is not None and hours / per_bucket > MAX_BUCKETS:
+        raise ParamError("step", "history.expect.coarser", n=MAX_BUCKETS)
+    return v
+
+
+def api_view(params: Mapping[str, str], cfg: config.Config, store: Store | None, *,
+             route: str) -> tuple[View, str]:
+    """The view and format (json | csv) an API call asks for; ParamError on a bad parameter.
+    `route`: "utilisation" (from, to, step, by, tz, filters, format) or "tenants" (from, to,
+    filters but tenant, format)."""
+    known = ({"from", "to", "step", "by", "tz", "format", *FILTERS} if route == "utilisation"
+             else {"from", "to", "format", "site", "cluster", "model"})
+    for name in params:
+        if name not in known:
+            raise ParamError(name, "history.expect.known", names=", ".join(sorted(known)))
+    start, end = parse_time("from", params.get("from")), parse_time("to", params.get("to"))
+    fmt = _one_of("format", params.get("format"), FORMATS, "json") or "json"
+    step = by = None
+    if route == "utilisation":
+        step = params.get("step")
+        if not step:
+            raise ParamError("step", "history.expect.one_of", options=", ".join(STEPS))
+        step = _one_of("step", step, STEPS)
+        by = _one_of("by", params.get("by"), BYS, "fleet")
+    allowed = choices(cfg, store)
+    f = _filters(params, allowed)
+    tz = parse_tz(params.get("tz"), default_tz(cfg, f["site"]))
+    v = View(start=start, end=end, step=step or "all", by=by or "tenant", tz=tz, **f)
+    return _check_span(v), fmt
+
+
+def range_bounds(kind: str, now: datetime, tz: str, *, month: str | None = None,
+                 day_from: date | None = None, day_to: date | None = None) -> tuple[datetime, datetime]:
+    """A page's named range as [start, end) in UTC. The last 24 h / 7 d / 30 d end with the
+    current hour (included, up to now); a calendar month and custom days are the site's
+    local calendar (custom: day_from to day_to, both included)."""
+    zone = ZoneInfo(tz)
+    if kind in ("24h", "7d", "30d"):
+        end = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0) + HOUR
+        return end - {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}[kind], end
+    if kind == "month":
+        m = _MONTH_RE.match(month or "")
+        if not m or not 1 <= int(m.group(2)) <= 12 or not 2000 <= int(m.group(1)) <= 2100:
+            raise ParamError("month", "history.expect.month")
+        y, mo = int(m.group(1)), int(m.group(2))
+        first = datetime(y, mo, 1, tzinfo=zone)
+        nxt = datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=zone)
+        return first.astimezone(timezone.utc), nxt.astimezone(timezone.utc)
+    if kind == "custom":
+        if day_from is None:
+            raise ParamError("from", "history.expect.day")
+        if day_to is None:
+            raise ParamError("to", "history.expect.day")
+        if day_to < day_from:
+            raise ParamError("to", "history.expect.after_from")
+        start = datetime(day_from.year, day_from.month, day_from.day, tzinfo=zone)
+        end = datetime(day_to.year, day_to.month, day_to.day, tzinfo=zone) + timedelta(days=1)
+        return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    raise ParamError("range", "history.expect.one_of", options=", ".join(RANGES))
+
+
+def parse_day(param: str, text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ParamError(param, "history.expect.day") from None
+
+
+def auto_step(v: View) -> str:
+    """A readable step for a chart over the view's range: hours up to 8 days, days up to
+    95, then weeks."""
+    days = (v.end - v.start) / timedelta(days=1)
+    return "1h" if days <= 8 else "1d" if days <= 95 else "1w"
+
+
+# ---- tables for people ----------------------------------------------------------------
+
+# kind -> how a page shows a value (the CSV and API keep the number)
+_FORMATS: dict[str, Callable[[Any], str]] = {
+    "hours": lambda v: f"{v:,.1f}",
+    "pct": lambda v: f"{v:.1f} %",
+    "share": lambda v: f"{v:.1f} %",
+    "pflops": lambda v: f"{v:,.2f}",
+    "kwh": lambda v: f"{v:,.1f}",
+    "money": lambda v: f"{v:,.0f}",
+    "count": lambda v: f"{v:,.0f}",
+    "gpus": lambda v: f"{v:,.1f}",
+    "delta": lambda v: f"{v:+.1f} %",
+    "points": lambda v: f"{v:+.1f}",
+}
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str                   # machine name: the API's and the CSV's
+    unit: str                   # "" when none
+    label: str                  # i18n key of the page's header
+    kind: str = "text"          # text | time | hours | pct | share | pflops | kwh | money | count | gpus | delta
+
+
+@dataclass
+class HistoryTable:
+    columns: tuple[Col, ...]
+    rows: pd.DataFrame          # one column per Col.name, raw values (numbers, UTC timestamps, ids)
+    tz: str = "UTC"
+    names: dict[str, str] = field(default_factory=dict)   # id -> display name (tenants, clusters)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Rows as JSON values: times in ISO 8601 with the view's offset, NaN as null."""
+        zone = ZoneInfo(self.tz)
+        out = []
+        for row in self.rows.itertuples(index=False):
+            rec: dict[str, Any] = {}
+            for col, v in zip(self.columns, row):
+                if _missing(v):
+                    rec[col.name] = None
+                elif col.kind == "time":
+                    rec[col.name] = pd.Timestamp(v).to_pydatetime().astimezone(zone).isoformat()
+                elif isinstance(v, float) or hasattr(v, "dtype"):
+                    rec[col.name] = v.item() if hasattr(v, "item") else v
+                else:
+                    rec[col.name] = v
+            out.append(rec)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": [{"name": c.name, "unit": c.unit} for c in self.columns], "rows": self.records()}
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([c.name for c in self.columns])
+        for rec in self.records():
+            w.writerow(["" if rec[c.name] is None else rec[c.name] for c in self.columns])
+        return buf.getvalue()
+
+    def for_people(self, lang: str) -> pd.DataFrame:
+        """The table as a page shows it: headers in `lang` with their units, numbers formatted,
+        ids as names, a missing value as a dash."""
+        zone = ZoneInfo(self.tz)
+        data: dict[str, list[str]] = {}
+        for col in self.columns:
+            header = i18n.t(col.label, lang)
+            if col.unit:
+                header = f"{header} ({col.unit})"
+            values = self.rows[col.name] if col.name in self.rows else pd.Series([None] * len(self.rows))
+            data[header] = [_shown(col, v, zone, self.names, lang) for v in values]
+        return pd.DataFrame(data)
+
+
+def _missing(v: object) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+def _shown(col: Col, v: Any, zone: ZoneInfo, names: Mapping[str, str], lang: str) -> str:
+    if _missing(v):
+        return "—"
+    if col.kind == "time":
+        return pd.Timestamp(v).to_pydatetime().astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    if col.kind in _FORMATS:
+        return _FORMATS[col.kind](float(v))
+    if col.name in ("tenant", "key"):
+        return tenant_name(str(v), names, lang)
+    return str(v)
+
+
+def tenant_name(tenant: str, names: Mapping[str, str], lang: str) -> str:
+    """A tenant key in words (queries/measures.py `tenant_label`), with the id after a
+    configured tenant's name."""
+    if tenant in (UNATTRIBUTED, UNALLOCATED):
+        return i18n.t(f"measures.tenant.{tenant.lstrip('_')}", lang)
+    name = names.get(tenant)
+    return f"{name} ({tenant})" if name and name != tenant else tenant
+
+
+def tenant_names(cfg: config.Config) -> dict[str, str]:
+    return {t.id: t.name for t in cfg.tenants}
+
+
+# ---- figures of figures -----------------------------------------------------------------
+# The measures themselves come from the SQL macros (queries/macros/measures.sql) in the
+# history_*.sql reads; these are the few figures a table derives from two of them.
+
+def share_pct(part: Any, whole: Any) -> pd.Series:
+    """queries/measures.py `share_pct` of each pair, missing where there is none."""
+    pairs = zip(pd.Series(part, dtype=float), pd.Series(whole, dtype=float))
+    return pd.Series([measures.share_pct(None if _missing(p) else p, None if _missing(w) else w)
+                      for p, w in pairs], dtype=float)
+
+
+def change_pct(after: Any, before: Any) -> pd.Series:
+    """The change from `before` to `after` in percent of `before` (missing when before is 0)."""
+    a, b = pd.Series(after, dtype=float), pd.Series(before, dtype=float)
+    return 100.0 * (a - b) / b.where(b > 0)
+
+
+def idle_cost(cfg: config.Config, idle_hours: pd.Series, model: pd.Series) -> pd.Series:
+    """queries/measures.py `idle_cost_cny` of each row; missing for unpriced models."""
+    return pd.Series([measures.idle_cost_cny(cfg, float(h) * 3600.0, None if _missing(m) else str(m))
+                      for h, m in zip(idle_hours, model)], index=idle_hours.index, dtype=float)
+
+
+def _round(df: pd.DataFrame, cols: Iterable[str], digits: int) -> None:
+    for c in cols:
+        df[c] = df[c].astype(float).round(digits)
+
+
+def _view_params(v: View, now: datetime) -> dict[str, Any]:
+    return {"first_hour": v.first_hour, "end_ts": v.end, "now": now}
+
+
+# ---- utilisation ----------------------------------------------------------------------
+
+BY_COL = {"site": Col("site", "", "history.col.site"), "cluster": Col("cluster", "", "history.col.cluster"),
+          "model": Col("model", "", "history.col.model"), "tenant": Col("tenant", "", "history.col.tenant")}
+
+UTIL_COLUMNS = (
+    Col("util_pct", "%", "history.col.util", "pct"),
+    Col("observed_gpu_hours", "GPU-h", "history.col.observed", "hours"),
+    Col("owned_gpu_hours", "GPU-h", "history.col.owned", "hours"),
+    Col("available_gpu_hours", "GPU-h", "history.col.available", "hours"),
+    Col("allocated_gpu_hours", "GPU-h", "history.col.allocated", "hours"),
+    Col("busy_gpu_hours", "GPU-h", "history.col.busy", "hours"),
+    Col("useful_gpu_hours", "GPU-h", "history.col.useful", "hours"),
+    Col("no_data_gpu_hours", "GPU-h", "history.col.no_data", "hours"),
+    Col("useful_basis", "", "history.col.useful_basis"),
+    Col("idle_allocated_gpu_hours", "GPU-h", "history.col.idle_allocated", "hours"),
+    Col("delivered_pflops", "PFLOPS", "history.col.delivered_pflops", "pflops"),
+    Col("installed_pflops", "PFLOPS", "history.col.installed_pflops", "pflops"),
+    Col("energy_kwh", "kWh", "history.col.energy_board", "kwh"),
+)
+
+
+def inventory(cfg: config.Config, v: View) -> list[dict[str, Any]]:
+    """Owned GPUs and installed TFLOPS per `by` key for the view's filters (queries/measures.py:
+    every accelerator in the config's inventory). Not defined per tenant, nor under a tenant
+    filter: those keys carry no GPUs."""
+    if v.by == "tenant":
+        keys = [t.id for t in cfg.tenants] + [UNATTRIBUTED, UNALLOCATED] if v.tenant is None else [v.tenant]
+        return [{"key": k, "gpus": None, "tflops": None} for k in keys]
+    filters = {"site": v.site, "cluster": v.cluster, "model": v.model}
+    gpus: dict[str | None, float] = {k: float(n) for k, n in measures.owned_gpus(cfg, v.by, **filters).items()}
+    tflops = measures.installed_tflops(cfg, v.by, **filters)
+    if v.by == "site":
+        gpus = {s.id: gpus.get(s.id, 0.0) for s in cfg.sites if v.site in (None, s.id)}
+    if v.by == "fleet" and not gpus:
+        gpus = {None: 0.0}
+    return [{"key": k, "gpus": None if v.tenant is not None else n,
+             "tflops": None if v.tenant is not None else tflops.get(k, 0.0 if not n else None)}
+            for k, n in gpus.items()]
+
+
+def utilisation(store: Store, cfg: config.Config, v: View, now: datetime) -> HistoryTable:
+    """The ladder per bucket and `by` key: the API's /utilisation rows and every ladder,
+    utilisation and PFLOPS table of the utilisation page."""
+    df = store.query("history_utilisation", **_view_params(v, now), start_label=v.start, step=v.step, tz=v.tz,
+                     by=v.by, owned=inventory(cfg, v), **v.filters)
+    cols = (Col("bucket", "", "history.col.bucket", "time"),
+            *((BY_COL[v.by],) if v.by != "fleet" else ()), *UTIL_COLUMNS)
+    out = df.rename(columns={"key": v.by})[[c.name for c in cols]].copy()
+    _round(out, [c.name for c in UTIL_COLUMNS if c.kind in ("hours", "kwh", "pflops")], 4)
+    _round(out, ["util_pct"], 3)
+    names = tenant_names(cfg) if v.by == "tenant" else {}
+    return HistoryTable(cols, out.reset_index(drop=True), tz=v.tz, names=names)
+
+
+LADDER_STEPS = ("owned", "observed", "available", "allocated", "busy", "useful")
+
+
+def ladder_shares(row: Mapping[str, Any]) -> dict[str, float | None]:
+    """Each ladder step as a share of owned (percent) for one utilisation row."""
+    owned = row.get("owned_gpu_hours")
+    out: dict[str, float | None] = {}
+    for step in (*LADDER_STEPS, "no_data"):
+        v = row.get(f"{step}_gpu_hours")
+        if owned is None or v is None or _missing(owned) or _missing(v) or not owned:
+            out[step] = None
+        else:
+            out[step] = 100.0 * float(v) / float(owned)
+    return out
+
+
+def ladder_table(util: HistoryTable, by: str) -> HistoryTable:
+    """A step-all utilisation table as the ladder per key: GPU-hours and shares of owned."""
+    df = util.rows
+    keyed = by in df.columns
+    out = pd.DataFrame({by: df[by]}) if keyed else pd.DataFrame(index=df.index)
+    cols: list[Col] = [BY_COL[by]] if keyed else []
+    for step in (*LADDER_STEPS, "no_data"):
+        out[f"{step}_gpu_hours"] = df[f"{step}_gpu_hours"]
+        cols.append(next(c for c in UTIL_COLUMNS if c.name == f"{step}_gpu_hours"))
+    for step in ("available", "allocated", "busy", "useful", "no_data"):
+        out[f"{step}_share_pct"] = share_pct(df[f"{step}_gpu_hours"], df["owned_gpu_hours"]).round(3).to_numpy()
+        cols.append(Col(f"{step}_share_pct", "%", f"history.col.{step}_share", "share"))
+    out["util_pct"] = df["util_pct"]
+    cols.append(UTIL_COLUMNS[0])
+    return HistoryTable(tuple(cols), out.reset_index(drop=True), tz=util.tz, names=util.names)
+
+
+def heatmap(store: Store, v: View, now: datetime) -> pd.DataFrame:
+    """Utilisation (util_pct) by weekday (1 = Monday) x hour of day in the view's time zone."""
+    df = store.query("history_heatmap", **_view_params(v, now), tz=v.tz, **v.filters)
+    return df.assign(weekday=df["weekday"].astype(int), hour_of_day=df["hour_of_day"].astype(int),
+                     util_pct=df["util_pct"].astype(float).round(3))
+
+
+# ---- tenants --------------------------------------------------------------------------
+
+TENANT_COLUMNS = (
+    Col("tenant", "", "history.col.tenant"),
+    Col("allocated_gpu_hours", "GPU-h", "history.col.allocated", "hours"),
+    Col("busy_gpu_hours", "GPU-h", "history.col.busy", "hours"),
+    Col("useful_gpu_hours", "GPU-h", "history.col.useful", "hours"),
+    Col("util_pct", "%", "history.col.util_allocated", "pct"),
+    Col("peak_gpus", "GPUs", "history.col.peak_gpus", "gpus"),
+    Col("energy_kwh", "kWh", "history.col.energy_board", "kwh"),
+)
+TREND_COLUMNS = (
+    Col("allocated_change_pct", "%", "history.col.allocated_change", "delta"),
+    Col("util_change_points", "pp", "history.col.util_change", "points"),
+)
+
+
+def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime) -> pd.DataFrame:
+    df = store.query("history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster, model=v.model)
+    every = [t.id for t in cfg.tenants] + [UNATTRIBUTED]
+    keys = every + [k for k in df["tenant"] if k not in every]
+    df = df.set_index("tenant").reindex(keys)
+    for c in ("allocated_gpu_hours", "busy_gpu_hours", "useful_gpu_hours", "peak_gpus", "energy_kwh",
+              "idle_allocated_gpu_hours"):
+        df[c] = df[c].astype(float).fillna(0.0)
+    df["util_pct"] = df["util_pct"].astype(float)
+    return df.rename_axis("tenant").reset_index()
+
+
+def tenants(store: Store, cfg: config.Config, v: View, now: datetime, *, trend: bool = True) -> HistoryTable:
+    """One row per configured tenant (and any other the tier holds), and one for Unattributed,
+    always, even with nothing in the range: the API's /tenants rows and the tenant-usage page's
+    table. With `trend`, the change against the previous range of equal length."""
+    out = _tenant_rows(store, cfg, v, now)
+    cols = list(TENANT_COLUMNS)
+    if trend:
+        prev = _tenant_rows(store, cfg, v.previous(), now).set_index("tenant").reindex(out["tenant"])
+        out["allocated_change_pct"] = change_pct(out["allocated_gpu_hours"].to_numpy(),
+                                                 prev["allocated_gpu_hours"].to_numpy()).to_numpy()
+        out["util_change_points"] = out["util_pct"].to_numpy() - prev["util_pct"].to_numpy()
+        cols.extend(TREND_COLUMNS)
+    out = out[[c.name for c in cols]].copy()
+    _round(out, [c.name for c in cols if c.kind in ("hours", "kwh", "gpus")], 4)
+    _round(out, [c.name for c in cols if c.kind in ("pct", "delta", "points")], 3)
+    return HistoryTable(tuple(cols), out, tz=v.tz, names=tenant_names(cfg))
+
+
+def tenant_daily(store: Store, cfg: config.Config, v: View, tenant: str, now: datetime) -> HistoryTable:
+    """One tenant's daily series (site-local days): the utilisation rows by tenant."""
+    return utilisation(store, cfg, replace(v, step="1d", by="tenant", tenant=tenant), now)
+
+
+# ---- devices: the reclaim list and a tenant's drill-down --------------------------------
+
+def _attribution_params(store: Store, cfg: config.Config, v: View) -> dict[str, Any]:
+    """The config's leases and the tenant each label tuple of the range maps to, for
+    history_devices.sql (the rules are collectors/attribution.py's, applied once per tuple,
+    as the rollup's group tiers apply them)."""
+    leases = [{"kind": kind, "key": key, "tenant": lease.tenant, "ord": i, "start_ts": lease.start,
+               "end_ts": lease.end}
+              for i, lease in enumerate(cfg.leases)
+              for kind, keys in (("device", lease.devices), ("host", lease.hosts)) for key in keys]
+    tuples = store.query("history_label_tuples", first_hour=v.first_hour, end_ts=v.end)
+    attr = Attributor(cfg)
+    labels = []
+    for r in tuples.itertuples(index=False):
+        vals = [None if _missing(x) else str(x) for x in (r.namespace, r.pod, r.job, r.job_user)]
+        tenant = attr.tenant("", None, v.start, *vals)      # no device, no host: the labels' rules only
+        if tenant is not None:
+            labels.append(dict(zip(("namespace", "pod", "job", "job_user"), vals), tenant=tenant))
+    return {"leases": leases, "labels": labels}
+
+
+DEVICE_COLUMNS = (
+    Col("device_id", "", "history.col.device"),
+    Col("host", "", "history.col.host"),
+    Col("gpu_index", "", "history.col.gpu"),
+    Col("cluster", "", "history.col.cluster"),
+    Col("model", "", "history.col.model"),
+    Col("tenant", "", "history.col.tenant"),
+    Col("allocated_gpu_hours", "GPU-h", "history.col.allocated", "hours"),
+    Col("busy_gpu_hours", "GPU-h", "history.col.busy", "hours"),
+    Col("idle_allocated_gpu_hours", "GPU-h", "history.col.idle_allocated", "hours"),
+    Col("util_pct", "%", "history.col.util", "pct"),
+    Col("idle_cost_cny", "CNY", "history.col.idle_cost", "money"),
+    Col("energy_kwh", "kWh", "history.col.energy_board", "kwh"),
+)
+
+
+def devices(store: Store, cfg: config.Config, v: View, now: datetime, *, tenant: str | None = None,
+            idle_only: bool = False, limit: int | None = None) -> HistoryTable:
+    """Per device and tenant that held it in the range, most idle first: the reclaim list's
+    devices (`idle_only`) or one tenant's devices (`tenant`). Idle cost: the idle GPU-hours at
+    the model's configured price (missing where the model has none)."""
+    df = store.query("history_devices", **_view_params(v, now), **_attribution_params(store, cfg, v),
+                     tenant=tenant, site=v.site, cluster=v.cluster, model=v.model)
+    if idle_only:
+        df = df[df["idle_allocated_gpu_hours"] > 0]
+    if limit is not None:
+        df = df.head(limit)
+    out = df.assign(gpu_index=df["gpu_index"].map(lambda g: None if _missing(g) else str(int(g))),
+                    idle_cost_cny=idle_cost(cfg, df["idle_allocated_gpu_hours"], df["model"]))
+    out = out[[c.name for c in DEVICE_COLUMNS]].copy()
+    _round(out, ["allocated_gpu_hours", "busy_gpu_hours", "idle_allocated_gpu_hours", "energy_kwh"], 4)
+    _round(out, ["util_pct", "idle_cost_cny"], 2)
+    return HistoryTable(DEVICE_COLUMNS, out.reset_index(drop=True), tz=v.tz, names=tenant_names(cfg))
+
+
+RECLAIM_TENANT_COLUMNS = (
+    Col("tenant", "", "history.col.tenant"),
+    Col("allocated_gpu_hours", "GPU-h", "history.col.allocated", "hours"),
+    Col("idle_allocated_gpu_hours", "GPU-h", "history.col.idle_allocated", "hours"),
+    Col("idle_share_pct", "%", "history.col.idle_share", "share"),
+    Col("idle_cost_cny", "CNY", "history.col.idle_cost", "money"),
+)
+
+
+def reclaim_tenants(store: Store, cfg: config.Config, v: View, now: datetime) -> HistoryTable:
+    """Tenants ranked by allocated-but-idle GPU-hours in the range, with what the idle time
+    cost at each model's configured price per GPU-hour (missing when no model is priced)."""
+    df = store.query("history_idle_by_tenant", **_view_params(v, now), **v.filters)
+    df = df.assign(idle_cost_cny=idle_cost(cfg, df["idle_allocated_gpu_hours"], df["model"]))
+    g = df.groupby("tenant", sort=False).agg(allocated_gpu_hours=("allocated_gpu_hours", "sum"),
+                                             idle_allocated_gpu_hours=("idle_allocated_gpu_hours", "sum"),
+                                             idle_cost_cny=("idle_cost_cny", lambda s: s.sum(min_count=1)))
+    g = g.reset_index().sort_values(["idle_allocated_gpu_hours", "tenant"], ascending=[False, True])
+    g["idle_share_pct"] = share_pct(g["idle_allocated_gpu_hours"], g["allocated_gpu_hours"]).to_numpy()
+    out = g[[c.name for c in RECLAIM_TENANT_COLUMNS]].copy()
+    _round(out, ["allocated_gpu_hours", "idle_allocated_gpu_hours"], 4)
+    _round(out, ["idle_share_pct", "idle_cost_cny"], 2)
+    return HistoryTable(RECLAIM_TENANT_COLUMNS, out.reset_index(drop=True), tz=v.tz, names=tenant_names(cfg))

@@ -1,0 +1,5 @@
+-- params: none
+-- The sites, clusters, models and tenants the hourly group tier holds: with the config's,
+-- the values a history filter accepts (a Prometheus source may carry clusters the config
+-- does not list).
+SELECT DISTINCT site, cluster, model, tenant FROM rollup_group_1h
