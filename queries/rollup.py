@@ -76,6 +76,13 @@ def longest_interval(cfg: Config) -> float:
     return max([cfg.collection.interval_s, *source_intervals(cfg).values()])
 
 
+def reach_s(cfg: Config) -> float:
+    """How far after a sample its successor still counts (twice the longest interval, the
+    simulated back-fill's step included): the store marks the hour that far before a write."""
+    step = float(cfg.simulator.backfill_step_s) if cfg.simulated else 0.0
+    return 2 * max(longest_interval(cfg), step)
+
+
 def backfill_span(store: Store, cfg: Config) -> tuple[datetime | None, float]:
     """Until when the simulated floor's samples are its back-filled history, and that history's
     step: those samples stand `simulator.backfill_step_s` apart, not one collection interval
@@ -176,7 +183,7 @@ def _build_devices(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: 
     sample not counted yet."""
     from collectors.runtime import SIMULATOR_SOURCE
 
-    params = {"a": a, "b": b, "now": now, "reach": 2 * max(longest_interval(cfg), backfill[1]),
+    params = {"a": a, "b": b, "now": now, "reach": reach_s(cfg),
               "default_interval": cfg.collection.interval_s, "backfill_until": backfill[0],
               "backfill_step": backfill[1], "backfill_source": SIMULATOR_SOURCE}
     for t in DEVICE_TIERS:
@@ -378,7 +385,7 @@ def retention(store: Store, cfg: Config, now: datetime | None = None) -> JobResu
     """Delete raw samples past `retention.raw_days` and 5-minute rows past
     `retention.five_minute_days`; never a dirty hour, nor the raw samples its rebuild reads."""
     now = now or datetime.now(timezone.utc)
-    reach = timedelta(seconds=2 * longest_interval(cfg))
+    reach = timedelta(seconds=reach_s(cfg))
     with _store_lock(store), _cursor(store) as cur:
         oldest = cur.execute("SELECT min(hour) FROM rollup_dirty").fetchall()[0][0]
         raw_cut = now - timedelta(days=cfg.retention.raw_days)
@@ -434,9 +441,9 @@ def _storage_bytes(cur: duckdb.DuckDBPyConnection, table: str) -> int | None:
 
 def add_jobs(runner: Any, store: Store, cfg: Config) -> None:
     """Register `rollup` (every collection interval) and `retention` (daily, 03:30 in the first
-    site's time zone) on a collectors.jobs.JobRunner; widen the store's dirty marking to the
-    longest interval (a sample ends its device's previous one, maybe in the hour before)."""
-    store.dirty_lookback_s = 2 * longest_interval(cfg)
+    site's time zone) on a collectors.jobs.JobRunner; widen the store's dirty marking to
+    `reach_s` (a sample ends its device's previous one, maybe in the hour before)."""
+    store.dirty_lookback_s = reach_s(cfg)
     runner.add("rollup", Every(cfg.collection.interval_s, at_start=True), lambda now: build(store, cfg, now))
     runner.add("retention", Calendar("daily", 3, 30, tz=cfg.sites[0].timezone),
                lambda now: retention(store, cfg, now))

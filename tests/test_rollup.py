@@ -62,8 +62,8 @@ class Floor:
         self.store = store
         self.collector = DcgmCollector(cfg, fetch=lambda url, timeout: pytest.fail("no network in tests"))
 
-    def scrape(self, ts: datetime, gpus: list[dict]) -> None:
-        s = self.collector.from_text(gpu_text(gpus), TARGET, ts)
+    def scrape(self, ts: datetime, gpus: list[dict], target: Target = TARGET) -> None:
+        s = self.collector.from_text(gpu_text(gpus), target, ts)
         self.store.write_scrape(samples=s.samples, devices=s.devices, events=s.events)
 
 
@@ -309,11 +309,11 @@ def test_status_says_current_or_catching_up(store):
 def test_add_jobs_registers_rollup_and_retention(store):
     from collectors.jobs import JobRunner
 
-    cfg = cfg_with()
+    cfg = cfg_with(simulator={"backfill_step_s": 300})
     runner = JobRunner(store)
     rollup.add_jobs(runner, store, cfg)
     assert {j["job"] for j in runner.status()} == {"rollup", "retention"}
-    assert store.dirty_lookback_s == 120.0                # 2 x the 60 s interval
+    assert store.dirty_lookback_s == 600.0                # 2 x the simulated back-fill's 300 s step
     Floor(store, cfg).scrape(T10, [{"uuid": "GPU-0000", "util": 100}])
     run = runner.run_now("rollup")
     assert run.ok and run.rows > 0
@@ -321,3 +321,24 @@ def test_add_jobs_registers_rollup_and_retention(store):
     with store.cursor() as cur:
         assert cur.execute("SELECT count(*) FROM job_runs WHERE job IN ('rollup', 'retention') AND ok"
                            ).fetchall()[0][0] == 2
+
+
+def test_the_simulated_back_fill_stands_its_step_apart(store):
+    from collectors.runtime import BACKFILL_KEY
+
+    cfg = cfg_with(simulator={"backfill_step_s": 900})
+    assert cfg.simulated
+    sim = Target(url="http://simulator.invalid/a", source="simulator-train-a", kind="dcgm", site="sh-lingang",
+                 cluster="train-a", host="node-a")
+    floor = Floor(store, cfg)
+    for k in range(4):                                     # back-filled 10:00, 10:15, 10:30, 10:45
+        floor.scrape(T10 + k * 15 * MINUTE, [{"uuid": "GPU-0000", "util": 100}], sim)
+    store.set_kv(BACKFILL_KEY, (T10 + 45 * MINUTE).isoformat())
+    for k in range(60, 76):                                # live from 11:00, a minute apart, to 11:15
+        floor.scrape(T10 + k * MINUTE, [{"uuid": "GPU-0000", "util": 100}], sim)
+    rollup.build(store, cfg, T10 + timedelta(hours=3))
+    with store.cursor() as cur:
+        hours = cur.execute("SELECT bucket, observed_s FROM rollup_device_1h ORDER BY bucket").fetchall()
+    # history: each of the four samples stands 900 s to the next (10:45 -> 11:00 the first live
+    # one): 3,600 s; live: 15 samples 60 s apart and the newest one interval: 16 x 60 = 960 s
+    assert hours == [(T10, 3600.0), (T10 + timedelta(hours=1), 960.0)]
