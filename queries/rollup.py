@@ -405,7 +405,8 @@ def retention(store: Store, cfg: Config, now: datetime | None = None) -> JobResu
 def rollup_status(store: Store, now: datetime | None = None) -> dict[str, Any]:
     """For /healthz `rollups` and the Sources page: `state` ("current" when no hour older than
     the previous one waits, else "catching_up"), `dirty_hours`, `oldest_dirty`, `behind_s`
-    (now - the oldest dirty hour's start, 0 when none) and per tier its `span` (first and
+    (how far the oldest dirty hour lies before the previous hour: 0 when current; the current
+    and the previous hour are rebuilt every interval) and per tier its `span` (first and
     last bucket), `rows` and approximate `bytes` (the storage blocks its rows occupy in the
     file; None until DuckDB has written them there at a checkpoint, and for an in-memory store)."""
     now = now or datetime.now(timezone.utc)
@@ -415,10 +416,10 @@ def rollup_status(store: Store, now: datetime | None = None) -> dict[str, Any]:
         for t in TIERS:
             rows, lo, hi = cur.execute(f"SELECT count(*), min(bucket), max(bucket) FROM {t}").fetchall()[0]
             tiers[t] = {"span": [lo, hi], "rows": rows, "bytes": _storage_bytes(cur, t)}
-    this_hour = now.replace(minute=0, second=0, microsecond=0)
-    current = oldest is None or oldest >= this_hour - HOUR
-    return {"state": "current" if current else "catching_up", "dirty_hours": n, "oldest_dirty": oldest,
-            "behind_s": 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()), "tiers": tiers}
+    previous_hour = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0) - HOUR
+    behind = 0.0 if oldest is None else max(0.0, (previous_hour - oldest).total_seconds())
+    return {"state": "current" if behind == 0 else "catching_up", "dirty_hours": n, "oldest_dirty": oldest,
+            "behind_s": behind, "tiers": tiers}
 
 
 def table_bytes(store: Store, table: str) -> int | None:

@@ -299,6 +299,10 @@ def test_status_says_current_or_catching_up(store):
     status = rollup.rollup_status(store, T10 + timedelta(hours=5))
     assert status["state"] == "catching_up" and status["dirty_hours"] == 2        # 09:00 (reach) and 10:00
     assert status["oldest_dirty"] == T10 - timedelta(hours=1)
+    # 09:00 lies 5 h before the previous hour (14:00) at 15:00
+    assert status["behind_s"] == 5 * 3600.0
+    # an hour ago and this hour dirty: current (the rollup rebuilds them every interval)
+    assert rollup.rollup_status(store, T10 + timedelta(minutes=30))["state"] == "current"
     rollup.build(store, cfg, T10 + timedelta(hours=5))
     status = rollup.rollup_status(store, T10 + timedelta(hours=5))
     assert status["state"] == "current" and status["dirty_hours"] == 0 and status["behind_s"] == 0
@@ -342,3 +346,40 @@ def test_the_simulated_back_fill_stands_its_step_apart(store):
     # history: each of the four samples stands 900 s to the next (10:45 -> 11:00 the first live
     # one): 3,600 s; live: 15 samples 60 s apart and the newest one interval: 16 x 60 = 960 s
     assert hours == [(T10, 3600.0), (T10 + timedelta(hours=1), 960.0)]
+
+
+def test_scrapes_written_while_the_rollup_runs(store):
+    """Scrapes keep landing while the job builds: neither fails, and once the writes stop one
+    more run gives the tiers a build from scratch gives."""
+    import threading
+
+    cfg = cfg_with()
+    floor = Floor(store, cfg)
+    two_hours_held(floor)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for k in range(121, 300):
+                floor.scrape(T10 + k * MINUTE, [{"uuid": "GPU-0000", "util": 7, "ns": "lab-ns"}])
+        except BaseException as exc:            # reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not done.is_set():
+        rollup.build(store, cfg, T10 + timedelta(hours=6))
+    writer.join()
+    assert errors == []
+    rollup.build(store, cfg, T10 + timedelta(hours=6))
+    assert dirty(store) == []
+    incremental = {t: rows_of(store, t) for t in rollup.TIERS}
+    with store.cursor() as cur:
+        for t in rollup.TIERS:
+            cur.execute(f"DELETE FROM {t}")
+        cur.execute("INSERT INTO rollup_dirty SELECT DISTINCT bucket_1h(ts), now() FROM device_samples")
+    rollup.build(store, cfg, T10 + timedelta(hours=6))
+    assert {t: rows_of(store, t) for t in rollup.TIERS} == incremental
