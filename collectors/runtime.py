@@ -13,8 +13,9 @@ describes (its exporters all listen on 127.0.0.1).
 Beside the scrapes, a `JobRunner` runs store maintenance ("reopen" every few
 hours: DuckDB frees what it holds for appended data only on close;
 "release-memory" once an interval) and, when simulated, the history back-fill:
-a job that writes through the scheduler's write spool, records a collector run
-per scrape it replays, and is resumable and idempotent (progress in kv).
+a job that writes through the scheduler's write spool (waiting while the store
+refuses writes), records a collector run per scrape it replays, and is resumable
+and idempotent (progress in kv).
 
 The owner writes its status (collection, last cycle, spool, back-fill, jobs)
 to the database after every cycle and every job run (`store.put_status`), so
@@ -143,6 +144,8 @@ class Backfill:
     in kv (BACKFILL_KEY), so a restart continues where it stopped and a repeat writes
     nothing twice."""
 
+    WRITE_RETRY_S = 5.0          # while the store refuses writes, the job tries again this often
+
     def __init__(self, cfg: Config, store: Store, floor, jobs: list[tuple], spool: WriteSpool,
                  stop: threading.Event, clock=time.time):
         self.cfg, self.store, self.floor, self.jobs, self.spool = cfg, store, floor, jobs, spool
@@ -195,24 +198,34 @@ class Backfill:
                     rows += scrape.rows
             self.done += 1
             if self.done % BACKFILL_STEPS_PER_WRITE == 0 or t + timedelta(seconds=step) >= end:
-                self._write(pending, runs)
+                if not self._write(pending, runs):
+                    break
                 pending, runs = [], []
                 self.store.set_kv(BACKFILL_KEY, t.isoformat())
             t += timedelta(seconds=step)
-        if pending or runs:
-            self._write(pending, runs)
+        if (pending or runs) and self._write(pending, runs):
             self.store.set_kv(BACKFILL_KEY, (t - timedelta(seconds=step)).isoformat())
         self.state = "paused" if self.stop.is_set() else "done"
         return JobResult(rows=rows, detail=f"{self.done} of {self.total} steps")
 
-    def _write(self, scrapes: list[Scrape], runs: list[dict]) -> None:
+    def _write(self, scrapes: list[Scrape], runs: list[dict]) -> bool:
+        """Queue the steps' batch and store it; False when stopped before the store took it.
+        While the store refuses writes the job waits (the batch is in the spool, spilled; the
+        live scrapes go on), trying every WRITE_RETRY_S, rather than fail for good: a `Once`
+        job would not run again before a restart. Stopped, it is paused; the next start
+        resumes after the last step stored (the spool writes this batch first, once)."""
         self.spool.put(Batch.of(
             samples=concat([s.samples for s in scrapes]), devices=concat([s.devices for s in scrapes]),
             events=concat([s.events for s in scrapes]), facility=concat([s.facility for s in scrapes]),
             runs=pa.Table.from_pylist(runs, schema=RUN_SCHEMA) if runs else None))
         _, error = self.spool.flush(self.store.write_scrape)
-        if error is not None:                  # kept in the spool; the scheduler's flushes retry it
-            raise RuntimeError(f"store write failed, batch kept in the spool: {error}")
+        while error is not None:
+            self.error = error
+            if self.stop.wait(self.WRITE_RETRY_S):
+                return False
+            _, error = self.spool.flush(self.store.write_scrape)
+        self.error = None
+        return True
 
 
 def simulated_backfill(cfg: Config, store: Store, floor: "Floor | None" = None, *, spool: WriteSpool | None = None,

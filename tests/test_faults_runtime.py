@@ -672,3 +672,40 @@ def test_manage_start_on_a_damaged_database_says_so_without_a_traceback(tmp_path
     assert proc.returncode in (2, 3), proc.stderr[-2000:]         # refused by config checks or by the open
     assert "not started" in proc.stderr and "damaged" in proc.stderr and "Traceback" not in proc.stderr
     assert db.read_bytes() == damage                      # nothing written to a file that failed to open
+
+
+# ---- the back-fill waits out a failing store ---------------------------------------------------------
+
+
+@pytest.mark.fault
+def test_the_backfill_waits_for_a_failing_store_and_finishes(cfg, faults):
+    """The simulated history's back-fill runs once; a store write failing used to fail the job for
+    good (its batch spooled, the rest of the history never filled before a restart)."""
+    from dataclasses import replace
+
+    from helpers import backfill_job
+
+    class FailsTwice(FailingStore):
+        refusals = 2
+
+        def write_scrape(self, **tables):
+            if self.refusals:
+                self.refusals -= 1
+                raise OSError(28, "No space left on device")
+            return self.store.write_scrape(**tables)
+
+    db = Store(":memory:")
+    small = replace(cfg, simulator=cfg.simulator.model_copy(update={"backfill_days": 0.125}))   # 3 h
+    flaky = FailsTwice(db)
+    fill = backfill_job(small, flaky)
+    fill.WRITE_RETRY_S = 0                               # try again at once: the test waits on nothing
+    end = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+    result = fill(end=end)
+    assert flaky.refusals == 0                           # both refusals happened
+    assert fill.state == "done" and fill.done == 12 and fill.error is None      # 3 h at 900 s
+    with db.cursor() as cur:
+        steps = cur.execute("SELECT count(DISTINCT ts) FROM device_samples").fetchone()[0]
+    assert steps == 12
+    rows, unique = sample_counts(db)
+    faults.tried(2)                                      # two refused writes
+    faults.stored(expected=result.rows - 12 * 3, unique=unique, rows=rows)   # all device rows; 3 facility rows a step
