@@ -155,3 +155,20 @@ def test_prices_name_catalogue_models_once():
         make_config(retention={"raw_days": 0})
     cfg = make_config()
     assert (cfg.retention.raw_days, cfg.retention.five_minute_days, cfg.utilisation.target_pct) == (14, 90, 60.0)
+
+
+def test_sql_macros_state_the_python_definitions(store):
+    with store.cursor() as cur:
+        row = cur.execute("""SELECT util_pct(8100, 32400), util_pct(1, 0), share_pct(21600, 36000), share_pct(5, 0),
+                                    delivered_pflops(3600000, 3600), sample_available(NULL, NULL),
+                                    sample_available(0, 0), sample_available(1, 79),
+                                    labels_held(NULL, NULL, NULL, NULL), labels_held(NULL, NULL, '17', NULL),
+                                    basis_of(2, 'sm'), basis_of(1, 'sm')""").fetchall()[0]
+    assert row[0] == m.util_pct(8100, 32400) == 25.0
+    assert row[1] is None and m.util_pct(1, 0) is None
+    assert row[2] == m.share_pct(21600, 36000) == 60.0
+    assert row[3] is None
+    assert row[4] == m.delivered_pflops(3_600_000, 3600) == 1.0
+    assert row[5:8] == (m.sample_available(None, None), m.sample_available(0, 0), m.sample_available(1, 79)) \
+        == (True, False, False)
+    assert row[8:] == (False, True, "mixed", "sm")
