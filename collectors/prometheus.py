@@ -64,13 +64,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator, Protocol
 
-from collectors.batch import BatchBuilder, EventTracker, Scrape
-from collectors.exposition import CompiledMapping
+import numpy as np
+import pyarrow as pa
+
+from collectors.batch import ECC_COLUMNS, EVENT_SCHEMA, SAMPLE_SCHEMA, BatchBuilder, EventTracker, Scrape
+from collectors.exposition import _TS_MAX_MS, _TS_MIN_MS, CompiledMapping, DeviceBatch, ParseStats
 from collectors.kinds import vendor_of_mapping
 from collectors.kinds.base import Collector
-from collectors.rows import DevicePivot, FacilityMapping, FacilityPivot, Rows, query_series
+from collectors.rows import (FACILITY_SCHEMA, DevicePivot, FacilityMapping, FacilityPivot, Rows, blank_mask, nullable,
+                             parse_matrix, query_series, screen_columns, series_text)
 from collectors.targets import ScrapeError, Target
 from config import Config, Source
+from config.canonical import SAMPLE_LABELS, SAMPLE_MEASURES
 from i18n import Msg, msg
 
 
@@ -260,6 +265,44 @@ def _reason(exc: Exception, timeout: float) -> Msg | str:
     return text[-200:]
 
 
+class Matrix(list):
+    """A range-vector answer read as arrays (collectors.rows.parse_matrix): (labels with __name__,
+    times in ms, values) per series."""
+
+
+def _raw_query(client, query: str, params: dict, timeout: float) -> list:
+    """PrometheusConnect.custom_query's request, its body read by `parse_matrix` (a Matrix), or
+    by json where the body is laid out otherwise; errors raised as the library raises them."""
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+
+    session = client._session
+    response = session.request(method="GET", url=f"{client.url}/api/v1/query", params={"query": query, **params},
+                               verify=session.verify, headers=client.headers, auth=client.auth, cert=session.cert,
+                               timeout=timeout)
+    if response.status_code != 200:
+        raise PrometheusApiClientException(f"HTTP Status Code {response.status_code} ({response.content!r})")
+    parsed = parse_matrix(response.content)
+    return response.json()["data"]["result"] if parsed is None else Matrix(parsed)
+
+
+def _as_json(result: list) -> list:
+    """A query's result as the JSON API gives it (a Matrix turned back, for the generic path)."""
+    if not isinstance(result, Matrix):
+        return result
+    return [{"metric": labels, "values": [[t / 1000, repr(v) if v == v else "NaN"] for t, v in
+                                          zip(ts.tolist(), vals.tolist())]} for labels, ts, vals in result]
+
+
+class _Ids:
+    """Row i's device id, without an array of them (screen_columns names one per column)."""
+
+    def __init__(self, keys: list[str], rows: np.ndarray):
+        self.keys, self.rows = keys, rows
+
+    def __getitem__(self, i: int) -> str:
+        return self.keys[self.rows[i]]
+
+
 # ---------------------------------------------------------------- collector
 
 class PrometheusCollector(Collector):
@@ -281,6 +324,9 @@ class PrometheusCollector(Collector):
         self.known_sites = frozenset(s.id for s in cfg.sites)
         self.cfg = cfg
         self.sample_budget = SAMPLE_BUDGET      # samples per query: sizes the windows of a catch-up
+        # back-fill windows read as arrays (`_process_columnar`); the history import sets it
+        self.columnar = False
+        self._cpivots: dict[str, DevicePivot] = {}
         self.max_window_s = MAX_WINDOW_S
         self.client_factory = client_factory or default_client
         self.tracker = tracker or EventTracker()
@@ -372,12 +418,19 @@ class PrometheusCollector(Collector):
             with p.lock:            # collects of the same target interleave between windows, never inside one
                 end = min(hi, lo + self._window_ms(p))
                 results, end = self._fetch(target.url, p, lo, end)
-                # a scrape cut by a window's end is read again by the next window; the last
-                # window holds nothing back (no later read of this back-fill would deliver it)
-                held = self._process(target, p, results, _ms(since), lo, end, acc, step_s=step_s, hold=end < hi)
+                scrape = None
+                if results and all(isinstance(r, Matrix) for r in results.values()):
+                    scrape = self._process_columnar(target, p, results, _ms(since), lo, end, step_s=step_s)
+                held = None
+                if scrape is None:
+                    # a scrape cut by a window's end is read again by the next window; the last
+                    # window holds nothing back (no later read of this back-fill would deliver it)
+                    held = self._process(target, p, {k: _as_json(r) for k, r in results.items()}, _ms(since),
+                                         lo, end, acc, step_s=step_s, hold=end < hi)
+                    scrape = acc.scrape(target, _dt(end))
                 del results
             lo = end if held is None else held - 1
-            yield acc.scrape(target, _dt(end)), _dt(lo)
+            yield scrape, _dt(lo)
 
     def resume_from(self, target: Target, since: datetime) -> None:
         """Let the next collects deliver everything after `since` (the newest stored sample) first."""
@@ -434,14 +487,18 @@ class PrometheusCollector(Collector):
 
     # ---- queries --------------------------------------------------------
 
-    def _query(self, url: str, query: str, at_ms: int) -> list[dict]:
+    def _query(self, url: str, query: str, at_ms: int) -> list:
         import requests
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
         params = {"time": f"{at_ms / 1000:.3f}", "timeout": f"{self.timeout:g}"}
         shown = query if len(query) <= _QUERY_SHOWN else query[:_QUERY_SHOWN] + "..."
         try:
-            result = self._client(url).custom_query(query, params=params)
+            client = self._client(url)
+            if self.columnar and getattr(client, "_session", None) is not None:
+                result = _raw_query(client, query, params, self.timeout)
+            else:
+                result = client.custom_query(query, params=params)
         except requests.exceptions.Timeout:
             raise ScrapeError(msg("msg.prom_unreachable", url=url,
                                   reason=msg("msg.timeout", s=f"{self.timeout:g}"))) from None
@@ -482,7 +539,8 @@ class PrometheusCollector(Collector):
                 p.max_window_ms = hi - lo
             settled = min(hi, read_at - int(LATE_S * 1000))
             p.settled_ms = settled if p.settled_ms is None else max(p.settled_ms, settled)
-            n = sum(len(s.get("values") or ()) for res in out.values() for s in res)
+            n = sum(len(s[1]) if isinstance(res, Matrix) else len(s.get("values") or ())
+                    for res in out.values() for s in res)
             if n:
                 p.rate = n / max((hi - lo) / 1000, 1e-3)
             elif p.rate is None:
@@ -588,6 +646,299 @@ class PrometheusCollector(Collector):
         acc.parse_s += time.perf_counter() - t0
         return held
 
+    # ---- series -> rows, as arrays (the history import) ------------------------------
+
+    def _process_columnar(self, target: Target, p: _Progress, results: dict[str, list], floor: int, lo: int,
+                          hi: int, *, step_s: float | None = None) -> Scrape | None:
+        """One back-fill window (lo, hi] read as arrays into a Scrape: what `_process` and
+        `Rows.scrape` make of it, row for row (tests/test_prom_import.py compares the two),
+        with numpy doing per sample what they do in Python.
+
+        Per series, the identity, column and place are resolved once (the same DevicePivot
+        rules); the samples become (device, time) rows by sorting, not by dicts. Thinning and
+        cursors are `_select` per exporter instant. The event tracker sees, in time order, every
+        instant where something it follows may change (an exporter's first instant in the
+        window, a device set that differs from the exporter's previous instant, an XID, throttle,
+        health or ECC value that differs from the device's previous one); at the other instants
+        it would change nothing. Energy deltas are per device differences with the tracker's
+        last counter first.
+
+        Returns None, before moving any cursor, where the window needs the per-sample path: an
+        exporter stamping its own series (instants under OWN_STAMPS_MS apart), two label sets
+        of one device at one time, a time a row cannot carry."""
+        t0 = time.perf_counter()
+        step = self.step_s if step_s is None else step_s
+        stats = ParseStats()
+        unknown: set[tuple[str, str]] = set()
+        tables = []
+        for dt in self.device_tables:
+            prep = self._columns(target, dt, results.get(dt.name, Matrix()), stats, unknown)
+            if prep is None:
+                return None
+            tables.append((dt, prep))
+        fac_rows: list[dict] = []
+        for ft in self.facility_tables:
+            fpivot = FacilityPivot(ft.mapping, stats, site=target.site, source=target.source, by_time=True)
+            for labels, ts, vals in results.get(ft.name, Matrix()):
+                labels = dict(labels)
+                name = labels.pop("__name__", "")
+                exporter = (labels.get("job", ""), labels.get("instance", ""))
+                fpivot.site = self._placed(target, labels, exporter, unknown)[3] or target.site
+                fpivot.feed(name, labels, list(zip(ts.tolist(), vals.tolist())), exporter=exporter)
+            for group, t in self._select(p, ft.name, fpivot.instants.keys(), floor, step):
+                fac_rows.extend(fpivot.rows(fpivot.instants[(group, t)], _dt(t)))
+        tick = _dt(hi)
+        samples, devices, events = [], [], []
+        for dt, prep in tables:
+            if prep:
+                s, d, e = self._table_rows(target, p, dt, prep, floor, step, stats, tick)
+                samples.append(s)
+                devices.append(d)
+                events.extend(e)
+        p.floor_ms = hi if p.floor_ms is None else max(p.floor_ms, hi)
+        scrape = Scrape.parsed(target, tick, stats)
+        for what, value in sorted(unknown):
+            scrape.notes.append(msg("msg.prom.unknown_cluster", value=value, label=self.cluster_label)
+                                if what == "cluster" else msg("msg.prom.unknown_site", value=value,
+                                                              label=self.site_label))
+        samples = [t for t in samples if t is not None and t.num_rows]
+        if samples:
+            scrape.samples = samples[0] if len(samples) == 1 else pa.concat_tables(samples)
+            scrape.devices = pa.concat_tables([d for d in devices if d is not None])
+        if fac_rows:
+            scrape.facility = pa.Table.from_pylist(fac_rows, schema=FACILITY_SCHEMA)
+        if events:
+            scrape.events = pa.Table.from_pylist(events, schema=EVENT_SCHEMA)
+        scrape.rows = (scrape.samples.num_rows if scrape.samples is not None else 0) + len(fac_rows)
+        scrape.parse_s = time.perf_counter() - t0
+        return scrape
+
+    def _columns(self, target: Target, dt: _DeviceTable, series: list, stats: ParseStats,
+                 unknown: set[tuple[str, str]]) -> dict | None:
+        """A device table's series as long arrays and rows: see `_process_columnar`."""
+        pv = self._cpivots.get(dt.name)
+        if pv is None:
+            pv = self._cpivots[dt.name] = DevicePivot(dt.mapping, stats, host_from_label=self.host_from_label,
+                                                      by_time=True)
+        pv.stats = stats
+        columns = list(dict.fromkeys(c for c, _ in dt.mapping.numeric.values()))
+        columns += [c for sel in dt.mapping.selected.values() for c, _ in sel[2].values() if c not in columns]
+        cidx = {c: i for i, c in enumerate(columns)}
+        idents: dict[int, int] = {}
+        ident_list: list[tuple] = []
+        parts: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        hosts: dict[str, str | None] = {}
+        for labels, ts, vals in series:
+            labels = dict(labels)
+            name = labels.pop("__name__", "")
+            tc = pv.column(name, labels)
+            if tc is None:
+                stats.unmapped += len(ts)
+                continue
+            exporter = (labels.get("job", ""), labels.get("instance", ""))
+            if exporter[1] not in hosts:
+                hosts[exporter[1]] = _host_of(exporter[1])
+            ident = pv._identity(labels, hosts[exporter[1]], self._placed(target, labels, exporter, unknown))
+            if isinstance(ident, Msg):
+                stats.add_issue(0, ident, series_text(name, labels))
+                continue
+            if len(ts) and (ts.min() < _TS_MIN_MS or ts.max() > _TS_MAX_MS):
+                return None
+            i = idents.get(id(ident))
+            if i is None:
+                i = idents[id(ident)] = len(ident_list)
+                ident_list.append(ident)
+            col, scale = tc
+            blank = blank_mask(vals)
+            stats.blanks += int(blank.sum())
+            stats.samples += len(ts)
+            v = vals * scale if scale != 1.0 else vals.copy()
+            v[blank] = np.nan
+            parts.append((i, cidx[col], ts, v))
+        if not parts:
+            return {}
+        D = np.concatenate([np.full(len(ts), i, np.int64) for i, _, ts, _ in parts])
+        C = np.concatenate([np.full(len(ts), c, np.int64) for _, c, ts, _ in parts])
+        T = np.concatenate([ts for _, _, ts, _ in parts])
+        V = np.concatenate([v for _, _, _, v in parts])
+        tu, tinv = np.unique(T, return_inverse=True)
+        nt = len(tu)
+        rows, rinv = np.unique(D * nt + tinv, return_inverse=True)
+        r_ident, r_tpos = rows // nt, rows % nt
+        keys: dict[str, int] = {}
+        key_of_ident = np.array([keys.setdefault(ident[1], len(keys)) for ident in ident_list], np.int64)
+        r_key = key_of_ident[r_ident]
+        if len(np.unique(r_key * nt + r_tpos)) != len(rows):
+            return None                     # one device under two label sets at one time
+        groups: dict[tuple, int] = {}
+        group_of_ident = np.array([groups.setdefault(ident[0], len(groups)) for ident in ident_list], np.int64)
+        r_group = group_of_ident[r_ident]
+        inst = np.unique(r_group * nt + r_tpos)
+        ig, it = inst // nt, tu[inst % nt]
+        if ((ig[1:] == ig[:-1]) & (np.diff(it) < OWN_STAMPS_MS)).any():
+            return None                     # an exporter stamping its series itself
+        group_list = list(groups)
+        if any(g in self._state_own(target) for g in group_list):
+            return None
+        wide = {c: np.full(len(rows), np.nan) for c in columns}
+        for c, i in cidx.items():
+            m = C == i
+            if m.any():
+                wide[c][rinv[m]] = V[m]
+        return {"columns": wide, "r_ident": r_ident, "r_key": r_key, "r_group": r_group, "r_t": tu[r_tpos],
+                "idents": ident_list, "keys": list(keys), "groups": group_list, "nt": nt}
+
+    def _state_own(self, target: Target) -> set[tuple]:
+        return self._state(target.url).own_stamps
+
+    def _table_rows(self, target: Target, p: _Progress, dt: _DeviceTable, prep: dict, floor: int, step: float,
+                    stats: ParseStats, tick: datetime) -> tuple[pa.Table | None, pa.Table | None, list[dict]]:
+        """Thinning, energy deltas, events and the samples and devices tables of one device table."""
+        r_group, r_t = prep["r_group"], prep["r_t"]
+        groups, idents, keys = prep["groups"], prep["idents"], prep["keys"]
+        # thinning: the instants `_select` keeps (it moves the cursors)
+        inst = np.unique(np.stack([r_group, r_t], axis=1), axis=0)
+        kept = self._select(p, dt.name, [(groups[g], t) for g, t in inst.tolist()], floor, step)
+        if not kept:
+            return None, None, []
+        gi = {g: i for i, g in enumerate(groups)}
+        kg = np.array([gi[g] for g, _ in kept], np.int64)
+        kt = np.array([t for _, t in kept], np.int64)
+        base = int(r_t.min())
+        span = int(r_t.max()) - base + 1
+        mask = np.isin(r_group * span + (r_t - base), kg * span + (kt - base))
+        order = np.flatnonzero(mask)
+        order = order[np.lexsort((prep["r_ident"][order], r_group[order], r_t[order]))]   # time order
+        r_ident, r_key, r_group, r_t = prep["r_ident"][order], prep["r_key"][order], r_group[order], r_t[order]
+        cols = {c: v[order] for c, v in prep["columns"].items()}
+        screen_columns(cols, _Ids(keys, r_key), stats)
+        n = len(order)
+        tracker = self.tracker
+        # energy deltas: per device, from the tracker's last counter
+        delta = np.full(n, np.nan)
+        energy = cols.get("energy_j")
+        if energy is not None and not np.isnan(energy).all():
+            idx = np.flatnonzero(~np.isnan(energy))
+            idx = idx[np.argsort(r_key[idx], kind="stable")]
+            ek, ev = r_key[idx], energy[idx]
+            first = np.r_[True, ek[1:] != ek[:-1]]
+            last = np.r_[ek[1:] != ek[:-1], True]
+            prev = np.r_[np.nan, ev[:-1]]
+            with tracker._lock:
+                prev[first] = [tracker.energy.get(keys[k], np.nan) for k in ek[first].tolist()]
+                for k, e in zip(ek[last].tolist(), ev[last].tolist()):
+                    tracker.energy[keys[k]] = e
+            delta[idx] = np.where(np.isnan(prev), np.nan, np.where(ev >= prev, ev - prev, ev))
+        cols["energy_delta_j"] = delta
+        events = self._events(target, cols, r_ident, r_key, r_group, r_t, idents, keys, groups)
+        # the samples table
+        meta = [ident[2] for ident in idents]
+        take = pa.array(r_ident)
+        out: dict[str, pa.Array] = {
+            "ts": pa.array(r_t * 1000, pa.timestamp("us", tz="UTC")),
+            "device_id": pa.array([ident[1] for ident in idents], pa.string()).take(take),
+            "site": pa.array([ident[0][3] for ident in idents], pa.string()).take(take),
+            "cluster": pa.array([ident[0][2] for ident in idents], pa.string()).take(take),
+            "host": pa.array([m["host"] for m in meta], pa.string()).take(take),
+        }
+        for c, typ in SAMPLE_MEASURES.items():
+            arrow_type = pa.int64() if typ == "BIGINT" else pa.float64()
+            v = cols.get(c)
+            out[c] = pa.nulls(n, arrow_type) if v is None else nullable(v, arrow_type)
+        out["tenant"] = self._tenants(dt.builder.attributor, idents, r_ident, r_t)
+        for c in SAMPLE_LABELS:
+            out[c] = pa.array([m[c] for m in meta], pa.string()).take(take)
+        out["source"] = pa.array([target.source] * n, pa.string())
+        samples = pa.Table.from_pydict(out, schema=SAMPLE_SCHEMA)
+        # the devices table: each device's newest row, first seen at its oldest
+        by_key = np.argsort(r_key, kind="stable")
+        sk = r_key[by_key]
+        newest = by_key[np.r_[sk[1:] != sk[:-1], True]]
+        oldest = by_key[np.r_[True, sk[1:] != sk[:-1]]]
+        sub_cols = {c: [None if x != x else x for x in cols[c][newest].tolist()]
+                    for c in ("mem_used_mib", "mem_free_mib") if c in cols}
+        sub = DeviceBatch([keys[k] for k in r_key[newest].tolist()], [meta[i] for i in r_ident[newest].tolist()],
+                          sub_cols, r_t[newest].tolist(), ParseStats())
+        devices = dt.builder.build(sub, target, tick).devices
+        if devices is not None:
+            ident_new = [idents[i] for i in r_ident[newest].tolist()]
+            first_seen = pa.array(r_t[oldest] * 1000, pa.timestamp("us", tz="UTC"))
+            for name, values in (("target", pa.array([self._group_target(target, "devices", ident[0][:4]).url
+                                                      for ident in ident_new], pa.string())),
+                                 ("cluster", pa.array([ident[0][2] for ident in ident_new], pa.string())),
+                                 ("site", pa.array([ident[0][3] for ident in ident_new], pa.string())),
+                                 ("first_seen", first_seen.cast(devices.schema.field("first_seen").type))):
+                devices = devices.set_column(devices.schema.get_field_index(name), name, values)
+        return samples, devices, events
+
+    def _tenants(self, attributor, idents: list[tuple], r_ident: np.ndarray, r_t: np.ndarray) -> pa.Array:
+        """The tenant column: per label set, and per row only for devices or hosts with leases
+        (whose tenant depends on the time)."""
+        per: list[str | None] = []
+        leased = []
+        for i, (_, key, m) in enumerate(idents):
+            if key in attributor.device_leases or m["host"] in attributor.host_leases:
+                leased.append(i)
+                per.append(None)
+            else:
+                per.append(attributor._labels(m["namespace"], m["pod"], m["job"], m["job_user"]))
+        col = pa.array(per, pa.string()).take(pa.array(r_ident))
+        if not leased:
+            return col
+        values = col.to_pylist()
+        for row in np.flatnonzero(np.isin(r_ident, leased)).tolist():
+            _, key, m = idents[r_ident[row]]
+            values[row] = attributor.tenant(key, m["host"], _dt(int(r_t[row])), m["namespace"], m["pod"], m["job"],
+                                            m["job_user"])
+        return pa.array(values, pa.string())
+
+    def _events(self, target: Target, cols: dict[str, np.ndarray], r_ident: np.ndarray, r_key: np.ndarray,
+                r_group: np.ndarray, r_t: np.ndarray, idents: list[tuple], keys: list[str],
+                groups: list[tuple]) -> list[dict]:
+        """The tracker's events of the window's rows (in time order): `tracker.observe` at every
+        instant where it may change something (see `_process_columnar`)."""
+        n = len(r_t)
+        if not n:
+            return []
+        # instants: runs of rows of one exporter at one time (rows are in (time, exporter) order)
+        starts = np.flatnonzero(np.r_[True, (r_t[1:] != r_t[:-1]) | (r_group[1:] != r_group[:-1])])
+        ends = np.r_[starts[1:], n]
+        inst_group = r_group[starts]
+        interesting = np.zeros(len(starts), bool)
+        # an exporter's first instant here, and every instant whose device set differs from its previous one
+        k1 = (r_key + 1).astype(np.float64)
+        sig = np.stack([np.add.reduceat(k1, starts), np.add.reduceat(k1 * k1, starts), ends - starts], axis=1)
+        by_group = np.lexsort((np.arange(len(starts)), inst_group))
+        g_sorted = inst_group[by_group]
+        first = np.r_[True, g_sorted[1:] != g_sorted[:-1]]
+        s_sorted = sig[by_group]
+        changed = np.r_[True, (s_sorted[1:] != s_sorted[:-1]).any(axis=1)]
+        interesting[by_group[first | changed]] = True
+        # a followed value that differs from the device's previous one
+        inst_of_row = np.repeat(np.arange(len(starts)), ends - starts)
+        for c in ("xid_last", "throttle_reasons", "health", *ECC_COLUMNS):
+            v = cols.get(c)
+            if v is None or np.isnan(v).all():
+                continue
+            o = np.argsort(r_key, kind="stable")
+            vk, vv = r_key[o], v[o]
+            same_dev = np.r_[False, vk[1:] == vk[:-1]]
+            prev = np.r_[np.nan, vv[:-1]]
+            differs = ~((vv == prev) | (np.isnan(vv) & np.isnan(prev)))
+            interesting[inst_of_row[o[differs | ~same_dev]]] = True
+        followed = ("xid_last", "throttle_reasons", "temp_c", "health", *ECC_COLUMNS)
+        present = {c: cols[c] for c in followed if c in cols}
+        out: list[dict] = []
+        for j in np.flatnonzero(interesting).tolist():
+            a, b = int(starts[j]), int(ends[j])
+            rows = range(a, b)
+            batch = DeviceBatch([keys[r_key[r]] for r in rows], [idents[r_ident[r]][2] for r in rows],
+                                {c: [None if x != x else x for x in v[a:b].tolist()] for c, v in present.items()},
+                                [int(r_t[a])] * (b - a), ParseStats())
+            tracked = self._group_target(target, "tracker", groups[int(inst_group[j])])
+            out.extend(self.tracker.observe(tracked, _dt(int(r_t[a])), batch))
+        return out
+
 
 # ---------------------------------------------------------------- history import
 
@@ -641,6 +992,7 @@ class HistoryImport:
         c = PrometheusCollector(self.live.cfg, self.source, client_factory=self.live.client_factory,
                                 tracker=EventTracker(), step_s=self.live.step_s, clock=self.live.clock)
         c.sample_budget, c.max_window_s = IMPORT_SAMPLE_BUDGET, IMPORT_MAX_WINDOW_S
+        c.columnar = True
         return c
 
     def _plan(self, now: datetime) -> dict:

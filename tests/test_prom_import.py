@@ -2,9 +2,12 @@
 Debian's real `prometheus`, serving blocks written with its `promtool` from OpenMetrics text.
 
 The history: three hosts of two GPUs each, 30 hours at 60 s, ending a little before the
-test starts; `util` and `power` follow a formula, and one facility meter reports at the same
-steps. node-a names cluster train-a in its `cluster` label, node-b names cluster-x and site
-sh-pudong (neither configured), node-c names neither. The source itself is in sh-lingang /
+test starts (step k is END - 60 k s); `util` follows a formula, and one facility meter reports
+at the same steps. node-a names cluster train-a in its `cluster` label, node-b names cluster-x
+and site sh-pudong (neither configured), node-c names neither. For the tracker: node-a's GPUs
+count energy (300 J a step, the counter reset at k = 700), node-a GPU 1 reports XID 79 at
+k = 500..509, node-c GPU 1 is missing at k = 300..304 (lost, then back), node-b's GPUs run in
+namespace moonlake-train from k = 719 on. The source itself is in sh-lingang /
 infer-b with `cluster_label = "cluster"`, `site_label = "site"`, `history_days = 1`.
 """
 
@@ -32,12 +35,13 @@ NOW = datetime.fromtimestamp(END + 1, UTC)      # the import's "first start"
 HOSTS = {"node-a": {"cluster": "train-a"}, "node-b": {"cluster": "cluster-x", "site": "sh-pudong"}, "node-c": {}}
 GPUS = 2
 
+MISSING = range(300, 305)                         # node-c GPU 1 is absent at these steps
 # history_days = 1: the samples at END - 60 k with END - 60 k > NOW - 86400 s = END + 1 - 86400,
 # i.e. 60 k < 86399, k = 0..1439: 1440 steps of each GPU and of the meter
 IMPORTED_STEPS = 1440
-DEVICE_ROWS = 3 * GPUS * IMPORTED_STEPS          # 3 hosts x 2 GPUs x 1440 = 8640
+DEVICE_ROWS = 3 * GPUS * IMPORTED_STEPS - 5      # 3 hosts x 2 GPUs x 1440 = 8640, less node-c GPU 1's 5 = 8635
 FACILITY_ROWS = IMPORTED_STEPS                   # 1440
-ALL_ROWS = DEVICE_ROWS + FACILITY_ROWS           # 10080
+ALL_ROWS = DEVICE_ROWS + FACILITY_ROWS           # 10075
 
 pytestmark = pytest.mark.skipif(not (available() and promtool_available()), reason=MISSING_REASON)
 
@@ -46,15 +50,37 @@ def util(host: str, gpu: int, k: int) -> int:
     return (7 * k + 13 * gpu + len(host)) % 101
 
 
+def energy_mj(k: int) -> int:
+    """node-a's counter: 300 J a step from the oldest step, restarting at k = 700."""
+    j = STEPS - 1 - k                            # steps since the oldest
+    reset = STEPS - 1 - 700
+    return 300_000 * (j if j < reset else j - reset)
+
+
 def openmetrics() -> str:
-    out = ["# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
-    for host, extra in HOSTS.items():
-        for g in range(GPUS):
-            labels = {"gpu": str(g), "UUID": f"GPU-{host}-{g}", "Hostname": host,
-                      "modelName": "NVIDIA H100 80GB HBM3", "job": "dcgm", "instance": f"{host}:9400", **extra}
-            text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-            out.extend(f"DCGM_FI_DEV_GPU_UTIL{{{text}}} {util(host, g, k)} {END - STEP_S * k}"
-                       for k in reversed(range(STEPS)))
+    out = []
+    families = {"DCGM_FI_DEV_GPU_UTIL": lambda h, g, k: util(h, g, k),
+                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": lambda h, g, k: energy_mj(k) if h == "node-a" else None,
+                "DCGM_FI_DEV_XID_ERRORS": lambda h, g, k: (79 if k in range(500, 510) else 0)
+                if (h, g) == ("node-a", 1) else None}
+    for family, value in families.items():
+        out.append(f"# TYPE {family} gauge")
+        for host, extra in HOSTS.items():
+            for g in range(GPUS):
+                labels = {"gpu": str(g), "UUID": f"GPU-{host}-{g}", "Hostname": host,
+                          "modelName": "NVIDIA H100 80GB HBM3", "job": "dcgm", "instance": f"{host}:9400", **extra}
+                for newer in (False, True):       # node-b's namespace starts at k = 719: a second series
+                    if newer and host != "node-b":
+                        continue
+                    text = ",".join(f'{k}="{v}"' for k, v in
+                                    {**labels, **({"namespace": "moonlake-train"} if newer else {})}.items())
+                    for k in reversed(range(STEPS)):
+                        v = value(host, g, k)
+                        if v is None or ((host, g) == ("node-c", 1) and k in MISSING):
+                            continue
+                        if host == "node-b" and newer != (k <= 719):
+                            continue
+                        out.append(f"{family}{{{text}}} {v} {END - STEP_S * k}")
     out.append("# TYPE dcim_power_watts gauge")
     out.extend(f'dcim_power_watts{{site="sh-lingang",meter="intake",scope="facility",job="dcim",'
                f'instance="dcim:9116"}} {1000 + k % 50} {END - STEP_S * k}' for k in reversed(range(STEPS)))
@@ -127,7 +153,8 @@ def test_first_start_imports_history_days_into_the_labelled_clusters(prom, cfg):
         facility = cur.execute("SELECT count(*), min(power_w), max(power_w) FROM facility_samples").fetchone()
         one = cur.execute("SELECT util_pct FROM device_samples WHERE device_id = 'GPU-node-a-1' AND ts = ?",
                           [datetime.fromtimestamp(END - STEP_S * 10, UTC)]).fetchone()
-    assert per_device == {f"GPU-{h}-{g}": IMPORTED_STEPS for h in HOSTS for g in range(GPUS)}
+    assert per_device == {f"GPU-{h}-{g}": IMPORTED_STEPS - (5 if (h, g) == ("node-c", 1) else 0)
+                          for h in HOSTS for g in range(GPUS)}
     assert places["GPU-node-a-0"] == ("train-a", "sh-lingang")       # its cluster label
     assert places["GPU-node-b-1"] == ("cluster-x", "sh-pudong")      # labels naming what config lacks: kept
     assert places["GPU-node-c-0"] == ("infer-b", "sh-lingang")       # no labels: the source's own
@@ -148,11 +175,56 @@ def test_first_start_imports_history_days_into_the_labelled_clusters(prom, cfg):
 def test_the_count_per_series_equals_prometheus_count_over_time(prom, cfg):
     store = Store()
     run_to_end(make_job(cfg, store, source(prom.url)))
-    want = prom.query('count_over_time(DCGM_FI_DEV_GPU_UTIL[86399s])', at=END)
-    assert len(want) == 3 * GPUS and {int(s["value"][1]) for s in want} == {IMPORTED_STEPS}
+    want = prom.query('sum by (UUID) (count_over_time(DCGM_FI_DEV_GPU_UTIL[86399s]))', at=END)
+    assert len(want) == 3 * GPUS and sum(int(s["value"][1]) for s in want) == DEVICE_ROWS
     with store.cursor() as cur:
         got = dict(cur.execute("SELECT device_id, count(util_pct) FROM device_samples GROUP BY 1").fetchall())
     assert got == {s["metric"]["UUID"]: int(s["value"][1]) for s in want}
+
+
+def test_array_windows_give_the_rows_of_the_per_sample_path(prom, cfg, monkeypatch):
+    """The import reads windows as arrays; the live collector's per-sample path, on the same
+    windows, gives the same samples, devices and events (energy deltas across a counter reset,
+    an XID, a GPU lost and back, a namespace change)."""
+    monkeypatch.setattr(prom_mod, "IMPORT_SAMPLE_BUDGET", 3000)      # several windows
+    job = make_job(cfg, Store(), source(prom.url))
+    arrays = job.importer
+    per_sample = job._importer()
+    per_sample.columnar = False
+    since, until = datetime.fromisoformat(job.status()["from"]), datetime.fromisoformat(job.status()["to"])
+    calls = []
+    real = arrays._process_columnar
+
+    def spy(*a, **kw):
+        out = real(*a, **kw)
+        calls.append(out is not None)
+        return out
+
+    arrays._process_columnar = spy
+    got = [s for s, _ in arrays.iter_history(job.target, since, until)]
+    want = [s for s, _ in per_sample.iter_history(job.target, since, until)]
+    assert len(calls) == len(got) > 3 and all(calls)                  # every window read as arrays
+
+    def rows(scrapes, table, key):
+        out = [r for s in scrapes if getattr(s, table) is not None for r in getattr(s, table).to_pylist()]
+        return sorted(out, key=lambda r: tuple(str(r[k]) for k in key))
+
+    assert rows(got, "samples", ("device_id", "ts")) == rows(want, "samples", ("device_id", "ts"))
+    assert rows(got, "devices", ("device_id", "last_seen")) == rows(want, "devices", ("device_id", "last_seen"))
+    assert rows(got, "facility", ("ts",)) == rows(want, "facility", ("ts",))
+    events = rows(got, "events", ("ts", "device_id", "kind"))
+    assert events == rows(want, "events", ("ts", "device_id", "kind"))
+    assert [(e["device_id"], e["kind"], e["code"], e["ts"]) for e in events] == [
+        ("GPU-node-a-1", "xid", 79, datetime.fromtimestamp(END - STEP_S * 509, UTC)),    # the oldest step with 79
+        ("GPU-node-c-1", "lost", None, datetime.fromtimestamp(END - STEP_S * 304, UTC)),
+        ("GPU-node-c-1", "back", None, datetime.fromtimestamp(END - STEP_S * 299, UTC))]
+    deltas = {r["ts"]: r["energy_delta_j"] for r in rows(got, "samples", ("device_id", "ts"))
+              if r["device_id"] == "GPU-node-a-0"}
+    assert deltas[datetime.fromtimestamp(END - STEP_S * 1439, UTC)] is None    # the first sample: no delta
+    assert deltas[datetime.fromtimestamp(END - STEP_S * 1000, UTC)] == 300.0   # 300 J a step
+    assert deltas[datetime.fromtimestamp(END - STEP_S * 700, UTC)] == 0.0      # the reset: the new reading, 0 J
+    tenants = {r["tenant"] for r in rows(got, "samples", ("device_id", "ts")) if r["device_id"] == "GPU-node-b-0"}
+    assert tenants == {None, "moonlake"}                                       # moonlake-train is moonlake's
 
 
 def test_stopped_midway_a_restart_goes_on_where_it_stopped(prom, cfg, monkeypatch, tmp_path):

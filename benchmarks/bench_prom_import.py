@@ -1,0 +1,250 @@
+"""The import rate from Prometheus: the peer benchmark's TSDB through the real collector's
+history import into a DuckDB file (issue 12, "History from an existing Prometheus").
+
+    .venv/bin/python benchmarks/bench_prom_import.py --tsdb /tmp/peer/data/tsdb [--days 30] [--profile]
+
+The TSDB folder (../shared/peer-bench: 512 GPUs x 30 days at 60 s, 88.5 M samples, written by
+`prom.py`'s promtool backfill) is copied to a temporary folder first (Prometheus writes into
+the folder it serves; the original is never touched), then Debian's /usr/bin/prometheus serves
+the copy on 127.0.0.1 with the flags prom.py uses. A `prometheus` source with
+`cluster_label = "cluster"` and `site_label = "site"` imports `--days` of history ending at the
+data's end (meta.json) through `HistoryImport`, written by the store's own write path.
+
+Prints samples imported, wall time, samples/s, the split between fetching (HTTP and JSON,
+Prometheus' own work included), the series -> rows stage and the store's write, the peak RSS
+of this process and of Prometheus, and checks: devices (GPU count), the devices per cluster,
+and the samples per metric against Prometheus' own count_over_time over the same range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import ctypes
+import json
+import os
+import pstats
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import config  # noqa: E402
+from collectors.prometheus import HistoryImport, PrometheusCollector, default_client  # noqa: E402
+from queries import Store  # noqa: E402
+
+METRICS = {"DCGM_FI_DEV_GPU_UTIL": "util_pct", "DCGM_FI_PROF_SM_ACTIVE": "sm_active",
+           "DCGM_FI_DEV_POWER_USAGE": "power_w", "DCGM_FI_DEV_FB_USED": "mem_used_mib"}
+# the peer data's site meter: facility power with no meter or scope label of its own
+PEER_FACILITY = {"table": "facility_samples", "fields": {"facility_power_watts": {"column": "power_w"}},
+                 "labels": {"site": ["site"], "meter": ["meter"], "scope": ["scope"]},
+                 "defaults": {"meter": "facility-total", "scope": "facility"}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG
+
+
+def start_prometheus(tsdb: Path, work: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    conf = work / "prometheus.yml"
+    conf.write_text(json.dumps({"global": {"scrape_interval": "60s"}, "scrape_configs": []}))
+    log = (work / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        ["/usr/bin/prometheus", f"--config.file={conf}", f"--storage.tsdb.path={tsdb}",
+         "--storage.tsdb.retention.time=3650d", f"--web.listen-address=127.0.0.1:{port}",
+         "--query.max-samples=500000000", "--query.timeout=10m", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"prometheus exited: {(work / 'prometheus.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("prometheus not ready within 120 s")
+
+
+def instant(url: str, promql: str, at: float) -> list[dict]:
+    q = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}"})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=600) as r:
+        return json.load(r)["data"]["result"]
+
+
+def proc_hwm_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Timed:
+    """Seconds spent in a callable, summed."""
+
+    def __init__(self, fn):
+        self.fn, self.s = fn, 0.0
+
+    def __call__(self, *a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return self.fn(*a, **kw)
+        finally:
+            self.s += time.perf_counter() - t0
+
+
+def make_config(meta: dict, db: Path, url: str, days: int) -> config.Config:
+    centre = {
+        "centre": {"name": "peer-bench"},
+        "sites": [{"id": s, "name": s, "timezone": "UTC"} for s in meta["sites"]],
+        "clusters": [{"id": c, "site": meta["cluster_site"][c], "name": c, "model": meta["model"],
+                      "host_prefix": f"c{c.rsplit('-', 1)[-1]}-gpu", "nodes": meta["nodes"] // len(meta["clusters"]),
+                      "gpus_per_node": meta["params"]["gpus_per_node"]}
+                     for c in meta["clusters"]],
+        "tenants": [{"id": t, "name": t, "namespaces": [t]} for t in meta["tenants"]],
+        "collection": {"interval_s": meta["params"]["step_s"], "timeout_s": 600},
+        "database": {"path": str(db)},
+        "sources": [{"name": "central-prom", "kind": "prometheus", "site": meta["sites"][0],
+                     "cluster": meta["clusters"][0], "targets": [url], "mappings": ["dcgm", "peer-facility"],
+                     "cluster_label": "cluster", "site_label": "site", "history_days": days}],
+    }
+    mappings = dict(config._default_mappings())
+    mappings["peer-facility"] = PEER_FACILITY
+    return config.from_dict(centre, mappings=mappings)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tsdb", type=Path, default=Path("/tmp/peer/data/tsdb"))
+    ap.add_argument("--meta", type=Path, default=None, help="the data's meta.json (default: beside the TSDB)")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--work", type=Path, default=None, help="folder for the TSDB copy and the database")
+    ap.add_argument("--profile", action="store_true", help="cProfile the import; print the top functions")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    a = ap.parse_args()
+    meta = json.loads((a.meta or a.tsdb.parent / "meta.json").read_text())
+    work = Path(tempfile.mkdtemp(prefix="bench-prom-import-", dir=a.work))
+    try:
+        t0 = time.perf_counter()
+        shutil.copytree(a.tsdb, work / "tsdb")
+        print(f"TSDB copied in {time.perf_counter() - t0:.1f} s")
+        prom, url = start_prometheus(work / "tsdb", work)
+        try:
+            run(a, meta, work, prom, url)
+        finally:
+            prom.terminate()
+            prom.wait(30)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
+    end = datetime.fromtimestamp(meta["end"], timezone.utc)
+    db = work / "import.duckdb"
+    cfg = make_config(meta, db, url, a.days)
+    src = cfg.sources[0]
+    store = Store(db, memory_limit=cfg.database.memory_limit, owner=cfg.owner)
+    live = PrometheusCollector(cfg, src, client_factory=default_client)
+    write = Timed(lambda s: store.write_scrape(samples=s.samples, devices=s.devices, events=s.events,
+                                               facility=s.facility))
+    job = HistoryImport(live, store, src, write=write, now=end, slice_s=1e9)
+    imp = job.importer
+    fetch = Timed(imp._fetch)
+    imp._fetch = fetch                                  # type: ignore[method-assign]
+    fetch_http = Timed(imp._query)
+    imp._query = fetch_http                             # type: ignore[method-assign]
+    done = threading.Event()
+
+    def progress() -> None:
+        while not done.wait(30):
+            st = job.status()
+            print(f"  {st['done']:.0f} of {st['total']:.0f} h, {st['samples']:,} samples, {st['rate'] or 0:,}/s",
+                  flush=True)
+
+    threading.Thread(target=progress, daemon=True).start()
+    cpu0 = proc_cpu_s(prom.pid)
+    prof = cProfile.Profile() if a.profile else None
+    t0 = time.perf_counter()
+    if prof:
+        prof.enable()
+    while job.status()["state"] != "done":
+        job(end)
+    if prof:
+        prof.disable()
+    wall = time.perf_counter() - t0
+    done.set()
+    prom_cpu = proc_cpu_s(prom.pid) - cpu0
+    st = job.status()
+    n = st["samples"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nimported {a.days} d ({st['total']:.0f} h) from {url}")
+    print(f"rows imported:        {n:,} (device rows and facility rows)")
+    print(f"wall time:            {wall:.1f} s")
+    print(f"  fetch (HTTP+JSON):  {fetch.s:.1f} s (of which HTTP and reading the body {fetch_http.s:.1f} s; "
+          f"Prometheus used {prom_cpu:.1f} s CPU)")
+    print(f"  store write:        {write.s:.1f} s")
+    print(f"  series -> rows:     {wall - fetch.s - write.s:.1f} s")
+    print(f"peak RSS:             {rss:,.0f} MiB (this process), {proc_hwm_mib(prom.pid) or 0:,.0f} MiB (Prometheus)")
+    print(f"database:             {db.stat().st_size / 2**20:,.0f} MiB")
+
+    # checks: what Prometheus holds in the window against what the store holds
+    lo, hi = datetime.fromisoformat(st["from"]), datetime.fromisoformat(st["to"])
+    span = int((hi - lo).total_seconds())
+    with store.cursor() as cur:
+        devices = cur.execute("SELECT count(*) FROM devices").fetchone()[0]
+        per_cluster = dict(cur.execute("SELECT cluster, count(*) FROM devices GROUP BY 1 ORDER BY 1").fetchall())
+        stored = cur.execute("SELECT " + ", ".join(f"count({c})" for c in METRICS.values())
+                             + ", count(*) FROM device_samples").fetchone()
+        fac = cur.execute("SELECT count(*) FROM facility_samples").fetchone()[0]
+    samples = sum(stored[:-1]) + fac
+    print(f"samples imported:     {samples:,} ({stored[-1]:,} device rows x their metrics + {fac:,} facility)")
+    print(f"samples/s:            {samples / wall:,.0f}")
+    ok = True
+    print(f"devices:              {devices} (per cluster {per_cluster}; Prometheus' data: {meta['params']['gpus']})")
+    ok &= devices == meta["params"]["gpus"]
+    for metric, got in [*zip(METRICS, stored), ("facility_power_watts", fac)]:
+        want = instant(url, f"sum(count_over_time({metric}[{span}s]))", hi.timestamp())
+        w = int(float(want[0]["value"][1])) if want else 0
+        ok &= w == got
+        print(f"  {metric:<26} stored {got:>12,}  count_over_time {w:>12,}  {'ok' if w == got else 'DIFFERS'}")
+    print("checks:", "all agree" if ok else "SOME DIFFER")
+    store.close()
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    if not ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
