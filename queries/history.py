@@ -278,20 +278,17 @@ class HistoryTable:
     def records(self) -> list[dict[str, Any]]:
         """Rows as JSON values: times in ISO 8601 with the view's offset, NaN as null."""
         zone = ZoneInfo(self.tz)
-        out = []
-        for row in self.rows.itertuples(index=False):
-            rec: dict[str, Any] = {}
-            for col, v in zip(self.columns, row):
-                if _missing(v):
-                    rec[col.name] = None
-                elif col.kind == "time":
-                    rec[col.name] = pd.Timestamp(v).to_pydatetime().astimezone(zone).isoformat()
-                elif isinstance(v, float) or hasattr(v, "dtype"):
-                    rec[col.name] = v.item() if hasattr(v, "item") else v
-                else:
-                    rec[col.name] = v
-            out.append(rec)
-        return out
+        out: dict[str, list[Any]] = {}
+        for col in self.columns:
+            values = self.rows[col.name]
+            if col.kind == "time":
+                out[col.name] = [None if _missing(v) else pd.Timestamp(v).to_pydatetime().astimezone(zone).isoformat()
+                                 for v in values]
+            else:
+                out[col.name] = [None if _missing(v) else v.item() if hasattr(v, "item") else v
+                                 for v in values.astype(object)]
+        names = [c.name for c in self.columns]
+        return [dict(zip(names, row)) for row in zip(*(out[n] for n in names))]
 
     def to_json(self) -> dict[str, Any]:
         return {"columns": [{"name": c.name, "unit": c.unit} for c in self.columns], "rows": self.records()}
