@@ -80,6 +80,12 @@ def range_controls(ctx: PageContext, now: datetime, *, filters: tuple[str, ...] 
     month = day_from = day_to = None
     if kind == "month":
         months = _months(now, tz)
+        shared = st.query_params.get("month")
+        try:                        # a shared link's month may be older than the list: kept when valid
+            if shared and shared not in months and history.range_bounds("month", now, tz, month=shared):
+                months.append(shared)
+        except history.ParamError:
+            pass
         month = ui.param_choice("month", months, months[0])
         month = side.selectbox(t("history.month"), months, index=months.index(month), key="history_month")
         ui.set_param("month", month, None)

@@ -253,6 +253,15 @@ def test_utilisation_page_follows_its_url(page_db, lang):
     assert row[{"en": "No data (GPU-h)", "zh-CN": "无数据 (GPU-h)"}[lang]] == "96.0"
 
 
+def test_utilisation_page_reads_a_calendar_month_from_its_url(page_db):
+    at = run(page_db, "pages.utilisation", range="month", month="2026-11", cluster="c1")
+    row = table_with(at, "Owned (GPU-h)").iloc[0]
+    assert row["Owned (GPU-h)"] == "1,440.0"                     # 2 GPUs x 30 days x 24 h
+    assert row["Reported (GPU-h)"] == "4.5"
+    at = run(page_db, "pages.utilisation", range="month", month="2026-13")      # not a month: the newest one
+    assert at.selectbox(key="history_month").value != "2026-13"
+
+
 def test_utilisation_page_ignores_values_not_on_its_whitelist(page_db):
     at = run(page_db, "pages.utilisation", cluster="<script>", step="9y", **DAY)
     assert at.query_params.get("cluster") is None or at.query_params["cluster"] != "<script>"

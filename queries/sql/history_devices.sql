@@ -39,6 +39,8 @@ unleased AS (
     FROM rollup_device_1h
     WHERE bucket >= $first_hour::TIMESTAMPTZ AND bucket < $end_ts::TIMESTAMPTZ AND bucket < $now::TIMESTAMPTZ
       AND device_id IN (SELECT device_id FROM dev WHERE NOT maybe_leased)
+      -- unleased and unlabelled is _unallocated, which only a $tenant = '_unallocated' asks for
+      AND ($tenant = '_unallocated' OR labels_held(namespace, pod, job, job_user))
     GROUP BY device_id, hash(namespace, pod, job, job_user)
 ),
 leased AS (
