@@ -186,14 +186,16 @@ def _truncated_by(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
     """How a file that opened is shorter than the blocks its header lists, else None. A
     read-only open reads blocks only when a query needs them, so a truncated file opens and
     fails later, at some page; this finds it at start."""
-    row = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+    # used blocks, not total_blocks: a checkpoint after large deletes (the retention job) leaves
+    # free blocks in the header's count and truncates those at the end of the file
+    row = con.execute("SELECT block_size, used_blocks FROM pragma_database_size()").fetchone()
     if row is None:
         return None
     block_size, blocks = row
     expected = _HEADERS_BYTES + int(block_size) * int(blocks)
     size = path.stat().st_size
     if size < expected:
-        return f"it is truncated: {size} bytes, where its header lists {blocks} blocks ({expected} bytes)"
+        return f"it is truncated: {size} bytes, where its header lists {blocks} blocks in use ({expected} bytes)"
     return None
 
 

@@ -383,3 +383,33 @@ def test_scrapes_written_while_the_rollup_runs(store):
         cur.execute("INSERT INTO rollup_dirty SELECT DISTINCT bucket_1h(ts), now() FROM device_samples")
     rollup.build(store, cfg, T10 + timedelta(hours=6))
     assert {t: rows_of(store, t) for t in rollup.TIERS} == incremental
+
+
+def test_a_file_the_rollup_and_retention_shrank_opens_again(tmp_path):
+    """Building and deleting leaves free blocks at the end of the file, which DuckDB truncates
+    when it closes the file: the store opens such a file as the healthy file it is."""
+    path = tmp_path / "shrunk.duckdb"
+    cfg = cfg_with()
+    store = Store(path)
+    for h in range(24):                 # a day of 64 GPUs every 15 s, an hour a batch
+        with store.cursor() as cur:
+            batch = cur.sql(f"""SELECT TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds({h * 3600} + (i // 64) * 15)
+                                       AS ts, 'GPU-' || (i % 64) AS device_id, (i * 7) % 101 AS util_pct
+                                FROM range(64 * 240) t(i)""").to_arrow_table()
+        store.write_scrape(samples=batch)
+    store.close()
+    store = Store(path)
+    rollup.build(store, cfg, T10)
+    rollup.retention(store, cfg, T10 + timedelta(days=100))
+    store.close()
+    import duckdb
+
+    raw = duckdb.connect(str(path), read_only=True)
+    size, total = raw.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchall()[0]
+    raw.close()
+    assert path.stat().st_size < size * total              # the file ends before its last free blocks
+    reopened = Store(path)
+    with reopened.cursor() as cur:
+        assert cur.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == 0
+        assert cur.execute("SELECT count(*) FROM rollup_device_1h").fetchall()[0][0] > 0
+    reopened.close()
