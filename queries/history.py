@@ -525,23 +525,29 @@ def tenant_daily(store: Store, cfg: config.Config, v: View, tenant: str, now: da
 
 # ---- devices: the reclaim list and a tenant's drill-down --------------------------------
 
-def _attribution_params(store: Store, cfg: config.Config, v: View) -> dict[str, Any]:
-    """The config's leases and the tenant each label tuple of the range maps to, for
-    history_devices.sql (the rules are collectors/attribution.py's, applied once per tuple,
-    as the rollup's group tiers apply them)."""
-    leases = [{"kind": kind, "key": key, "tenant": lease.tenant, "ord": i, "start_ts": lease.start,
-               "end_ts": lease.end}
-              for i, lease in enumerate(cfg.leases)
-              for kind, keys in (("device", lease.devices), ("host", lease.hosts)) for key in keys]
-    tuples = store.query("history_label_tuples", first_hour=v.first_hour, end_ts=v.end)
+def _leases(cfg: config.Config) -> list[dict[str, Any]]:
+    """The config's leases for history_devices.sql: one row per leased device or host."""
+    return [{"kind": kind, "key": key, "tenant": lease.tenant, "ord": i, "start_ts": lease.start,
+             "end_ts": lease.end}
+            for i, lease in enumerate(cfg.leases)
+            for kind, keys in (("device", lease.devices), ("host", lease.hosts)) for key in keys]
+
+
+def _attribute(cfg: config.Config, df: pd.DataFrame, at: datetime) -> pd.Series:
+    """The tenant of each (device, label tuple, lease) row of history_devices.sql: the lease's,
+    else what the config's rules give the labels (collectors/attribution.py, once per tuple),
+    else unattributed when a label held it, else unallocated (the group tiers' order)."""
     attr = Attributor(cfg)
-    labels = []
-    for r in tuples.itertuples(index=False):
-        vals = [None if _missing(x) else str(x) for x in (r.namespace, r.pod, r.job, r.job_user)]
-        tenant = attr.tenant("", None, v.start, *vals)      # no device, no host: the labels' rules only
-        if tenant is not None:
-            labels.append(dict(zip(("namespace", "pod", "job", "job_user"), vals), tenant=tenant))
-    return {"leases": leases, "labels": labels}
+    out = []
+    for lease, labelled, *labels in zip(df["lease_tenant"], df["labelled"], df["namespace"], df["pod"],
+                                        df["job"], df["job_user"]):
+        if not _missing(lease):
+            out.append(str(lease))
+            continue
+        vals = [None if _missing(x) else str(x) for x in labels]
+        tenant = attr.tenant("", None, at, *vals)          # no device, no host: the labels' rules only
+        out.append(tenant if tenant is not None else UNATTRIBUTED if labelled else UNALLOCATED)
+    return pd.Series(out, index=df.index, dtype=object)
 
 
 DEVICE_COLUMNS = (
@@ -563,17 +569,35 @@ DEVICE_COLUMNS = (
 def devices(store: Store, cfg: config.Config, v: View, now: datetime, *, tenant: str | None = None,
             idle_only: bool = False, limit: int | None = None) -> HistoryTable:
     """Per device and tenant that held it in the range, most idle first: the reclaim list's
-    devices (`idle_only`) or one tenant's devices (`tenant`). Idle cost: the idle GPU-hours at
-    the model's configured price (missing where the model has none)."""
-    df = store.query("history_devices", **_view_params(v, now), **_attribution_params(store, cfg, v),
-                     tenant=tenant, site=v.site, cluster=v.cluster, model=v.model)
+    devices (`idle_only`) or one tenant's devices (`tenant`). Held time counts the device's
+    available time, and its busy, useful and idle time count while held (the device tiers count
+    them whether held or not). Idle cost: the idle GPU-hours at the model's configured price
+    (missing where the model has none)."""
+    df = store.query("history_devices", **_view_params(v, now), leases=_leases(cfg),
+                     unheld=tenant == UNALLOCATED, site=v.site, cluster=v.cluster, model=v.model)
+    df = df.assign(tenant=_attribute(cfg, df, v.start))
+    df = df[df["tenant"] == tenant] if tenant is not None else df[df["tenant"] != UNALLOCATED]
+    sums = ["available_s", "busy_s", "useful_s", "alloc_idle_s", "util_s", "util_obs_s", "energy_j"]
+    g = (df.groupby(["device_id", "tenant"], sort=False)
+         .agg(**{c: (c, "sum") for c in sums}, host=("host", "first"), cluster=("cluster", "first"),
+              model=("model", "first"), gpu_index=("gpu_index", "first"))
+         .reset_index())
     if idle_only:
-        df = df[df["idle_allocated_gpu_hours"] > 0]
+        g = g[g["alloc_idle_s"] > 0]
+    g = g.sort_values(["alloc_idle_s", "device_id"], ascending=[False, True])
     if limit is not None:
-        df = df.head(limit)
-    out = df.assign(gpu_index=df["gpu_index"].map(lambda g: None if _missing(g) else str(int(g))),
-                    idle_cost_cny=idle_cost(cfg, df["idle_allocated_gpu_hours"], df["model"]))
-    out = out[[c.name for c in DEVICE_COLUMNS]].copy()
+        g = g.head(limit)
+    out = pd.DataFrame({
+        "device_id": g["device_id"], "host": g["host"],
+        "gpu_index": g["gpu_index"].map(lambda x: None if _missing(x) else str(int(x))),
+        "cluster": g["cluster"], "model": g["model"], "tenant": g["tenant"],
+        "allocated_gpu_hours": g["available_s"].astype(float) / 3600.0,
+        "busy_gpu_hours": g["busy_s"].astype(float) / 3600.0,
+        "idle_allocated_gpu_hours": g["alloc_idle_s"].astype(float) / 3600.0,
+        "util_pct": [measures.util_pct(u, o) for u, o in zip(g["util_s"].astype(float), g["util_obs_s"].astype(float))],
+        "idle_cost_cny": idle_cost(cfg, g["alloc_idle_s"].astype(float) / 3600.0, g["model"]),
+        "energy_kwh": g["energy_j"].astype(float) / 3.6e6,
+    })
     _round(out, ["allocated_gpu_hours", "busy_gpu_hours", "idle_allocated_gpu_hours", "energy_kwh"], 4)
     _round(out, ["util_pct", "idle_cost_cny"], 2)
     return HistoryTable(DEVICE_COLUMNS, out.reset_index(drop=True), tz=v.tz, names=tenant_names(cfg))
