@@ -30,6 +30,7 @@ else:
     from starlette.responses import JSONResponse, RedirectResponse
     from starlette.routing import Route
 
+    import api
     import config
     from collectors.runtime import Runtime
     from queries import DatabaseUnavailable, Store
@@ -74,4 +75,5 @@ else:
         return RedirectResponse("/", status_code=307)
 
     app = st.App(__file__, lifespan=lifespan, routes=[Route("/healthz", healthz), Route("/ui", to_dashboard),
-                                                      Route("/ui/{rest:path}", to_dashboard)])
+                                                      Route("/ui/{rest:path}", to_dashboard),
+                                                      *api.routes(lambda: STORE, CONFIG)])

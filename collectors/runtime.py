@@ -53,7 +53,7 @@ from collectors.targets import Target
 from config import Config, Source
 import i18n
 from i18n import Msg, msg
-from queries import Store
+from queries import Store, rollup
 
 if TYPE_CHECKING:
     from simulator import Floor, SimulatorServer
@@ -65,7 +65,7 @@ BACKFILL_STEPS_PER_WRITE = 8
 SIMULATOR_SOURCE = "simulator"      # source names of the simulated floor start with this
 
 # names of the owner status rows (store.put_status) the Sources page reads
-STATUS_COLLECTOR, STATUS_BACKFILL, STATUS_JOBS = "collector", "backfill", "jobs"
+STATUS_COLLECTOR, STATUS_BACKFILL, STATUS_JOBS, STATUS_ROLLUPS = "collector", "backfill", "jobs", "rollups"
 
 HEALTH_STALE_CYCLES = 3          # no cycle ended for this many intervals: collection has failed
 HEALTH_DROP_WINDOW_S = 3600      # a spool drop keeps the health degraded this long
@@ -311,6 +311,7 @@ class Runtime:
                                    spool=WriteSpool(spool_dir), on_cycle=self._cycle_done)
         self.jobs = JobRunner(self.store, clock=self.clock, on_run=lambda _run: self.publish())
         add_store_jobs(self.jobs, self.store, interval_s=cfg.collection.interval_s)
+        rollup.add_jobs(self.jobs, self.store, cfg)
         if cfg.simulated and self.want_backfill and cfg.simulator.backfill_days > 0:
             history = [b.job for b in self.wire(EventTracker())]    # its own tracker: history runs in time order
             self.backfill = Backfill(cfg, self.store, self.floor, history, self.scheduler.spool, self._stop,
@@ -377,8 +378,19 @@ class Runtime:
             "spool": spool,
             "backfill": backfill,
             "jobs": self.jobs.status() if self.jobs else [],
+            "rollups": self._rollups(),
             "database": self.store.path if self.store else None,
         }
+
+    def _rollups(self) -> dict | None:
+        """The history tiers' state (queries/rollup.py rollup_status), as JSON-ready values."""
+        if self.store is None:
+            return None
+        try:
+            return _iso(rollup.rollup_status(self.store, datetime.fromtimestamp(self.clock(), timezone.utc)))
+        except Exception as exc:                  # a status read never breaks health or a cycle
+            log.warning("could not read the rollup status: %s", exc)
+            return {"state": "unknown", "error": str(exc)}
 
     def publish(self) -> None:
         """Write the owner status rows the pages read; a failing write is logged, never raised."""
@@ -389,5 +401,18 @@ class Runtime:
             self.store.put_status(STATUS_COLLECTOR, {k: v for k, v in h.items() if k not in ("backfill", "jobs")})
             self.store.put_status(STATUS_BACKFILL, h["backfill"])
             self.store.put_status(STATUS_JOBS, {"jobs": h["jobs"]})
+            if h["rollups"] is not None:
+                self.store.put_status(STATUS_ROLLUPS, h["rollups"])
         except Exception:
             log.exception("could not write the owner status")
+
+
+def _iso(value):
+    """`value` with every datetime as ISO 8601 text (for /healthz and the owner status)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _iso(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_iso(v) for v in value]
+    return value

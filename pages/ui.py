@@ -163,6 +163,9 @@ def main() -> None:
     pages = [
         st.Page("pages/live.py", title=t("nav.live"), icon=":material/monitor_heart:", url_path="live",
                 default=True),
+        st.Page("pages/utilisation.py", title=t("nav.utilisation"), icon=":material/insights:",
+                url_path="utilisation"),
+        st.Page("pages/tenants.py", title=t("nav.tenants"), icon=":material/groups:", url_path="tenants"),
         st.Page("pages/sources.py", title=t("nav.sources"), icon=":material/lan:", url_path="sources"),
     ]
     nav = st.navigation(pages)

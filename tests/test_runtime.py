@@ -33,7 +33,8 @@ def test_runtime_collects_the_simulated_centre_over_http(cfg, store, monkeypatch
         assert sum(len(s.targets) for s in sources) == 65 and [s for s, _ in rt.collectors] == list(sources)
         status = store.get_status("collector")
         assert status["simulated"] and status["targets"] == 65 and status["running"]
-        assert {j["job"] for j in store.get_status("jobs")["jobs"]} == {"reopen", "release-memory"}
+        assert {j["job"] for j in store.get_status("jobs")["jobs"]} == {"reopen", "release-memory", "rollup", "retention"}
+        assert store.get_status("rollups")["state"] in ("current", "catching_up")
         rep = rt.scheduler.last_report
         assert rep.targets == 65 and rep.write_error is None
         assert rep.ok >= 60                                   # an exporter or two may be in an outage
