@@ -9,7 +9,7 @@ import pytest
 import config
 import i18n
 
-CODE_DIRS = ["pages", "collectors", "queries", "config"]
+CODE_DIRS = ["pages", "collectors", "queries", "config", "api"]
 CALL = re.compile(r"""\b(?:t|msg|Msg)\(\s*(f?)"([^"]+)\"""")
 
 

@@ -177,7 +177,10 @@ def test_every_named_query_runs_against_the_schema(cfg, store):
     store.record_job_run(job="reopen", started_at=T0, duration_s=0.5, ok=True, rows=0)
     store.put_status("cycle", {"ts": T0, "targets": 1})
     pool = dict(now=T0 + timedelta(seconds=20), stale_s=60, cluster=None, hours=24, minutes=60, owned=None,
-                host="node-a", device_id=None)
+                host="node-a", device_id=None,
+                # the history reads (queries/history.py passes these)
+                first_hour=T0, end_ts=T0 + timedelta(hours=1), start_label=T0, step="1h", tz="UTC", by="fleet",
+                site=None, model=None, tenant=None, leases=None, unheld=False)
     names = query_names()
     assert {"fleet_summary", "heatmap", "problems", "sources", "device_history", "owner_status",
             "job_runs_latest"} <= set(names)
