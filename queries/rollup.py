@@ -1,8 +1,8 @@
 """The history tiers (docs/history.md): building them from raw samples, attributing, retention.
 
 `build(store, cfg, now)` is the `rollup` job: it takes the hours the store marked dirty
-(`rollup_dirty`, one row per UTC hour a write touched), oldest first in chunks of
-`CHUNK_HOURS`, and rebuilds them: the per-device tiers from raw samples, then the group tiers
+(`rollup_dirty`, one row per UTC hour a write touched), oldest first, `CHUNK_HOURS` at a
+time, and rebuilds them: the per-device tiers from raw samples, then the group tiers
 from the device tiers with attribution. Every chunk deletes and inserts its buckets in one
 transaction, so re-running changes nothing, a late sample updates its bucket and after
 downtime one run catches up every hour.
@@ -48,7 +48,11 @@ from collectors.jobs import Calendar, Every, JobResult
 from config import Config
 from queries.store import Store, transaction
 
-CHUNK_HOURS = 24
+# Hours rebuilt per transaction. An hour at a time is both the leanest and the fastest: at
+# 1,024 GPUs every 15 s, 24 h of raw samples rebuilt in 1-hour chunks took 14.8 s and added
+# 190 MiB to the process's peak, in 24-hour chunks 17.9 s and 1,030 MiB (the window over a
+# day of samples is sorted at once).
+CHUNK_HOURS = 1
 HOUR = timedelta(hours=1)
 FINGERPRINT_KEY = "rollup.attribution"
 DEVICE_TIERS = ("rollup_device_5m", "rollup_device_1h")
