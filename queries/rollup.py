@@ -367,7 +367,7 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
 
 
 def regroup(store: Store, cfg: Config, *, cur: duckdb.DuckDBPyConnection | None = None,
-            chunk: timedelta = timedelta(days=7)) -> int:
+            chunk: timedelta = timedelta(days=1)) -> int:
     """Rebuild the group tiers of every hour the device tiers hold (attribution changed)."""
     if cur is None:
         with _cursor(store) as own:
