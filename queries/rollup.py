@@ -15,9 +15,10 @@ Why the steps are where they are:
   write can change only the hour of its samples and the hour up to that reach before them
   (the store marks both). An hour holding a sample whose next one may still come (younger
   than twice its interval) stays dirty, so the rollup never freezes a half-counted hour.
-- The dirty marks are cleared after the chunk commits, and only those not marked again since
-  they were read (`marked_at` unchanged): a write that lands while a chunk is built keeps its
-  hour dirty; a crash in between rebuilds the chunk again, which changes nothing.
+- The dirty marks are cleared after the chunk commits (Store.clear_dirty, under the store's
+  write lock), and only those not marked again since they were read (`marked_at` unchanged):
+  a write that lands while a chunk is built keeps its hour dirty; a crash in between rebuilds
+  the chunk again, which changes nothing.
 - Attribution is a view: the device tiers keep the labels; the group tiers are attributed when
   built (leases by device, then host, at the bucket's start; then the rules and namespaces on
   the distinct label tuples, in Python with collectors.attribution). A changed attribution
@@ -319,11 +320,13 @@ def _store_lock(store: Store) -> threading.Lock:
 
 
 @contextmanager
-def _cursor(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+def _cursor(store: Store, cfg: Config | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor in UTC with the sources' intervals registered. The jobs take one per chunk, not
+    one for a whole catch-up: Store.reopen waits for the cursors in use."""
     with store.cursor() as cur:
         cur.execute("SET TimeZone = 'UTC'").fetchall()
-        cur.register("rollup_intervals", pa.table({"source": pa.array([], pa.string()),
-                                                   "interval_s": pa.array([], pa.float64())}))
+        if cfg is not None:
+            cur.register("rollup_intervals", _intervals_table(cfg))
         yield cur
 
 
@@ -334,52 +337,46 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
     rows = 0
     hours_built = 0
     regrouped = False
-    with _store_lock(store), _cursor(store) as cur:
-        cur.register("rollup_intervals", _intervals_table(cfg))
+    with _store_lock(store):
         fingerprint = attribution_fingerprint(cfg)
         if store.get_kv(FINGERPRINT_KEY) != fingerprint:
-            rows += regroup(store, cfg, cur=cur)
+            rows += regroup(store, cfg)
             store.set_kv(FINGERPRINT_KEY, fingerprint)
             regrouped = True
         backfill = backfill_span(store, cfg)
         after: datetime | None = None
         while True:
-            taken = cur.execute("""SELECT hour, marked_at FROM rollup_dirty
-                WHERE $after IS NULL OR hour > $after ORDER BY hour LIMIT $n""",
-                                {"after": after, "n": chunk_hours}).fetchall()
-            if not taken:
-                break
-            after = taken[-1][0]
-            pending: set[datetime] = set()
-            with transaction(cur):
-                for a, b in _runs([h for h, _ in taken]):
-                    n, p = _build_devices(cur, cfg, a, b, now, backfill)
-                    rows += n + _build_groups(cur, cfg, a, b)
-                    pending |= p
-            done = [(h, m) for h, m in taken if h not in pending]
-            if done:
-                with store.write_lock, transaction(cur):
-                    cur.executemany("DELETE FROM rollup_dirty WHERE hour = ? AND marked_at = ?",
-                                    [list(x) for x in done])
+            with _cursor(store, cfg) as cur:
+                taken = cur.execute("""SELECT hour, marked_at FROM rollup_dirty
+                    WHERE $after IS NULL OR hour > $after ORDER BY hour LIMIT $n""",
+                                    {"after": after, "n": chunk_hours}).fetchall()
+                if not taken:
+                    break
+                after = taken[-1][0]
+                pending: set[datetime] = set()
+                with transaction(cur):
+                    for a, b in _runs([h for h, _ in taken]):
+                        n, p = _build_devices(cur, cfg, a, b, now, backfill)
+                        rows += n + _build_groups(cur, cfg, a, b)
+                        pending |= p
+            store.clear_dirty([(h, m) for h, m in taken if h not in pending])
             hours_built += len(taken)
     detail = f"{hours_built} h rebuilt" + (", regrouped after an attribution change" if regrouped else "")
     return JobResult(rows=rows, detail=detail)
 
 
-def regroup(store: Store, cfg: Config, *, cur: duckdb.DuckDBPyConnection | None = None,
-            chunk: timedelta = timedelta(days=1)) -> int:
-    """Rebuild the group tiers of every hour the device tiers hold (attribution changed)."""
-    if cur is None:
-        with _cursor(store) as own:
-            return regroup(store, cfg, cur=own, chunk=chunk)
-    span = cur.execute("SELECT min(bucket), max(bucket) FROM rollup_device_1h").fetchall()[0]
+def regroup(store: Store, cfg: Config, *, chunk: timedelta = timedelta(days=1)) -> int:
+    """Rebuild the group tiers of every hour the device tiers hold (attribution changed), a
+    day of buckets a transaction."""
+    with _cursor(store) as cur:
+        span = cur.execute("SELECT min(bucket), max(bucket) FROM rollup_device_1h").fetchall()[0]
     if span[0] is None:
         return 0
     rows = 0
     a, end = span[0], span[1] + HOUR
     while a < end:
         b = min(a + chunk, end)
-        with transaction(cur):
+        with _cursor(store) as cur, transaction(cur):
             rows += _build_groups(cur, cfg, a, b)
         a = b
     return rows

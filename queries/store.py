@@ -513,6 +513,14 @@ class Store:
         cur.unregister(relation)             # not after a failure: the aborted transaction refuses it
         return inserted
 
+    def clear_dirty(self, hours: list[tuple[datetime, datetime]]) -> None:
+        """Forget the rollup's dirty hours `hours`, (hour, marked_at) pairs as the rollup read
+        them: an hour marked again since (a later marked_at) stays dirty (queries/rollup.py)."""
+        if hours:
+            with self._tx() as cur:
+                cur.executemany("DELETE FROM rollup_dirty WHERE hour = ? AND marked_at = ?",
+                                [list(h) for h in hours])
+
     def _with_owner(self, table: pa.Table) -> pa.Table:
         """`table` with this store's owner where it names none (no column, or NULL)."""
         for column, value in zip(OWNER_COLUMNS, self.owner):
