@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import config
+from helpers import config_dict, config_dir
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = config.PROJECT_ROOT / "artifacts" / "screenshots"
@@ -51,13 +51,11 @@ def get_json(url: str):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    cdir = tmp / "config"
-    shutil.copytree(config.CONFIG_DIR, cdir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    centre = (cdir / "centre.toml").read_text()
-    centre = centre.replace('path = "data/centre.duckdb"', f'path = "{tmp / "e2e.duckdb"}"')
-    centre = centre.replace("interval_s = 15 ", "interval_s = 5 ").replace("refresh_s = 15 ", "refresh_s = 5 ")
-    centre = centre.replace("backfill_days = 30 ", "backfill_days = 1 ")
-    (cdir / "centre.toml").write_text(centre)
+    base = config_dict()
+    cdir = config_dir(tmp / "config", database={**base["database"], "path": str(tmp / "e2e.duckdb")},
+                      collection={**base["collection"], "interval_s": 5},
+                      ui={**base.get("ui", {}), "refresh_s": 5},
+                      simulator={**base["simulator"], "backfill_days": 1})
     port = free_port()
     log = open(tmp / "server.log", "w")
     env = {**os.environ, config.ENV_VAR: str(cdir)}

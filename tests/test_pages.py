@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,19 +15,15 @@ from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError
 from pages import ui
 from queries import Store
-from helpers import A, B, FakeFloor, text_b
-from helpers import dcgm_text
+from helpers import A, B, FakeFloor, config_dict, config_dir, dcgm_text, text_b
 
-PAGES = ["pages/live.py", "pages/sources.py"]
+PAGES = ["pages/live.py", "pages/utilisation.py", "pages/tenants.py", "pages/sources.py"]
 
 
 @pytest.fixture
 def seeded(tmp_path, monkeypatch, cfg):
-    cdir = tmp_path / "config"
-    shutil.copytree(config.CONFIG_DIR, cdir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     db = tmp_path / "seed.duckdb"
-    text = (cdir / "centre.toml").read_text().replace('path = "data/centre.duckdb"', f'path = "{db}"')
-    (cdir / "centre.toml").write_text(text)
+    cdir = config_dir(tmp_path / "config", database={**config_dict()["database"], "path": str(db)})
     store = Store(db)
     floor = FakeFloor()
     sched = Scheduler(store, [(DcgmCollector(cfg, fetch=floor.fetch), [A, B])], interval_s=15)
@@ -128,11 +123,8 @@ def test_collector_errors_read_in_chinese(seeded):
 @pytest.mark.parametrize("page", PAGES)
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
 def test_every_page_renders_on_an_empty_store(tmp_path, monkeypatch, page, lang):
-    cdir = tmp_path / "config"
-    shutil.copytree(config.CONFIG_DIR, cdir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    text = (cdir / "centre.toml").read_text().replace('path = "data/centre.duckdb"',
-                                                      f'path = "{tmp_path / "e.duckdb"}"')
-    (cdir / "centre.toml").write_text(text)
+    base = config_dict()
+    cdir = config_dir(tmp_path / "config", database={**base["database"], "path": str(tmp_path / "e.duckdb")})
     monkeypatch.setenv(config.ENV_VAR, str(cdir))
     st.cache_resource.clear()
     at = run_page(page, lang)
@@ -192,11 +184,8 @@ def status_only(tmp_path, monkeypatch, cfg):
     in this process: the Sources page must show it all from the database."""
     from collectors.jobs import Every
 
-    cdir = tmp_path / "config"
-    shutil.copytree(config.CONFIG_DIR, cdir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     db = tmp_path / "status.duckdb"
-    text = (cdir / "centre.toml").read_text().replace('path = "data/centre.duckdb"', f'path = "{db}"')
-    (cdir / "centre.toml").write_text(text)
+    cdir = config_dir(tmp_path / "config", database={**config_dict()["database"], "path": str(db)})
     store = Store(db, owner=("sh-lingang", "collector-1"))
     floor = FakeFloor()
     sched = Scheduler(store, [(DcgmCollector(cfg, fetch=floor.fetch), [A, B])], interval_s=15, sleep=lambda s: None)

@@ -11,12 +11,11 @@ numbers of the 4.x fixture against prometheus_client's own parser.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import FIXTURES, K8S_GPU0, K8S_GPU1, K8S_GPU2, MIG_GPU, read
+from helpers import K8S_GPU0, K8S_GPU1, K8S_GPU2, MIG_GPU, read
 from collectors.exposition import (
     CompiledMapping, DeviceBatch, NotExposition, parse_devices, parse_labels, parse_series,
 )
@@ -477,7 +476,8 @@ def test_blank_lines_between_groups_do_not_shift_line_numbers(mapping):
 # --- not exposition at all -------------------------------------------------------------------
 
 def test_nginx_error_page_is_not_exposition(mapping):
-    with pytest.raises(NotExposition, match=r"no Prometheus exposition text found \(line 1: not a sample line: <html>\)"):
+    with pytest.raises(NotExposition,
+                       match=r"no Prometheus exposition text found \(line 1: not a sample line: <html>\)"):
         parse_devices(read("html_nginx_502.txt"), mapping)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -16,7 +15,7 @@ import config
 from collectors import registry
 from collectors.runtime import BACKFILL_KEY, Runtime
 from queries import Store
-from helpers import backfill_job, wait_for
+from helpers import backfill_job, config_dict, config_dir, make_config, wait_for
 
 
 def test_runtime_collects_the_simulated_centre_over_http(cfg, store, monkeypatch):
@@ -33,7 +32,8 @@ def test_runtime_collects_the_simulated_centre_over_http(cfg, store, monkeypatch
         assert sum(len(s.targets) for s in sources) == 65 and [s for s, _ in rt.collectors] == list(sources)
         status = store.get_status("collector")
         assert status["simulated"] and status["targets"] == 65 and status["running"]
-        assert {j["job"] for j in store.get_status("jobs")["jobs"]} == {"reopen", "release-memory", "rollup", "retention"}
+        jobs = {j["job"] for j in store.get_status("jobs")["jobs"]}
+        assert jobs == {"reopen", "release-memory", "rollup", "retention"}
         assert store.get_status("rollups")["state"] in ("current", "catching_up")
         rep = rt.scheduler.last_report
         assert rep.targets == 65 and rep.write_error is None
@@ -94,12 +94,9 @@ def test_backfill_is_resumable_and_idempotent(cfg, store):
 
 @pytest.fixture
 def headless_cfg(tmp_path):
-    d = tmp_path / "cfg"
-    shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    text = (d / "centre.toml").read_text()
-    text = text.replace('path = "data/centre.duckdb"', f'path = "{tmp_path / "h.duckdb"}"')
-    text = text.replace("interval_s = 15 ", "interval_s = 2 ")
-    (d / "centre.toml").write_text(text)
+    base = config_dict()
+    d = config_dir(tmp_path / "cfg", database={**base["database"], "path": str(tmp_path / "h.duckdb")},
+                   collection={**base["collection"], "interval_s": 2})
     return d, tmp_path / "h.duckdb"
 
 
@@ -139,26 +136,11 @@ def test_configured_sources_are_collected_with_their_own_settings(cfg, tmp_path,
     with SimulatorServer(Floor(cfg)) as server:
         nodes = [t.url for t in server.targets() if t.kind == "dcgm" and t.cluster == "train-a"][:4]
         meter = next(t.url for t in server.targets() if t.kind == "facility")
-        d = tmp_path / "cfg"
-        shutil.copytree(config.CONFIG_DIR, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-        (d / "centre.toml").write_text((d / "centre.toml").read_text() + f'''
-[[sources]]
-name = "hall-a-dcgm"
-kind = "dcgm"
-site = "sh-lingang"
-cluster = "train-a"
-targets = {nodes!r}
-timeout_s = 2.0
-retries = 1
-
-[[sources]]
-name = "hall-a-meters"
-kind = "facility"
-site = "sh-lingang"
-cluster = "train-a"
-targets = ["{meter}"]
-'''.replace("'", '"'))
-        real = config.load(d)
+        real = make_config(sources=[
+            {"name": "hall-a-dcgm", "kind": "dcgm", "site": "sh-lingang", "cluster": "train-a", "targets": nodes,
+             "timeout_s": 2.0, "retries": 1},
+            {"name": "hall-a-meters", "kind": "facility", "site": "sh-lingang", "cluster": "train-a",
+             "targets": [meter]}])
         assert not real.simulated
         rt = Runtime(real, store, backfill=False).start()
         try:
