@@ -255,7 +255,9 @@ GROUP BY ALL
 """
 
 
-def _leases_table(cfg: Config) -> pa.Table:
+def leases_table(cfg: Config) -> pa.Table:
+    """The config's leases as rows (kind 'device' | 'host', key, tenant, ord: config order,
+    start_ts, end_ts: NULL open) for the range join the group tiers attribute with."""
     rows: list[dict[str, Any]] = []
     for i, lease in enumerate(cfg.leases):
         for kind, keys in (("device", lease.devices), ("host", lease.hosts)):
@@ -268,9 +270,10 @@ def _leases_table(cfg: Config) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _labels_table(cur: duckdb.DuckDBPyConnection, cfg: Config, device: str, a: datetime,
+def labels_table(cur: duckdb.DuckDBPyConnection, cfg: Config, device: str, a: datetime,
                   b: datetime) -> pa.Table:
-    """The tenant the rules and namespaces give each distinct label tuple of [a, b)."""
+    """The tenant the rules and namespaces give each distinct label tuple of the device tier
+    `device` in [a, b) (NULL: none; leases are joined separately)."""
     tuples = cur.execute(f"""SELECT DISTINCT namespace, pod, job, job_user FROM {device}
                              WHERE bucket >= $a AND bucket < $b""", {"a": a, "b": b}).fetchall()
     labels = _LabelRules(cfg)
@@ -292,9 +295,9 @@ class _LabelRules:
 def _build_groups(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: datetime) -> int:
     """Rebuild both group tiers for [a, b) from the device tiers."""
     n = 0
-    cur.register("rollup_leases", _leases_table(cfg))
+    cur.register("rollup_leases", leases_table(cfg))
     for device, group in zip(DEVICE_TIERS, GROUP_TIERS):
-        cur.register("rollup_labels", _labels_table(cur, cfg, device, a, b))
+        cur.register("rollup_labels", labels_table(cur, cfg, device, a, b))
         cur.execute(f"DELETE FROM {group} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
         sql = _GROUP.format(device=device, unattributed=UNATTRIBUTED, unallocated=UNALLOCATED)
         n += cur.execute(f"INSERT INTO {group} BY NAME {sql}", {"a": a, "b": b}).fetchall()[0][0]
