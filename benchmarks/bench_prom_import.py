@@ -180,10 +180,10 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
                                                facility=s.facility))
     job = HistoryImport(live, store, src, write=write, now=end, slice_s=1e9)
     imp = job.importer
-    fetch = Timed(imp._fetch)
-    imp._fetch = fetch                                  # type: ignore[method-assign]
-    fetch_http = Timed(imp._query)
-    imp._query = fetch_http                             # type: ignore[method-assign]
+    rows_s = Timed(imp._process_columnar)
+    imp._process_columnar = rows_s                      # type: ignore[method-assign]
+    fetch = Timed(imp._query)                           # in the thread reading the next window ahead
+    imp._query = fetch                                  # type: ignore[method-assign]
     done = threading.Event()
 
     def progress() -> None:
@@ -194,6 +194,7 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
 
     threading.Thread(target=progress, daemon=True).start()
     cpu0 = proc_cpu_s(prom.pid)
+    own0 = os.times()
     prof = cProfile.Profile() if a.profile else None
     t0 = time.perf_counter()
     if prof:
@@ -205,16 +206,18 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
     wall = time.perf_counter() - t0
     done.set()
     prom_cpu = proc_cpu_s(prom.pid) - cpu0
+    own1 = os.times()
+    own_cpu = own1.user - own0.user + own1.system - own0.system
     st = job.status()
     n = st["samples"]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nimported {a.days} d ({st['total']:.0f} h) from {url}")
     print(f"rows imported:        {n:,} (device rows and facility rows)")
-    print(f"wall time:            {wall:.1f} s")
-    print(f"  fetch (HTTP+JSON):  {fetch.s:.1f} s (of which HTTP and reading the body {fetch_http.s:.1f} s; "
-          f"Prometheus used {prom_cpu:.1f} s CPU)")
+    print(f"wall time:            {wall:.1f} s (CPU: this process {own_cpu:.1f} s, Prometheus {prom_cpu:.1f} s)")
+    print(f"  series -> rows:     {rows_s.s:.1f} s (arrays; the per-sample path's windows are counted below)")
     print(f"  store write:        {write.s:.1f} s")
-    print(f"  series -> rows:     {wall - fetch.s - write.s:.1f} s")
+    print(f"  waiting for reads:  {wall - rows_s.s - write.s:.1f} s (reads run ahead in a thread: {fetch.s:.1f} s "
+          f"for HTTP and the body; Prometheus used {prom_cpu:.1f} s CPU)")
     print(f"peak RSS:             {rss:,.0f} MiB (this process), {proc_hwm_mib(prom.pid) or 0:,.0f} MiB (Prometheus)")
     print(f"database:             {db.stat().st_size / 2**20:,.0f} MiB")
 
@@ -222,14 +225,14 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
     lo, hi = datetime.fromisoformat(st["from"]), datetime.fromisoformat(st["to"])
     span = int((hi - lo).total_seconds())
     with store.cursor() as cur:
-        devices = cur.execute("SELECT count(*) FROM devices").fetchone()[0]
+        devices = cur.execute("SELECT count(*) FROM devices").fetchall()[0][0]
         per_cluster = dict(cur.execute("SELECT cluster, count(*) FROM devices GROUP BY 1 ORDER BY 1").fetchall())
         stored = cur.execute("SELECT " + ", ".join(f"count({c})" for c in METRICS.values())
-                             + ", count(*) FROM device_samples").fetchone()
-        fac = cur.execute("SELECT count(*) FROM facility_samples").fetchone()[0]
+                             + ", count(*) FROM device_samples").fetchall()[0]
+        fac = cur.execute("SELECT count(*) FROM facility_samples").fetchall()[0][0]
     samples = sum(stored[:-1]) + fac
     print(f"samples imported:     {samples:,} ({stored[-1]:,} device rows x their metrics + {fac:,} facility)")
-    print(f"samples/s:            {samples / wall:,.0f}")
+    print(f"samples/s:            {samples / wall:,.0f} (per CPU second of this process: {samples / own_cpu:,.0f})")
     ok = True
     print(f"devices:              {devices} (per cluster {per_cluster}; Prometheus' data: {meta['params']['gpus']})")
     ok &= devices == meta["params"]["gpus"]

@@ -60,6 +60,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator, Protocol
@@ -285,6 +286,15 @@ def _raw_query(client, query: str, params: dict, timeout: float) -> list:
     return response.json()["data"]["result"] if parsed is None else Matrix(parsed)
 
 
+def _settle(ahead: tuple[int, Future] | None) -> None:
+    """Wait for a window fetched ahead that is not wanted (its error too: the window is read again)."""
+    if ahead is not None:
+        try:
+            ahead[1].result()
+        except Exception:  # noqa: BLE001 - the window it read is read again, and fails again there
+            pass
+
+
 def _as_json(result: list) -> list:
     """A query's result as the JSON API gives it (a Matrix turned back, for the generic path)."""
     if not isinstance(result, Matrix):
@@ -413,24 +423,41 @@ class PrometheusCollector(Collector):
         if lo >= hi:
             return
         p = self._state(target.url)
-        while lo < hi:
-            acc = Rows()
-            with p.lock:            # collects of the same target interleave between windows, never inside one
-                end = min(hi, lo + self._window_ms(p))
-                results, end = self._fetch(target.url, p, lo, end)
-                scrape = None
-                if results and all(isinstance(r, Matrix) for r in results.values()):
-                    scrape = self._process_columnar(target, p, results, _ms(since), lo, end, step_s=step_s)
-                held = None
-                if scrape is None:
-                    # a scrape cut by a window's end is read again by the next window; the last
-                    # window holds nothing back (no later read of this back-fill would deliver it)
-                    held = self._process(target, p, {k: _as_json(r) for k, r in results.items()}, _ms(since),
-                                         lo, end, acc, step_s=step_s, hold=end < hi)
-                    scrape = acc.scrape(target, _dt(end))
-                del results
-            lo = end if held is None else held - 1
-            yield scrape, _dt(lo)
+        # array windows: the next window is fetched while this one is turned into rows (Prometheus
+        # and this process work at the same time, one core each)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="prom-ahead") if self.columnar else None
+        ahead: tuple[int, Future] | None = None
+        try:
+            while lo < hi:
+                acc = Rows()
+                with p.lock:        # collects of the same target interleave between windows, never inside one
+                    if ahead is not None and ahead[0] == lo:
+                        results, end = ahead[1].result()
+                    else:
+                        _settle(ahead)
+                        end = min(hi, lo + self._window_ms(p))
+                        results, end = self._fetch(target.url, p, lo, end)
+                    ahead = None
+                    if pool is not None and end < hi:
+                        ahead = (end, pool.submit(self._fetch, target.url, p, end,
+                                                  min(hi, end + self._window_ms(p))))
+                    scrape = None
+                    if results and all(isinstance(r, Matrix) for r in results.values()):
+                        scrape = self._process_columnar(target, p, results, _ms(since), lo, end, step_s=step_s)
+                    held = None
+                    if scrape is None:
+                        # a scrape cut by a window's end is read again by the next window; the last
+                        # window holds nothing back (no later read of this back-fill would deliver it)
+                        held = self._process(target, p, {k: _as_json(r) for k, r in results.items()},
+                                             _ms(since), lo, end, acc, step_s=step_s, hold=end < hi)
+                        scrape = acc.scrape(target, _dt(end))
+                    del results
+                lo = end if held is None else held - 1
+                yield scrape, _dt(lo)
+        finally:
+            _settle(ahead)
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def resume_from(self, target: Target, since: datetime) -> None:
         """Let the next collects deliver everything after `since` (the newest stored sample) first."""
@@ -1026,6 +1053,7 @@ class HistoryImport:
 
     def __call__(self, started_at: datetime | None = None):
         from collectors.jobs import JobResult
+        from collectors.scheduler import release_free_memory
 
         plan = self.plan
         if plan["done"] >= plan["to"]:
@@ -1044,11 +1072,14 @@ class HistoryImport:
             windows = self.importer.iter_history(self.target, _dt(plan["done"]), _dt(plan["to"]))
             for scrape, upto in windows:
                 self.write(scrape)
-                rows += scrape.rows
-                notes.extend(n for n in scrape.notes if n not in notes)
-                plan["done"], plan["samples"] = _ms(upto), plan["samples"] + scrape.rows
+                n = scrape.rows
+                rows += n
+                notes.extend(x for x in scrape.notes if x not in notes)
+                del scrape
+                release_free_memory()           # a window's arrays, freed, go back to the system
+                plan["done"], plan["samples"] = _ms(upto), plan["samples"] + n
                 self.store.set_kv(self.key, json.dumps(plan))
-                self.samples += scrape.rows
+                self.samples += n
                 self.busy_s = busy0 + self.timer() - t0
                 if self.stop.is_set() or self.timer() - t0 >= self.slice_s:
                     break
