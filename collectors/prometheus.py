@@ -1038,12 +1038,10 @@ class HistoryImport:
         return plan
 
     @property
-    def schedule(self):
-        """Runs back to back until done (each a slice), at once from the start; a failed run is
-        tried again one collection interval later."""
-        from collectors.jobs import Every
-
-        return Every(float(self.live.cfg.collection.interval_s), at_start=True)
+    def schedule(self) -> "ImportSchedule":
+        """At once from the start and back to back until done (each run a slice; a failed run is
+        tried again one collection interval later); never again once done."""
+        return ImportSchedule(self, float(self.live.cfg.collection.interval_s))
 
     # ---- runs --------------------------------------------------------------
 
@@ -1067,8 +1065,6 @@ class HistoryImport:
         rows = 0
         notes: list[Msg | str] = []
         try:
-            # a fresh read each run: cursors start at the resume point
-            self.importer._progress.clear()
             windows = self.importer.iter_history(self.target, _dt(plan["done"]), _dt(plan["to"]))
             for scrape, upto in windows:
                 self.write(scrape)
@@ -1118,6 +1114,26 @@ class HistoryImport:
             "error": None if err is None else str(err),
             "error_msg": None if err is None else i18n.dumps([err]),
         }
+
+
+@dataclass(frozen=True)
+class ImportSchedule:
+    """A HistoryImport's schedule (collectors.jobs.Schedule): every `seconds` while it is not
+    done, the first run at once; no run at all for an import done before the start."""
+
+    job: HistoryImport
+    seconds: float
+
+    def first(self, now: datetime) -> datetime | None:
+        return None if self.job.state == "done" else now
+
+    def next_run(self, after: datetime) -> datetime | None:
+        from datetime import timedelta
+
+        return None if self.job.state == "done" else after + timedelta(seconds=self.seconds)
+
+    def describe(self) -> Msg:
+        return msg("job.schedule.history_import")
 
 
 def history_import_job(collector: PrometheusCollector, store, source: Source, **kw) -> HistoryImport | None:

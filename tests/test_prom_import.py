@@ -292,3 +292,28 @@ def test_an_unreachable_prometheus_fails_the_run_in_words(cfg):
     plan = json.loads(store.get_kv(prom_mod.IMPORT_KEY + "central"))
     assert plan["done"] == plan["from"] and st["done"] == 0                # nothing counted as done
     assert datetime.fromisoformat(st["from"]) == NOW - timedelta(days=1)
+
+
+def test_as_a_job_it_runs_until_done_and_records_each_run(prom, cfg):
+    from collectors.jobs import JobRunner
+
+    store = Store()
+    job = make_job(cfg, store, source(prom.url), slice_s=0)        # a window a run
+    runner = JobRunner(store)
+    runner.add("history-import-central", job.schedule, job, now=NOW)
+    runs = []
+    at = NOW
+    while runner.jobs["history-import-central"].due is not None:
+        runs.extend(runner.run_due(at))
+        at += timedelta(seconds=cfg.collection.interval_s)
+        assert len(runs) < 100
+    assert len(runs) >= 2 and all(r.ok for r in runs) and sum(r.rows for r in runs) == ALL_ROWS
+    assert runs[-1].detail == "24.0 of 24.0 h"
+    with store.cursor() as cur:
+        recorded = cur.execute("SELECT count(*), sum(rows) FROM job_runs WHERE job = 'history-import-central'"
+                               ).fetchall()[0]
+    assert recorded == (len(runs), ALL_ROWS)
+    again = JobRunner(store)                                        # a restart: nothing to run
+    again.add("history-import-central", make_job(cfg, store, source(prom.url)).schedule,
+              make_job(cfg, store, source(prom.url)), now=NOW)
+    assert again.jobs["history-import-central"].due is None
