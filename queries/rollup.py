@@ -15,10 +15,11 @@ Why the steps are where they are:
   write can change only the hour of its samples and the hour up to that reach before them
   (the store marks both). An hour holding a sample whose next one may still come (younger
   than twice its interval) stays dirty, so the rollup never freezes a half-counted hour.
-- The dirty marks are cleared after the chunk commits (Store.clear_dirty, under the store's
-  write lock), and only those not marked again since they were read (`marked_at` unchanged):
-  a write that lands while a chunk is built keeps its hour dirty; a crash in between rebuilds
-  the chunk again, which changes nothing.
+- A chunk's hours are taken out of rollup_dirty before it is built (Store.take_dirty, under
+  the store's write lock), so a write that lands while the chunk is built marks its hour
+  again; the taken hours are kept in kv until the chunk commits, so a failed build or a
+  stopped process returns them (a rebuild changes nothing). Writes insert an hour once and
+  never update it: the store knows which hours it marked and skips those.
 - Attribution is a view: the device tiers keep the labels; the group tiers are attributed when
   built (leases by device, then host, at the bucket's start; then the rules and namespaces on
   the distinct label tuples, in Python with collectors.attribution). A changed attribution
@@ -360,22 +361,24 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
             store.set_kv(FINGERPRINT_KEY, fingerprint)
             regrouped = True
         backfill = backfill_span(store, cfg)
+        store.return_dirty()                   # a build that stopped half-way: its hours again
         after: datetime | None = None
         while True:
-            with _cursor(store, cfg) as cur:
-                taken = cur.execute("""SELECT hour, marked_at FROM rollup_dirty
-                    WHERE $after IS NULL OR hour > $after ORDER BY hour LIMIT $n""",
-                                    {"after": after, "n": chunk_hours}).fetchall()
-                if not taken:
-                    break
-                after = taken[-1][0]
-                pending: set[datetime] = set()
-                with transaction(cur):
-                    for a, b in _runs([h for h, _ in taken]):
+            taken = store.take_dirty(chunk_hours, after)
+            if not taken:
+                break
+            after = taken[-1]
+            pending: set[datetime] = set()
+            try:
+                with _cursor(store, cfg) as cur, transaction(cur):
+                    for a, b in _runs(taken):
                         n, p = _build_devices(cur, cfg, a, b, now, backfill)
                         rows += n + _build_groups(cur, cfg, a, b)
                         pending |= p
-            store.clear_dirty([(h, m) for h, m in taken if h not in pending])
+            except BaseException:
+                store.return_dirty()
+                raise
+            store.done_dirty(sorted(pending))
             hours_built += len(taken)
     detail = f"{hours_built} h rebuilt" + (", regrouped after an attribution change" if regrouped else "")
     return JobResult(rows=rows, detail=detail)

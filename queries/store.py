@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import duckdb
 import pandas as pd
@@ -393,6 +393,10 @@ class Store:
         # sample is the "next sample" that ends its device's previous one, which may lie in
         # the hour before (queries/rollup.add_jobs sets it to twice the longest interval)
         self.dirty_lookback_s = 30.0
+        # hours this store knows rollup_dirty holds (it is the file's one writer): a write into
+        # an hour already marked costs no statement; the rollup takes hours through take_dirty
+        self._dirty_known: set[datetime] = set()
+        self._dirty_new: set[datetime] = set()
         self._devices = _DeviceRows()
         self._closed = False
         self._gate = threading.Condition()     # cursors in use vs. reopen()
@@ -463,8 +467,16 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.write_lock, self.cursor() as cur, transaction(cur):
-            yield cur
+        with self.write_lock:
+            self._dirty_new = set()
+            try:
+                with self.cursor() as cur, transaction(cur):
+                    yield cur
+            except BaseException:
+                self._dirty_new = set()
+                raise
+            self._dirty_known |= self._dirty_new          # only once committed
+            self._dirty_new = set()
 
     def write_scrape(self, *, samples: pa.Table | None = None, devices: pa.Table | None = None,
                      events: pa.Table | None = None, facility: pa.Table | None = None,
@@ -509,17 +521,62 @@ class Store:
         cur.register(relation, table)
         inserted = cur.execute(_insert_sql(name, relation), insert_params(name, table)).fetchall()[0][0]
         if name == "device_samples" and inserted:
-            cur.execute(_MARK_DIRTY.format(batch=relation), [self.dirty_lookback_s]).fetchall()
+            self._mark_dirty(cur, table)
         cur.unregister(relation)             # not after a failure: the aborted transaction refuses it
         return inserted
 
-    def clear_dirty(self, hours: list[tuple[datetime, datetime]]) -> None:
-        """Forget the rollup's dirty hours `hours`, (hour, marked_at) pairs as the rollup read
-        them: an hour marked again since (a later marked_at) stays dirty (queries/rollup.py)."""
-        if hours:
-            with self._tx() as cur:
-                cur.executemany("DELETE FROM rollup_dirty WHERE hour = ? AND marked_at = ?",
-                                [list(h) for h in hours])
+    def _mark_dirty(self, cur: duckdb.DuckDBPyConnection, samples: pa.Table) -> None:
+        """Mark the UTC hours of `samples`, and the hours `dirty_lookback_s` before them, in
+        rollup_dirty (queries/rollup.py): one INSERT of the hours not marked yet, none when the
+        store knows them marked (an INSERT ... ON CONFLICT DO UPDATE per write cost 10 ms)."""
+        us = pc.cast(samples["ts"], pa.int64())
+        back = int(self.dirty_lookback_s * 1_000_000)
+        hours = set()
+        for col in (us, pc.subtract(us, back)):
+            for v in pc.unique(pc.divide(col, 3_600_000_000)).to_pylist():
+                hours.add(v)
+        new = [datetime.fromtimestamp(h * 3600, timezone.utc) for h in hours]
+        new = [h for h in new if h not in self._dirty_known]
+        if new:
+            cur.execute(_MARK_DIRTY, [new]).fetchall()
+            self._dirty_new.update(new)
+
+    def take_dirty(self, n: int, after: datetime | None = None) -> list[datetime]:
+        """Take up to `n` of the rollup's dirty hours (after `after`), oldest first: removed from
+        rollup_dirty, so a write from now on marks them again, and kept in kv (ROLLUP_TAKEN)
+        until `done_dirty` or `return_dirty`, so a crash in between loses none."""
+        with self._tx() as cur:
+            hours = [r[0] for r in cur.execute("""SELECT hour FROM rollup_dirty
+                WHERE $after IS NULL OR hour > $after ORDER BY hour LIMIT $n""",
+                                               {"after": after, "n": n}).fetchall()]
+            if hours:
+                cur.execute("DELETE FROM rollup_dirty WHERE hour IN (SELECT unnest($1::TIMESTAMPTZ[]))",
+                            [hours]).fetchall()
+                self._set_kv(cur, ROLLUP_TAKEN, json.dumps([h.isoformat() for h in hours]))
+                self._dirty_known.difference_update(hours)
+        return hours
+
+    def done_dirty(self, still_dirty: Iterable[datetime] = ()) -> None:
+        """The taken hours are built; `still_dirty` of them are marked again (their newest
+        samples are not settled yet)."""
+        with self._tx() as cur:
+            again = list(still_dirty)
+            if again:
+                cur.execute(_MARK_DIRTY, [again]).fetchall()
+                self._dirty_new.update(again)
+            self._set_kv(cur, ROLLUP_TAKEN, "[]")
+
+    def return_dirty(self) -> None:
+        """Mark the hours taken and not done (a build that failed, or a process that stopped
+        in the middle of one) dirty again."""
+        taken = json.loads(self.get_kv(ROLLUP_TAKEN) or "[]")
+        if taken:
+            self.done_dirty(datetime.fromisoformat(h) for h in taken)
+
+    def _set_kv(self, cur: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+        cur.execute("""INSERT INTO kv (owner_site, owner_instance, key, value, updated_at)
+            VALUES (?, ?, ?, ?, now()) ON CONFLICT (owner_site, owner_instance, key) DO UPDATE
+            SET value = excluded.value, updated_at = excluded.updated_at""", [*self.owner, key, value]).fetchall()
 
     def _with_owner(self, table: pa.Table) -> pa.Table:
         """`table` with this store's owner where it names none (no column, or NULL)."""
@@ -664,12 +721,10 @@ def _json_default(value: Any) -> Any:
 _JOB_RUN_SCHEMA = pa.schema([f for f in arrow_schema("job_runs") if f.name not in OWNER_COLUMNS])
 
 
-# The UTC hours a batch of samples touched, for the rollup job (queries/rollup.py): one
-# statement per batch. Hours are computed from epoch seconds, whatever the session's time zone.
+# Hours the rollup job has to rebuild (queries/rollup.py): inserted once, never updated.
 _MARK_DIRTY = """INSERT INTO rollup_dirty (hour, marked_at)
-    SELECT DISTINCT to_timestamp(floor(epoch(t) / 3600) * 3600), now()
-    FROM (SELECT ts AS t FROM {batch} UNION ALL SELECT ts - to_seconds($1) FROM {batch})
-    ON CONFLICT (hour) DO UPDATE SET marked_at = excluded.marked_at"""
+    SELECT unnest($1::TIMESTAMPTZ[]), now() ON CONFLICT (hour) DO NOTHING"""
+ROLLUP_TAKEN = "rollup.taken"        # kv: the dirty hours a rollup build has taken and not done
 
 
 @lru_cache(maxsize=None)

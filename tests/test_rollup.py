@@ -413,3 +413,39 @@ def test_a_file_the_rollup_and_retention_shrank_opens_again(tmp_path):
         assert cur.execute("SELECT count(*) FROM device_samples").fetchall()[0][0] == 0
         assert cur.execute("SELECT count(*) FROM rollup_device_1h").fetchall()[0][0] > 0
     reopened.close()
+
+
+def test_hours_taken_by_a_build_that_failed_or_stopped_are_built_again(store, monkeypatch):
+    cfg = cfg_with()
+    floor = Floor(store, cfg)
+    for k in range(3):
+        floor.scrape(T10 + k * MINUTE, [{"uuid": "GPU-0000", "util": 100}])
+    marked = dirty(store)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(rollup, "_build_groups", broken)
+        with pytest.raises(RuntimeError):
+            rollup.build(store, cfg, T10 + timedelta(hours=1))
+    assert dirty(store) == marked                         # the failed chunk's hours came back
+    store.take_dirty(24)                                  # a process that stopped after taking them
+    assert dirty(store) == []
+    rollup.build(store, cfg, T10 + timedelta(hours=1))
+    # 10:00 and 10:01 stand 60 s each, 10:02 (newest, 58 min old) one interval: 180 s
+    assert group(store)["observed_s"] == 180.0 and dirty(store) == []
+
+
+def test_a_write_marks_each_hour_once(store):
+    cfg = cfg_with()
+    floor = Floor(store, cfg)
+    floor.scrape(T10, [{"uuid": "GPU-0000", "util": 100}])
+    with store.cursor() as cur:
+        first = cur.execute("SELECT hour, marked_at FROM rollup_dirty ORDER BY hour").fetchall()
+    floor.scrape(T10 + MINUTE, [{"uuid": "GPU-0000", "util": 100}])
+    with store.cursor() as cur:
+        assert cur.execute("SELECT hour, marked_at FROM rollup_dirty ORDER BY hour").fetchall() == first
+    rollup.build(store, cfg, T10 + timedelta(hours=1))
+    floor.scrape(T10 + 2 * MINUTE, [{"uuid": "GPU-0000", "util": 100}])    # after the build took it
+    assert dirty(store) == [T10]
