@@ -443,6 +443,7 @@ class Store:
                 if self.con is not None:
                     self.con.close()
                     self.con = None
+                self._dirty_known = set()        # another process may have had the file between
                 try:
                     self._open()
                 except (DatabaseUnavailable, duckdb.Error) as exc:
