@@ -178,7 +178,7 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
     live = PrometheusCollector(cfg, src, client_factory=default_client)
     write = Timed(lambda s: store.write_scrape(samples=s.samples, devices=s.devices, events=s.events,
                                                facility=s.facility))
-    job = HistoryImport(live, store, src, write=write, now=end, slice_s=1e9)
+    job = HistoryImport(live, store, src, write=write, now=end)     # runs of IMPORT_SLICE_S, as the owner runs it
     imp = job.importer
     rows_s = Timed(imp._process_columnar)
     imp._process_columnar = rows_s                      # type: ignore[method-assign]

@@ -51,11 +51,19 @@ triple the store; 0 keeps every raw sample.
 
 Every HTTP call has a timeout (the source's `timeout_s`) and no client-side
 retries (the scheduler retries); Prometheus also gets it as its query timeout.
+
+A central Prometheus covers many clusters and sites: the source's `cluster_label` and
+`site_label` name the series labels that carry them, and a row takes its cluster and site
+from its series (the target's own where the label is absent; a value the config does not
+list is kept and noted). `HistoryImport` imports `history_days` of history on a source's first
+start as a job (docs/prometheus-import.md); its windows are read as arrays
+(`_process_columnar`), the same rows as the per-sample `_process` at a few times its speed.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import threading
@@ -63,7 +71,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Generator, Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -415,7 +423,7 @@ class PrometheusCollector(Collector):
             yield scrape
 
     def iter_history(self, target: Target, since: datetime, until: datetime,
-                     step_s: float | None = None) -> Iterator[tuple[Scrape, datetime]]:
+                     step_s: float | None = None) -> Generator[tuple[Scrape, datetime], None, None]:
         """The windows of a back-fill of (since, until], each with the time up to which everything
         is delivered once it is stored (a resume point: a scrape held back for the next window
         lies after it)."""
@@ -973,6 +981,10 @@ IMPORT_KEY = "prometheus.history."      # + source name: the import's plan and p
 IMPORT_SAMPLE_BUDGET = 1_000_000         # samples per query of the import (the live catch-up reads 250k)
 IMPORT_MAX_WINDOW_S = 6 * 3600.0
 IMPORT_SLICE_S = 60.0                    # one job run imports this long, then hands back (a run recorded)
+# DuckDB holds memory for what is appended while the file is open (the owner's "reopen" job);
+# an import appends in minutes what live collection appends in weeks, so it reopens the file
+# itself after a run that brought the rows written since the last reopen past this
+IMPORT_REOPEN_ROWS = 2_000_000
 
 
 class HistoryImport:
@@ -1008,6 +1020,7 @@ class HistoryImport:
                              cluster=source.cluster)
         self.importer = self._importer()
         self.samples = 0                # rows delivered by this process's runs
+        self.unreopened = 0             # rows written since the store was last reopened
         self.busy_s = 0.0               # seconds those runs took
         self.error: Msg | str | None = None
         self.plan = self._plan(now or datetime.fromtimestamp(collector.clock(), timezone.utc))
@@ -1066,24 +1079,28 @@ class HistoryImport:
         notes: list[Msg | str] = []
         try:
             windows = self.importer.iter_history(self.target, _dt(plan["done"]), _dt(plan["to"]))
-            for scrape, upto in windows:
-                self.write(scrape)
-                n = scrape.rows
-                rows += n
-                notes.extend(x for x in scrape.notes if x not in notes)
-                del scrape
-                release_free_memory()           # a window's arrays, freed, go back to the system
-                plan["done"], plan["samples"] = _ms(upto), plan["samples"] + n
-                self.store.set_kv(self.key, json.dumps(plan))
-                self.samples += n
-                self.busy_s = busy0 + self.timer() - t0
-                if self.stop.is_set() or self.timer() - t0 >= self.slice_s:
-                    break
+            with contextlib.closing(windows):          # a window read ahead is dropped with the run
+                for scrape, upto in windows:
+                    self.write(scrape)
+                    n = scrape.rows
+                    rows += n
+                    notes.extend(x for x in scrape.notes if x not in notes)
+                    del scrape
+                    release_free_memory()           # a window's arrays, freed, go back to the system
+                    plan["done"], plan["samples"] = _ms(upto), plan["samples"] + n
+                    self.store.set_kv(self.key, json.dumps(plan))
+                    self.samples += n
+                    self.unreopened += n
+                    self.busy_s = busy0 + self.timer() - t0
+                    if self.stop.is_set() or self.timer() - t0 >= self.slice_s:
+                        break
         except Exception as exc:
             self.state = "failed"
             own = getattr(exc, "msg", None)
             self.error = own if isinstance(own, Msg) else f"{type(exc).__name__}: {exc}"
             raise
+        if self.unreopened >= IMPORT_REOPEN_ROWS and self.store.reopen():
+            self.unreopened = 0
         if plan["done"] >= plan["to"]:
             self.state = "done"
         return JobResult(rows=rows, notes=notes, detail=f"{self.done_h} of {self.total_h} h")

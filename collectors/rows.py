@@ -32,6 +32,12 @@ ids, identity and values, so the two cannot drift apart either. String-valued fi
 
 The stage works per series, not per sample: a Prometheus series' points are converted
 in one comprehension and its labels are resolved to a device once per pivot.
+
+For a history import (tens of millions of samples) the last section holds the same steps on
+arrays: `parse_matrix` reads a range-vector answer into numpy arrays per series, `blank_mask`
+and `screen_columns` are `is_blank` and `finish_columns` for arrays, `nullable` makes the
+Arrow columns. PrometheusCollector._process_columnar uses them; tests/test_prom_import.py
+checks it gives the rows the per-sample path gives.
 """
 
 from __future__ import annotations

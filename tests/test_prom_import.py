@@ -246,9 +246,12 @@ def test_stopped_midway_a_restart_goes_on_where_it_stopped(prom, cfg, monkeypatc
         return store.write_scrape(samples=scrape.samples, devices=scrape.devices, events=scrape.events,
                                   facility=scrape.facility)
 
-    second = make_job(cfg, store, source(prom.url), write=write)
+    monkeypatch.setattr(prom_mod, "IMPORT_REOPEN_ROWS", 1)          # the file reopened after every run
+    second = make_job(cfg, store, source(prom.url), write=write, slice_s=0)
     assert second.status()["done"] == part["done"]                   # the plan and progress came from kv
+    opened = store.opened_at
     run_to_end(second)
+    assert store.opened_at != opened
     with store.cursor() as cur:
         rows, unique = cur.execute("SELECT count(*), count(DISTINCT (device_id, ts)) FROM device_samples").fetchone()
     assert rows == unique == DEVICE_ROWS
