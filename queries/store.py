@@ -226,9 +226,9 @@ def connect(path: str | os.PathLike, *, read_only: bool = False,
         text = str(exc)
         if _is_damage(exc):
             raise damaged_error(target, text) from None
-        if re.search(r"\block\b", text, re.IGNORECASE):       # "Could not set lock on file"
-            m = _LOCK_RE.search(text)
-            raise owned_error(target, int(m.group(1)) if m else None) from None
+        lock = _lock_holder(text)
+        if lock is not None:
+            raise owned_error(target, lock or None) from None
         raise DatabaseUnusable(f"Cannot open the database {target}: {text}") from None
     if target != ":memory:":
         short = _truncated_by(con, Path(target))
@@ -239,6 +239,15 @@ def connect(path: str | os.PathLike, *, read_only: bool = False,
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'").fetchall()
     return con
+
+
+def _lock_holder(text: str) -> int | None:
+    """The PID in DuckDB's "Could not set lock on file ... Conflicting lock is held in ... (PID n)"
+    (0 when it names none); None when `text` is not about a lock."""
+    if not re.search(r"\block\b", text, re.IGNORECASE):
+        return None
+    m = _LOCK_RE.search(text)
+    return int(m.group(1)) if m else 0
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -378,6 +387,13 @@ class Store:
                 create_macros(con)
                 adopt_default_owner(con, self.owner)
             except duckdb.Error as exc:
+                lock = _lock_holder(str(exc))
+                if lock is not None:
+                    # another process took the file's lock between our open and our first
+                    # write (DuckDB may let the open through and refuse at the WAL): owned
+                    con.close()
+                    self.con = None
+                    raise owned_error(self.path, lock or None) from None
                 if not _is_damage(exc):
                     raise
                 # damage found past the header: leave the file as it was (no checkpoint

@@ -210,3 +210,21 @@ def test_one_sample_delivered_many_ways_is_stored_once(store, faults):
         "SELECT count(*), count(DISTINCT (device_id, ts)) FROM device_samples").fetchone()
     faults.stored(expected=6, unique=unique, rows=stored)
     assert (stored, unique) == (6, 6)
+
+
+@pytest.mark.fault
+def test_a_lock_taken_between_open_and_first_write_names_the_owner(tmp_path, monkeypatch):
+    """DuckDB can let an open through and refuse the first COMMIT at the WAL's lock (a second
+    dashboard started beside a running one): that is the owned case, not a traceback."""
+    import duckdb
+
+    import queries.store as qs
+
+    def locked(con, **kw):
+        raise duckdb.TransactionException(
+            f'Could not set lock on file "{tmp_path / "x.duckdb.wal"}": Conflicting lock is held in '
+            f"/usr/bin/python3 (PID {os.getpid()}).")
+
+    monkeypatch.setattr(qs, "migrate", locked)
+    with pytest.raises(qs.DatabaseOwned, match=rf"in use by process {os.getpid()}"):
+        qs.Store(tmp_path / "x.duckdb")
