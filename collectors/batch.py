@@ -64,8 +64,8 @@ class Scrape:
         """A scrape carrying what its parse counted: skipped lines, their issues, and the
         note naming implausible values stored as NULL."""
         scrape = cls(target=target, ts=ts, lines_skipped=stats.malformed, issues=stats.issues, **fields)
-        note = stats.implausible_note()
-        if note:
+        note = stats.implausible_msg()
+        if note is not None:
             scrape.notes.append(note)
         return scrape
 

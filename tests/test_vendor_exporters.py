@@ -122,8 +122,9 @@ def test_amd_unreadable_clock_sentinel_is_null_and_noted(amd):
     g7 = by_device(s.samples)[AMD_GPU7]
     assert g7["mem_clock_mhz"] is None and g7["sm_clock_mhz"] == 132.0 and g7["util_pct"] == 0.0
     assert s.rows == 8 and s.lines_skipped == 0
-    assert s.notes == [f"1 implausible value(s) stored as NULL: mem_clock_mhz = 65,535 on {AMD_GPU7}, "
-                       "allowed 0..20,000"]
+    assert [str(n) for n in s.notes] == [f"1 implausible value(s) stored as NULL: mem_clock_mhz = 65,535 on "
+                                         f"{AMD_GPU7}, allowed 0..20,000"]
+    assert s.notes[0].key == "msg.implausible"          # stored as a key, shown in the reader's language
 
 
 def test_amd_unhealthy_gpu_and_its_events(amd):
