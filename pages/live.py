@@ -1,8 +1,14 @@
 """Live NOC page: fleet figures, host x GPU heatmap, problems, drill-down.
 
 Auto-refreshes with `st.fragment(run_every=...)` (interval from config). The
-cluster, heatmap metric and drill-down host live in the URL, so a view can be
-shared. `page(ctx)` draws it from the session's PageContext (pages/context.py).
+cluster, heatmap metric, heatmap page and drill-down host live in the URL, so a
+view can be shared.
+
+A heatmap of more than PAGE_HOSTS hosts (a 10,000-GPU centre has 1,250: about one pixel a
+host on a wide screen, and seconds to build the figure) is paged: hosts with a problem cell
+come first, worst state first (`host_order`), then the rest in the query's order, and a page of
+PAGE_HOSTS hosts shows the full host x GPU grid. A centre of up to PAGE_HOSTS hosts sees the
+one heatmap it always did. `page(ctx)` draws it from the session's PageContext (pages/context.py).
 
 Plotly reads a subset of HTML in every text it draws (tick labels, hover text,
 legend names, titles: `<a href>` becomes a clickable link), and host names, models,
@@ -151,6 +157,32 @@ def by_model(ctx: PageContext, at) -> None:
     st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view)))
 
 
+PAGE_HOSTS = 128
+# worst first: the order problem hosts lead the paged heatmap in
+STATE_RANK = {"lost": 0, "unhealthy": 1, "xid": 2, "thermal": 3, "no_data": 4}
+
+
+def host_order(df: pd.DataFrame) -> list[str]:
+    """The `heatmap` rows' hosts, those with a problem cell first (worst state first), each
+    group in the query's order."""
+    hosts = list(dict.fromkeys(df["host"]))
+    worst = df.assign(rank=df["state"].map(STATE_RANK).fillna(len(STATE_RANK))).groupby("host")["rank"].min()
+    first = {h: i for i, h in enumerate(hosts)}
+    return sorted(hosts, key=lambda h: (worst.get(h, len(STATE_RANK)), first[h]))
+
+
+def heatmap_page(df: pd.DataFrame, page: int, size: int = PAGE_HOSTS) -> tuple[pd.DataFrame, list[str], int]:
+    """Page `page` (from 1) of `size` hosts of the `heatmap` rows, in `host_order`: its rows (hosts
+    in that order), its hosts, and the number of hosts with a problem cell in the whole set."""
+    order = host_order(df)
+    hosts = order[(page - 1) * size: page * size]
+    pos = {h: i for i, h in enumerate(hosts)}
+    rows = df[df["host"].isin(pos)]
+    rows = rows.assign(_pos=rows["host"].map(pos)).sort_values(["_pos", "gpu_index"], kind="stable")
+    problem_hosts = int(df.loc[df["state"].isin(list(STATE_RANK)), "host"].nunique())
+    return rows.drop(columns="_pos"), hosts, problem_hosts
+
+
 def heatmap(ctx: PageContext, at) -> None:
     t = ctx.t
     options = list(METRICS)
@@ -163,6 +195,16 @@ def heatmap(ctx: PageContext, at) -> None:
                          cluster=ctx.filters.get("cluster"))
     if df.empty:
         return
+    n_hosts = df["host"].nunique()
+    if n_hosts > PAGE_HOSTS:
+        pages = -(-n_hosts // PAGE_HOSTS)
+        from_url = int(ui.param_choice("hosts_page", [str(i) for i in range(1, pages + 1)], "1"))
+        page_no = int(st.number_input(t("heatmap.page", pages=pages), min_value=1, max_value=pages,
+                                      value=from_url, step=1, key="heatmap_page"))
+        ui.set_param("hosts_page", str(page_no), "1")
+        df, hosts, problem_hosts = heatmap_page(df, page_no)
+        st.caption(t("heatmap.paged", first=(page_no - 1) * PAGE_HOSTS + 1,
+                     last=(page_no - 1) * PAGE_HOSTS + len(hosts), n=n_hosts, problems=problem_hosts))
     fig = heatmap_figure(df, metric, t)
     st.plotly_chart(fig, width="stretch", key="heatmap_chart")
 
