@@ -7,8 +7,11 @@ view can be shared.
 A heatmap of more than PAGE_HOSTS hosts (a 10,000-GPU centre has 1,250: about one pixel a
 host on a wide screen, and seconds to build the figure) is paged: hosts with a problem cell
 come first, worst state first (`host_order`), then the rest in the query's order, and a page of
-PAGE_HOSTS hosts shows the full host x GPU grid. A centre of up to PAGE_HOSTS hosts sees the
-one heatmap it always did. `page(ctx)` draws it from the session's PageContext (pages/context.py).
+PAGE_HOSTS hosts shows the full host x GPU grid. Above it sits an overview of every host, one
+cell each (`host_overview_figure`: mean utilisation or the hottest / highest-power GPU, hosts
+with a problem marked by their worst state), OVERVIEW_COLUMNS hosts a row in the query's order,
+so a host keeps its place from one refresh to the next. A centre of up to PAGE_HOSTS hosts sees
+the one heatmap it always did. `page(ctx)` draws it from the session's PageContext (pages/context.py).
 
 Plotly reads a subset of HTML in every text it draws (tick labels, hover text,
 legend names, titles: `<a href>` becomes a clickable link), and host names, models,
@@ -183,6 +186,63 @@ def heatmap_page(df: pd.DataFrame, page: int, size: int = PAGE_HOSTS) -> tuple[p
     return rows.drop(columns="_pos"), hosts, problem_hosts
 
 
+OVERVIEW_COLUMNS = 50
+
+
+def host_overview(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per host of the `heatmap` rows, in their order: util_pct the mean of its GPUs,
+    temp_c and power_w the highest, state its worst (problem) state or 'ok'."""
+    hosts = list(dict.fromkeys(df["host"]))
+    ranked = df.assign(rank=df["state"].map(STATE_RANK).fillna(len(STATE_RANK)))
+    g = ranked.groupby("host", sort=False)
+    out = pd.DataFrame({"util_pct": g["util_pct"].mean(), "temp_c": g["temp_c"].max(),
+                        "power_w": g["power_w"].max(), "rank": g["rank"].min()}).reindex(hosts)
+    worst = {r: s for s, r in STATE_RANK.items()}
+    out["state"] = out["rank"].map(lambda r: worst.get(int(r), "ok"))
+    return out.drop(columns="rank").rename_axis("host").reset_index()
+
+
+def host_overview_figure(df: pd.DataFrame, metric: str, t: Callable[..., str],
+                         columns: int = OVERVIEW_COLUMNS) -> go.Figure:
+    """Every host of the `heatmap` rows as one cell, `columns` hosts a row; hosts with a problem
+    marked by their worst state; labels escaped (module docstring)."""
+    col, label_key, unit, scale, zmin, zmax = METRICS[metric]
+    hosts = host_overview(df)
+    n = len(hosts)
+    rows = -(-n // columns)
+
+    def grid(values: list) -> list[list]:
+        padded = values + [None] * (rows * columns - n)
+        return [padded[r * columns:(r + 1) * columns] for r in range(rows)]
+
+    names = [text(h) for h in hosts["host"]]
+    states = [t(f"state.{s}") for s in hosts["state"]]
+    z = grid([None if ui.missing(v) else float(v) for v in hosts[col]])
+    custom = [[[h, s] if h is not None else ["", ""] for h, s in zip(hr, sr)]
+              for hr, sr in zip(grid(names), grid(states))]
+    y_labels = [names[r * columns] for r in range(rows)]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(1, columns + 1)), y=y_labels, colorscale=scale, zmin=zmin, zmax=zmax,
+        customdata=custom, xgap=1, ygap=1, colorbar={"title": unit, "thickness": 12},
+        hovertemplate=("%{customdata[0]}<br>" + t(label_key) + ": %{z:.0f} " + unit
+                       + "<br>" + t("heatmap.state") + ": %{customdata[1]}<extra></extra>")))
+    for state, (symbol, colour) in STATE_MARK.items():
+        at = [i for i, s in enumerate(hosts["state"]) if s == state]
+        if not at:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[i % columns + 1 for i in at], y=[y_labels[i // columns] for i in at], mode="markers",
+            name=t(f"state.{state}"), hoverinfo="skip",
+            marker={"symbol": symbol, "size": 9, "color": colour, "line": {"color": "white", "width": 1.5}}))
+    fig.update_layout(height=min(60 + 18 * rows, 700), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"showticklabels": False},
+                      yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": y_labels,
+                             "tickfont": {"size": 9}},
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+                      plot_bgcolor="white", showlegend=True)
+    return fig
+
+
 def heatmap(ctx: PageContext, at) -> None:
     t = ctx.t
     options = list(METRICS)
@@ -197,6 +257,8 @@ def heatmap(ctx: PageContext, at) -> None:
         return
     n_hosts = df["host"].nunique()
     if n_hosts > PAGE_HOSTS:
+        st.caption(t("heatmap.overview", n=n_hosts, columns=OVERVIEW_COLUMNS))
+        st.plotly_chart(host_overview_figure(df, metric, t), width="stretch", key="heatmap_overview")
         pages = -(-n_hosts // PAGE_HOSTS)
         from_url = int(ui.param_choice("hosts_page", [str(i) for i in range(1, pages + 1)], "1"))
         page_no = int(st.number_input(t("heatmap.page", pages=pages), min_value=1, max_value=pages,

@@ -72,14 +72,19 @@ def live(lang: str = "en", **params: str) -> AppTest:
     return at
 
 
+def heatmaps(at: AppTest) -> list[dict]:
+    """The page's figures that hold a heatmap trace, in page order."""
+    figs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return [f for f in figs if any(tr.get("type") == "heatmap" for tr in f["data"])]
+
+
 def heatmap_hosts(at: AppTest) -> list[str]:
-    """The x labels (hosts) of the page's heatmap trace."""
-    for chart in at.get("plotly_chart"):
-        fig = json.loads(chart.proto.spec)
-        for trace in fig["data"]:
-            if trace.get("type") == "heatmap":
-                return list(trace["x"])
-    raise AssertionError("no heatmap on the page")
+    """The x labels (hosts) of the host x GPU heatmap (the overview's x are column numbers)."""
+    for fig in heatmaps(at):
+        trace = next(tr for tr in fig["data"] if tr.get("type") == "heatmap")
+        if all(isinstance(x, str) for x in trace["x"]):
+            return list(trace["x"])
+    raise AssertionError("no host x GPU heatmap on the page")
 
 
 def test_the_heatmap_at_10000_gpus_is_a_page_of_hosts_problems_first(big):
@@ -94,6 +99,15 @@ def test_the_heatmap_at_10000_gpus_is_a_page_of_hosts_problems_first(big):
     assert hosts[:4] == [XID_HOST, DOWN_HOST, "inf-b-0001", "inf-b-0002"]
     captions = " ".join(c.value for c in at.caption)
     assert "Hosts 1–128 of 1250" in captions and "the 2 host(s) with a problem" in captions
+    # above it, every host as one cell: 1,250 hosts / 50 a row = 25 rows, the two problem hosts marked
+    overview = heatmaps(at)[0]
+    cells = next(tr for tr in overview["data"] if tr["type"] == "heatmap")
+    assert len(cells["z"]) == 25 and all(len(r) == 50 for r in cells["z"])
+    assert cells["y"][0] == "inf-b-0001" and cells["y"][-1] == "trn-a-0576"   # host 1,201 = train-a's 576th
+    marks = {tr["name"]: (tr["x"], tr["y"]) for tr in overview["data"] if tr["type"] == "scatter"}
+    # inf-b-0200 is host 200: row 4 (from 1; its first host inf-b-0151), column 50;
+    # trn-a-0500 is host 625 + 500 = 1,125: row 23 (first host 1,101 = trn-a-0476), column 25
+    assert marks == {"no data": ([50], ["inf-b-0151"]), "XID error": ([25], ["trn-a-0476"])}
 
 
 def test_the_page_in_the_url_picks_its_hosts(big):
