@@ -151,6 +151,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the TSDB copy and the database")
     ap.add_argument("--profile", action="store_true", help="cProfile the import; print the top functions")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--reader", action="store_true", help="time a page-like read twice a second meanwhile")
     a = ap.parse_args()
     meta = json.loads((a.meta or a.tsdb.parent / "meta.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="bench-prom-import-", dir=a.work))
@@ -193,6 +194,19 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
                   flush=True)
 
     threading.Thread(target=progress, daemon=True).start()
+    latencies: list[float] = []
+
+    def page_reader() -> None:
+        """A page's read while the import runs: each device's newest sample in the newest hour, twice a second."""
+        while not done.wait(0.5):
+            q0 = time.perf_counter()
+            with store.cursor() as cur:
+                cur.execute("SELECT device_id, max(ts) FROM device_samples WHERE ts > "
+                            "(SELECT max(ts) FROM device_samples) - INTERVAL 1 HOUR GROUP BY 1").fetchall()
+            latencies.append(time.perf_counter() - q0)
+
+    if a.reader:
+        threading.Thread(target=page_reader, daemon=True).start()
     cpu0 = proc_cpu_s(prom.pid)
     own0 = os.times()
     prof = cProfile.Profile() if a.profile else None
@@ -220,6 +234,11 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
           f"for HTTP and the body; Prometheus used {prom_cpu:.1f} s CPU)")
     print(f"peak RSS:             {rss:,.0f} MiB (this process), {proc_hwm_mib(prom.pid) or 0:,.0f} MiB (Prometheus)")
     print(f"database:             {db.stat().st_size / 2**20:,.0f} MiB")
+    if latencies:
+        latencies.sort()
+        mid = latencies[len(latencies) // 2] * 1000
+        print(f"a page's read meanwhile: {len(latencies)} reads, median {mid:.0f} ms, "
+              f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
 
     # checks: what Prometheus holds in the window against what the store holds
     lo, hi = datetime.fromisoformat(st["from"]), datetime.fromisoformat(st["to"])

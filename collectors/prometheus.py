@@ -1045,8 +1045,8 @@ class HistoryImport:
         if self.source.name in set(newest["source"]):
             plan = {"from": to, "to": to, "done": to, "samples": 0, "skipped": "stored"}
         else:
-            plan = {"from": to - self.live.history_days * 86_400_000, "to": to, "done": None, "samples": 0}
-            plan["done"] = plan["from"]
+            start = to - self.live.history_days * 86_400_000
+            plan = {"from": start, "to": to, "done": start, "samples": 0}
         self.store.set_kv(self.key, json.dumps(plan))
         return plan
 
