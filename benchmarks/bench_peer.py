@@ -319,6 +319,8 @@ def main() -> None:
     ap.add_argument("--db", default="artifacts/bench-peer.duckdb")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
+    ap.add_argument("--reuse-db", action="store_true",
+                    help="answer from an existing --db this script loaded before (skips the load and the rollup)")
     args = ap.parse_args()
     data, path = Path(args.data), Path(args.db)
     meta = json.loads((data / "meta.json").read_text())
@@ -326,11 +328,16 @@ def main() -> None:
           f"{meta['start_iso']} .. {meta['end_iso']}")
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
         prom = run_prometheus(data, args.prometheus, meta, args.runs, Path(tmp))
-    for p in (path, Path(f"{path}.wal")):
-        p.unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = peer_config(meta)
-    store, now = load(path, data, cfg, meta)
+    if args.reuse_db and path.exists():
+        store = Store(path, memory_limit=cfg.database.memory_limit)
+        now = datetime.fromtimestamp(meta["end"], timezone.utc) + timedelta(seconds=meta["params"]["step_s"])
+        print(f"figure: store_file_mib {path.stat().st_size / 2**20:,.0f} (reused)")
+    else:
+        for p in (path, Path(f"{path}.wal")):
+            p.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store, now = load(path, data, cfg, meta)
     mine = ours(store, cfg, meta, now, args.runs)
     store.close()
     ok = True
