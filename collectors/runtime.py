@@ -65,7 +65,8 @@ BACKFILL_STEPS_PER_WRITE = 8
 SIMULATOR_SOURCE = "simulator"      # source names of the simulated floor start with this
 
 # names of the owner status rows (store.put_status) the Sources page reads
-STATUS_COLLECTOR, STATUS_BACKFILL, STATUS_JOBS, STATUS_ROLLUPS = "collector", "backfill", "jobs", "rollups"
+STATUS_COLLECTOR, STATUS_BACKFILL, STATUS_JOBS = "collector", "backfill", "jobs"
+STATUS_ROLLUPS, STATUS_IMPORTS = "rollups", "history_imports"
 
 HEALTH_STALE_CYCLES = 3          # no cycle ended for this many intervals: collection has failed
 HEALTH_DROP_WINDOW_S = 3600      # a spool drop keeps the health degraded this long
@@ -257,6 +258,7 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self.jobs: JobRunner | None = None
         self.backfill: Backfill | None = None
+        self.imports: list = []                 # Prometheus sources' history imports (HistoryImport)
         self.targets: list[Target] = []
         self._stop = threading.Event()
         self.built: list[registry.Built] = []
@@ -312,6 +314,19 @@ class Runtime:
         self.jobs = JobRunner(self.store, clock=self.clock, on_run=lambda _run: self.publish())
         add_store_jobs(self.jobs, self.store, interval_s=cfg.collection.interval_s)
         rollup.add_jobs(self.jobs, self.store, cfg)
+        # a Prometheus source's history, imported on first start (planned now: before anything
+        # from that source is stored, so the plan sees an empty source)
+        self.imports = []
+        for b in self.built:
+            if b.source.kind == "prometheus":
+                from collectors.prometheus import PrometheusCollector, history_import_job
+
+                assert isinstance(b.collector, PrometheusCollector)
+                job = history_import_job(b.collector, self.store, b.source, stop=self._stop)
+                if job is not None:
+                    self.imports.append(job)
+        for job in self.imports:
+            self.jobs.add(f"history-import-{job.source.name}", job.schedule, job)
         if cfg.simulated and self.want_backfill and cfg.simulator.backfill_days > 0:
             history = [b.job for b in self.wire(EventTracker())]    # its own tracker: history runs in time order
             self.backfill = Backfill(cfg, self.store, self.floor, history, self.scheduler.spool, self._stop,
@@ -379,6 +394,7 @@ class Runtime:
             "backfill": backfill,
             "jobs": self.jobs.status() if self.jobs else [],
             "rollups": self._rollups(),
+            "history_imports": [_iso(job.status()) for job in self.imports],
             "database": self.store.path if self.store else None,
         }
 
@@ -403,6 +419,7 @@ class Runtime:
             self.store.put_status(STATUS_JOBS, {"jobs": h["jobs"]})
             if h["rollups"] is not None:
                 self.store.put_status(STATUS_ROLLUPS, h["rollups"])
+            self.store.put_status(STATUS_IMPORTS, {"imports": h["history_imports"]})
         except Exception:
             log.exception("could not write the owner status")
 

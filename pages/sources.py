@@ -121,7 +121,64 @@ def quarantine(ctx: PageContext, spool: dict) -> None:
 
 
 def _job_name(ctx: PageContext, job: str) -> str:
+    if job.startswith(IMPORT_JOB):
+        return ctx.t("job.name.history-import", source=job[len(IMPORT_JOB):])
     return ctx.t(f"job.name.{job}") if i18n.has(f"job.name.{job}") else job
+
+
+IMPORT_JOB = "history-import-"          # collectors/runtime.py names a Prometheus source's import so
+IMPORT_STATES = ("running", "done", "failed")
+
+
+def history_tiers(ctx: PageContext, status: dict[str, dict]) -> None:
+    """The history tiers the rollup job builds: span, rows, size, and whether it is current."""
+    t = ctx.t
+    rollups = status.get("rollups") or {}
+    tiers = rollups.get("tiers") or {}
+    if not tiers:
+        return
+    st.subheader(t("tiers.title"))
+    behind = float(rollups.get("behind_s") or 0)
+    if rollups.get("state") == "catching_up":
+        st.info(t("tiers.catching_up", hours=f"{int(rollups.get('dirty_hours') or 0):,}",
+                  behind=f"{behind / 3600:,.1f}"), icon=":material/history:")
+    rows = []
+    for name, tier in tiers.items():
+        first, last = (tier.get("span") or [None, None])[:2]
+        size = tier.get("bytes")
+        rows.append({
+            t("tiers.col.tier"): t(f"tiers.name.{name}") if i18n.has(f"tiers.name.{name}") else name,
+            t("tiers.col.first"): ui.fmt_time(first) if first else "—",
+            t("tiers.col.last"): ui.fmt_time(last) if last else "—",
+            t("tiers.col.rows"): ui.fmt_num(tier.get("rows")),
+            t("tiers.col.size"): "—" if size is None else ui.fmt_num(size / 2**20, 1),
+        })
+    view = pd.DataFrame(rows)
+    st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view)))
+
+
+def history_imports(ctx: PageContext, status: dict[str, dict]) -> None:
+    """Each Prometheus source's history import: state, hours done of total, samples, rate, error."""
+    t = ctx.t
+    imports = (status.get("history_imports") or {}).get("imports") or []
+    if not imports:
+        return
+    st.subheader(t("imports.title"))
+    rows = []
+    for imp in imports:
+        state = imp.get("state") if imp.get("state") in IMPORT_STATES else "running"
+        rows.append({
+            t("imports.col.source"): imp.get("source") or "—",
+            t("imports.col.state"): t(f"imports.state.{state}"),
+            t("imports.col.progress"): t("imports.progress", done=ui.fmt_num(imp.get("done")),
+                                         total=ui.fmt_num(imp.get("total"))),
+            t("imports.col.samples"): ui.fmt_num(imp.get("samples")),
+            t("imports.col.rate"): ui.fmt_num(imp.get("rate")),
+            t("imports.col.error"): "" if not imp.get("error") else ctx.render(imp.get("error_msg"), imp["error"]),
+        })
+    view = pd.DataFrame(rows)
+    st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view)),
+                 column_config={t("imports.col.error"): st.column_config.TextColumn(width="large")})
 
 
 def jobs_table(ctx: PageContext, at, status: dict[str, dict]) -> None:
@@ -172,6 +229,8 @@ def sources_view(ctx: PageContext) -> None:
     else:
         targets_table(ctx, df, at, failing)
     jobs_table(ctx, at, status)
+    history_imports(ctx, status)
+    history_tiers(ctx, status)
     st.caption(t("sources.updated", time=ui.fmt_time(at)))
 
 

@@ -386,3 +386,32 @@ def test_an_exporter_that_answers_with_nothing_is_named_so_in_the_problems(seede
     st.cache_resource.clear()
     zh = run_page("pages/live.py", "zh-CN")
     assert "导出器无数据" in set(table_with(zh, "问题")["问题"])
+
+
+def test_sources_page_shows_the_history_tiers_and_imports(status_only):
+    """The rollup's tiers and a Prometheus source's history import, as the owner published them."""
+    s = Store(status_only, owner=("sh-lingang", "collector-1"))
+    try:
+        s.put_status("rollups", {"state": "catching_up", "dirty_hours": 30, "behind_s": 5400.0, "tiers": {
+            "rollup_device_1h": {"span": ["2026-11-01T00:00:00+00:00", "2026-11-20T07:00:00+00:00"],
+                                 "rows": 23_456, "bytes": 3 * 2**20}}})
+        s.put_status("history_imports", {"imports": [
+            {"source": "central-prom", "state": "failed", "done": 120, "total": 720, "samples": 1_234_567,
+             "rate": 180_843, "error": str(i18n.msg("msg.timeout", s="5")),
+             "error_msg": i18n.dumps([i18n.msg("msg.timeout", s="5")])}]})
+    finally:
+        s.close()
+    st.cache_resource.clear()
+    at = run_page("pages/sources.py")
+    assert any("30 hour(s) wait to be built, the oldest 1.5 h behind" in i.value for i in at.info)
+    tier = table_with(at, "Tier").iloc[0]
+    assert (tier["Tier"], tier["Rows"], tier["Size (MiB)"]) == ("Per GPU, hourly", "23,456", "3.0")
+    assert tier["First bucket"] == "2026-11-01 00:00:00 UTC"
+    imp = table_with(at, "Hours of history").iloc[0]
+    assert (imp["Source"], imp["State"], imp["Hours of history"], imp["Samples"]) == (
+        "central-prom", "Failed", "120 of 720", "1,234,567")
+    assert imp["Error"] == "no answer within 5 s"
+    st.cache_resource.clear()
+    zh = run_page("pages/sources.py", "zh-CN")
+    assert table_with(zh, "历史小时数").iloc[0]["错误"] == "5 秒内无应答"
+    assert table_with(zh, "层级").iloc[0]["层级"] == "按 GPU，每小时"
