@@ -154,3 +154,30 @@ def test_configured_sources_are_collected_with_their_own_settings(cfg, tmp_path,
     assert 24 <= got["hall-a-dcgm"] <= 32              # 4 nodes x 8 GPUs (one may be off the bus or down)
     fac = store.con.execute("SELECT DISTINCT source, scope FROM facility_samples ORDER BY 2").fetchall()
     assert fac == [("hall-a-meters", "cooling"), ("hall-a-meters", "facility"), ("hall-a-meters", "it")]
+
+
+def test_a_prometheus_source_imports_its_history_as_a_job(tmp_path):
+    """The owner registers each Prometheus source's history import as a job and reports it in
+    /healthz `history_imports` (a Prometheus that does not answer: the run fails, in words)."""
+    import socket
+
+    with socket.socket() as sock:                      # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = make_config(database={"path": str(tmp_path / "p.duckdb")}, sources=[
+        {"name": "central-prom", "kind": "prometheus", "site": "sh-lingang", "cluster": "train-a",
+         "targets": [f"http://127.0.0.1:{port}"], "history_days": 1, "timeout_s": 1.0}])
+    store = Store(tmp_path / "p.duckdb")
+    rt = Runtime(cfg, store).start()
+    try:
+        assert wait_for(lambda: any(j["job"] == "history-import-central-prom" and j.get("last")
+                                    for j in rt.health()["jobs"]), event=rt.jobs.ran)
+        job = next(j for j in rt.health()["jobs"] if j["job"] == "history-import-central-prom")
+        assert job["last"]["ok"] is False and "not reachable" in job["last"]["error"]
+        imports = rt.health()["history_imports"]
+        assert [i["source"] for i in imports] == ["central-prom"] and imports[0]["total"] == 24   # 1 day in hours
+        assert imports[0]["state"] in ("running", "failed")
+        assert store.get_status("history_imports")["imports"][0]["source"] == "central-prom"
+    finally:
+        rt.stop()
+        store.close()
