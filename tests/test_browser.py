@@ -107,7 +107,8 @@ def test_healthz_reports_collection(server):
     assert health["targets"] == 64 + 1          # one exporter per node, one facility meter
     assert health["last_cycle"]["ok"] >= 60
     # the owner's jobs: store maintenance and the simulated history's back-fill
-    assert {j["job"] for j in health["jobs"]} == {"reopen", "release-memory", "backfill"}
+    assert {j["job"] for j in health["jobs"]} == {"reopen", "release-memory", "backfill", "rollup", "retention"}
+    assert health["rollups"]["state"] in ("current", "catching_up")
 
 
 def test_live_page_in_chromium(server, browser, cfg):
@@ -128,6 +129,25 @@ def test_live_page_in_chromium(server, browser, cfg):
     page.get_by_text("GPU 总数").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "live-zh.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize("path, heading, zh_heading, name", [
+    ("/utilisation", "Where the GPU-hours went", "GPU 时长去向", "utilisation"),
+    ("/tenants", "Usage per tenant", "各租户用量", "tenants"),
+])
+def test_history_pages_in_chromium(server, browser, path, heading, zh_heading, name):
+    """The history pages on the simulated centre's back-filled day, in both languages."""
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1600, "height": 2600})
+    for lang, text, suffix in (("en", heading, ""), ("zh-CN", zh_heading, "-zh")):
+        page.goto(f"{base}{path}?lang={lang}&range=24h", wait_until="domcontentloaded")
+        page.get_by_text(text).first.wait_for(timeout=60_000)
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)              # let plotly finish drawing
+        assert not page.locator('[data-testid="stException"]').count()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}{suffix}.png"), full_page=True)
     page.close()
 
 
