@@ -165,7 +165,8 @@ def test_amd_and_ascend_through_prometheus_match_their_exporters(cfg, kind, fixt
     direct = collector_class(kind)(cfg, host_from_label=False).from_text(text, tgt, T0)
     fake = FakeProm()
     fake.add_text(text, T0.timestamp(), instance=f"{host}:9100", job=kind)
-    got = collector(cfg, fake, step_s=0, mappings=(kind,), host_from="target").collect(target(), T0 + timedelta(seconds=1))
+    got = collector(cfg, fake, step_s=0, mappings=(kind,), host_from="target").collect(
+        target(), T0 + timedelta(seconds=1))
     want, have = rows_by_device(direct.samples), rows_by_device(got.samples)
     assert set(have) == set(want) and len(want) in (4, 8)
     filled = set()
