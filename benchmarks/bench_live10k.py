@@ -9,8 +9,9 @@ scrape cycle of the whole floor, the canonical columns from bench_history.Synthe
 Then the named queries pages/live.py runs, each timed (median of REPEAT): the auto-refreshing
 fragment (`live_view`: fleet_summary, facility_live, fleet_by_model, heatmap, problems) and what
 a full rerun adds (`drill_down`: hosts, device_history), with no cluster filter; then building
-the heatmap figure (pages.live.heatmap_figure) and the size of what it sends to the browser,
-and how many pixels a host gets on a wide screen. Figure lines start with `figure:`.
+the heatmap figures the page draws (above PAGE_HOSTS hosts: the overview and one page) and what
+they send to the browser, and once the unpaged grid with how many pixels a host gets on a wide
+screen. Figure lines start with `figure:`.
 """
 
 from __future__ import annotations
@@ -91,17 +92,33 @@ def main() -> None:
         print(f"figure: total {group:<16} {total:.3f} s")
     assert heat is not None
     from i18n import t as translate
-    from pages.live import heatmap_figure
+    from pages.live import PAGE_HOSTS, heatmap_figure, heatmap_page, host_overview_figure
+
+    def t_(key: str, **v: object) -> str:
+        return translate(key, "en", **v)
+
+    hosts = heat["host"].nunique()
+
+    def page_figures() -> list[str]:
+        """What pages/live.py `heatmap` draws: above PAGE_HOSTS hosts the overview of every host
+        and the first page of PAGE_HOSTS hosts x GPUs, else the one full grid."""
+        if hosts <= PAGE_HOSTS:
+            return [heatmap_figure(heat, "util", t_).to_json()]
+        return [host_overview_figure(heat, "util", t_).to_json(),
+                heatmap_figure(heatmap_page(heat, 1)[0], "util", t_).to_json()]
 
     times = []
     for _ in range(args.repeat):
         t = time.perf_counter()
-        fig = heatmap_figure(heat, "util", lambda key, **v: translate(key, "en", **v))
-        body = fig.to_json()
+        bodies = page_figures()
         times.append(time.perf_counter() - t)
-    hosts = heat["host"].nunique()
-    print(f"figure: heatmap_figure {statistics.median(times):.3f} s, {len(body) / 2**20:.1f} MiB of figure JSON "
-          f"per refresh, {hosts:,} hosts x {heat['gpu_index'].nunique()} GPUs = {len(heat):,} cells, "
+    print(f"figure: heatmap_page_figures {statistics.median(times):.3f} s, "
+          f"{sum(len(b) for b in bodies) / 2**10:,.0f} KiB of figure JSON per refresh "
+          f"({'overview + one page' if hosts > PAGE_HOSTS else 'one grid'})")
+    t = time.perf_counter()
+    body = heatmap_figure(heat, "util", t_).to_json()
+    print(f"figure: heatmap_figure {time.perf_counter() - t:.3f} s, {len(body) / 2**20:.1f} MiB of figure JSON "
+          f"unpaged, {hosts:,} hosts x {heat['gpu_index'].nunique()} GPUs = {len(heat):,} cells, "
           f"{SCREEN_PX / hosts:.2f} px per host at {SCREEN_PX} px")
     store.close()
 

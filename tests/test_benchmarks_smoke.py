@@ -59,6 +59,8 @@ def test_bench_live10k_prints_refresh_queries_and_heatmap_size(tmp_path):
     assert names == ["fleet_summary", "facility_live", "fleet_by_model", "heatmap", "problems", "hosts",
                      "device_history"]
     assert len([line for line in lines if line.startswith("total ")]) == 2
+    # 4 hosts: under the page's PAGE_HOSTS, so the page draws the one grid
+    assert any(line.startswith("heatmap_page_figures ") and line.endswith("(one grid)") for line in lines), lines
     # 4 hosts x 8 GPUs = 32 cells; 1400 px / 4 hosts = 350.00 px a host
     assert any(line.startswith("heatmap_figure ") and "4 hosts x 8 GPUs = 32 cells, 350.00 px per host" in line
                for line in lines), lines
