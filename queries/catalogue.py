@@ -223,6 +223,14 @@ _TABLES = _TABLES + tuple(
           note=f"per site, cluster, model and tenant per {span}, from the device tier with attribution")
     for step, span in (("5m", "5 minutes"), ("1h", "UTC hour"))
 ) + (
+    Table("rollup_device_tenant_1h", (
+        _c("bucket", "TIMESTAMPTZ", "bucket start, UTC", null=False),
+        _c("device_id", "VARCHAR", null=False),
+        _c("tenant", "VARCHAR", "tenant id, _unattributed or _unallocated", null=False),
+        *(c for c in _SUMS if c.name != "useful_basis")),
+          key=("bucket", "device_id", "tenant"), time_column="bucket",
+          note="per device and tenant per UTC hour: the device tier's sums (as it counts them), "
+               "attributed with the group tiers (migration 013)"),
     Table("rollup_dirty", (
         _c("hour", "TIMESTAMPTZ", "a UTC hour a write touched", null=False),
         _c("marked_at", "TIMESTAMPTZ", "when it was last marked", null=False),

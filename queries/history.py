@@ -32,7 +32,6 @@ import pandas as pd
 
 import config
 import i18n
-from collectors.attribution import Attributor
 from queries import measures
 from queries.store import Store
 
@@ -525,31 +524,6 @@ def tenant_daily(store: Store, cfg: config.Config, v: View, tenant: str, now: da
 
 # ---- devices: the reclaim list and a tenant's drill-down --------------------------------
 
-def _leases(cfg: config.Config) -> list[dict[str, Any]]:
-    """The config's leases for history_devices.sql: one row per leased device or host."""
-    return [{"kind": kind, "key": key, "tenant": lease.tenant, "ord": i, "start_ts": lease.start,
-             "end_ts": lease.end}
-            for i, lease in enumerate(cfg.leases)
-            for kind, keys in (("device", lease.devices), ("host", lease.hosts)) for key in keys]
-
-
-def _attribute(cfg: config.Config, df: pd.DataFrame, at: datetime) -> pd.Series:
-    """The tenant of each (device, label tuple, lease) row of history_devices.sql: the lease's,
-    else what the config's rules give the labels (collectors/attribution.py, once per tuple),
-    else unattributed when a label held it, else unallocated (the group tiers' order)."""
-    attr = Attributor(cfg)
-    out = []
-    for lease, labelled, *labels in zip(df["lease_tenant"], df["labelled"], df["namespace"], df["pod"],
-                                        df["job"], df["job_user"]):
-        if not _missing(lease):
-            out.append(str(lease))
-            continue
-        vals = [None if _missing(x) else str(x) for x in labels]
-        tenant = attr.tenant("", None, at, *vals)          # no device, no host: the labels' rules only
-        out.append(tenant if tenant is not None else UNATTRIBUTED if labelled else UNALLOCATED)
-    return pd.Series(out, index=df.index, dtype=object)
-
-
 DEVICE_COLUMNS = (
     Col("device_id", "", "history.col.device"),
     Col("host", "", "history.col.host"),
@@ -569,22 +543,16 @@ DEVICE_COLUMNS = (
 def devices(store: Store, cfg: config.Config, v: View, now: datetime, *, tenant: str | None = None,
             idle_only: bool = False, limit: int | None = None) -> HistoryTable:
     """Per device and tenant that held it in the range, most idle first: the reclaim list's
-    devices (`idle_only`) or one tenant's devices (`tenant`). Held time counts the device's
-    available time, and its busy, useful and idle time count while held (the device tiers count
-    them whether held or not). Idle cost: the idle GPU-hours at the model's configured price
-    (missing where the model has none)."""
-    df = store.query("history_devices", **_view_params(v, now), leases=_leases(cfg),
-                     unheld=tenant == UNALLOCATED, site=v.site, cluster=v.cluster, model=v.model)
-    df = df.assign(tenant=_attribute(cfg, df, v.start))
-    df = df[df["tenant"] == tenant] if tenant is not None else df[df["tenant"] != UNALLOCATED]
-    sums = ["available_s", "busy_s", "useful_s", "alloc_idle_s", "util_s", "util_obs_s", "energy_j"]
-    g = (df.groupby(["device_id", "tenant"], sort=False)
-         .agg(**{c: (c, "sum") for c in sums}, host=("host", "first"), cluster=("cluster", "first"),
-              model=("model", "first"), gpu_index=("gpu_index", "first"))
-         .reset_index())
+    devices (`idle_only`) or one tenant's devices (`tenant`; `_unallocated`: the time nobody
+    held). Held time counts the device's available time, and its busy, useful and idle time
+    count while held. Read from rollup_device_tenant_1h, attributed when the group tiers are
+    built or regrouped (queries/rollup.py), so a page view attributes nothing. Idle cost: the
+    idle GPU-hours at the model's configured price (missing where the model has none)."""
+    g = store.query("history_devices", **_view_params(v, now), tenant=tenant, site=v.site, cluster=v.cluster,
+                    model=v.model)
     if idle_only:
         g = g[g["alloc_idle_s"] > 0]
-    g = g.sort_values(["alloc_idle_s", "device_id"], ascending=[False, True])
+    g = g.sort_values(["alloc_idle_s", "device_id", "tenant"], ascending=[False, True, True])
     if limit is not None:
         g = g.head(limit)
     out = pd.DataFrame({

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -64,6 +64,10 @@ FINGERPRINT_KEY = "rollup.attribution"
 DEVICE_TIERS = ("rollup_device_5m", "rollup_device_1h")
 GROUP_TIERS = ("rollup_group_5m", "rollup_group_1h")
 TIERS = ("rollup_device_5m", "rollup_device_1h", "rollup_group_5m", "rollup_group_1h")
+# Per device and tenant per hour, attributed with the group tiers (the reclaim list's devices, a
+# tenant's drill-down): not in TIERS, whose four the status and benchmarks report.
+DEVICE_TENANT_TIER = "rollup_device_tenant_1h"
+DEVICE_TENANT_KEY = "rollup.device_tenant"
 UNATTRIBUTED = "_unattributed"     # a label held the device but no lease or rule names a tenant
 UNALLOCATED = "_unallocated"       # nobody held it
 
@@ -212,7 +216,10 @@ def _build_devices(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: 
 
 # ---- the group tiers -------------------------------------------------------------
 
-_GROUP = """
+# One device tier's rows of [$a, $b) with their tenant: a lease on the device, else on its host, at
+# the bucket's start (first in config order), else what the rules give the label tuple
+# (rollup_labels), else unattributed when a label held it, else unallocated.
+_ATTRIBUTED = """
 WITH d AS (
     SELECT r.*, dv.site, dv.cluster, dv.host, coalesce(dv.catalogue_model, dv.model) AS model
     FROM {device} r LEFT JOIN devices dv USING (device_id)
@@ -239,7 +246,10 @@ attributed AS (
     LEFT JOIN rollup_labels lb ON lb.namespace IS NOT DISTINCT FROM d.namespace
          AND lb.pod IS NOT DISTINCT FROM d.pod AND lb.job IS NOT DISTINCT FROM d.job
          AND lb.job_user IS NOT DISTINCT FROM d.job_user
-),
+)
+"""
+
+_GROUP = _ATTRIBUTED + """,
 held AS (SELECT *, tenant <> '{unallocated}' AS alloc FROM attributed)
 SELECT bucket, site, cluster, model, tenant,
        count(DISTINCT device_id) AS devices,
@@ -253,6 +263,14 @@ SELECT bucket, site, cluster, model, tenant,
        sum(energy_j) AS energy_j
 FROM held
 GROUP BY ALL
+"""
+
+# The device-tenant tier: the hourly device tier's sums as it counts them (busy, useful and
+# idle time whether held or not: the tenant column says whether it was), per device and tenant.
+_DEVICE_TENANT = _ATTRIBUTED + """
+SELECT bucket, device_id, tenant, {sums}
+FROM attributed
+GROUP BY bucket, device_id, tenant
 """
 
 
@@ -294,7 +312,7 @@ class _LabelRules:
 
 
 def _build_groups(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: datetime) -> int:
-    """Rebuild both group tiers for [a, b) from the device tiers."""
+    """Rebuild both group tiers and the device-tenant tier for [a, b) from the device tiers."""
     n = 0
     cur.register("rollup_leases", leases_table(cfg))
     for device, group in zip(DEVICE_TIERS, GROUP_TIERS):
@@ -302,9 +320,30 @@ def _build_groups(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: d
         cur.execute(f"DELETE FROM {group} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
         sql = _GROUP.format(device=device, unattributed=UNATTRIBUTED, unallocated=UNALLOCATED)
         n += cur.execute(f"INSERT INTO {group} BY NAME {sql}", {"a": a, "b": b}).fetchall()[0][0]
+        if device == "rollup_device_1h":
+            n += _insert_device_tenants(cur, a, b)
         cur.unregister("rollup_labels")
     cur.unregister("rollup_leases")
     return n
+
+
+def _insert_device_tenants(cur: duckdb.DuckDBPyConnection, a: datetime, b: datetime) -> int:
+    """Rebuild the device-tenant tier for [a, b) (rollup_leases and rollup_labels registered)."""
+    cur.execute(f"DELETE FROM {DEVICE_TENANT_TIER} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
+    sql = _DEVICE_TENANT.format(device="rollup_device_1h", unattributed=UNATTRIBUTED, unallocated=UNALLOCATED,
+                                sums=", ".join(f"sum({c}) AS {c}" for c in _SUMS))
+    return int(cur.execute(f"INSERT INTO {DEVICE_TENANT_TIER} BY NAME {sql}", {"a": a, "b": b}).fetchall()[0][0])
+
+
+def _build_device_tenants(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: datetime) -> int:
+    """Rebuild the device-tenant tier alone for [a, b) from the hourly device tier."""
+    cur.register("rollup_leases", leases_table(cfg))
+    cur.register("rollup_labels", labels_table(cur, cfg, "rollup_device_1h", a, b))
+    try:
+        return _insert_device_tenants(cur, a, b)
+    finally:
+        cur.unregister("rollup_labels")
+        cur.unregister("rollup_leases")
 
 
 def attribution_fingerprint(cfg: Config) -> str:
@@ -359,7 +398,11 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
         if store.get_kv(FINGERPRINT_KEY) != fingerprint:
             rows += regroup(store, cfg)
             store.set_kv(FINGERPRINT_KEY, fingerprint)
+            store.set_kv(DEVICE_TENANT_KEY, fingerprint)
             regrouped = True
+        elif store.get_kv(DEVICE_TENANT_KEY) != fingerprint:
+            rows += attribute_devices(store, cfg)      # a store from before the tier (migration 013)
+            store.set_kv(DEVICE_TENANT_KEY, fingerprint)
         backfill = backfill_span(store, cfg)
         store.return_dirty()                   # a build that stopped half-way: its hours again
         after: datetime | None = None
@@ -385,8 +428,21 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
 
 
 def regroup(store: Store, cfg: Config, *, chunk: timedelta = timedelta(days=1)) -> int:
-    """Rebuild the group tiers of every hour the device tiers hold (attribution changed), a
-    day of buckets a transaction."""
+    """Rebuild the group tiers and the device-tenant tier of every hour the device tiers hold
+    (attribution changed), a day of buckets a transaction."""
+    return _over_device_span(store, chunk, lambda cur, a, b: _build_groups(cur, cfg, a, b))
+
+
+def attribute_devices(store: Store, cfg: Config, *, chunk: timedelta = timedelta(days=1)) -> int:
+    """Rebuild the device-tenant tier alone (not the group tiers) of every hour the hourly
+    device tier holds, a day of buckets a transaction: how a store that has the device tiers
+    but not this one (migration 013) gets it."""
+    return _over_device_span(store, chunk, lambda cur, a, b: _build_device_tenants(cur, cfg, a, b))
+
+
+def _over_device_span(store: Store, chunk: timedelta,
+                      step: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], int]) -> int:
+    """`step(cur, a, b)` over the hourly device tier's span, `chunk` at a time, each in a transaction."""
     with _cursor(store) as cur:
         span = cur.execute("SELECT min(bucket), max(bucket) FROM rollup_device_1h").fetchall()[0]
     if span[0] is None:
@@ -396,7 +452,7 @@ def regroup(store: Store, cfg: Config, *, chunk: timedelta = timedelta(days=1)) 
     while a < end:
         b = min(a + chunk, end)
         with _cursor(store) as cur, transaction(cur):
-            rows += _build_groups(cur, cfg, a, b)
+            rows += step(cur, a, b)
         a = b
     return rows
 

@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import config
-from queries import Store, history
+from queries import Store, history, rollup
 from queries.history import View
 from helpers import HISTORY_T0, history_centre, seed_history
 
@@ -30,6 +30,7 @@ def hist():
     cfg = config.from_dict(history_centre())
     store = Store(":memory:")
     seed_history(store)
+    rollup.attribute_devices(store, cfg)        # the seed writes the tiers, not the device-tenant one
     yield cfg, store
     store.close()
 
@@ -154,11 +155,47 @@ def test_reclaim_list_prices_idle_time_and_follows_leases(hist):
     leased = config.from_dict(history_centre(leases=[{"tenant": "idle-co", "hosts": ["n1-001"],
                                                       "start": T0 + timedelta(hours=1),
                                                       "end": T0 + timedelta(hours=2)}]))
+    rollup.attribute_devices(store, leased)     # as the rollup job does on the changed fingerprint
     devs = history.devices(store, leased, view(), NOW, idle_only=True).records()
     assert (devs[0]["device_id"], devs[0]["tenant"], devs[0]["idle_allocated_gpu_hours"],
             devs[0]["idle_cost_cny"]) == ("g1", "idle-co", 1.0, 12.5)
+    rollup.attribute_devices(store, cfg)
     mine = history.devices(store, cfg, view(), NOW, tenant="acme").records()
     assert {d["device_id"]: d["allocated_gpu_hours"] for d in mine} == {"g0": 2.0, "g1": 1.0}
+
+
+def devices_of(table: history.HistoryTable) -> list[tuple]:
+    return [(d["device_id"], d["tenant"], d["allocated_gpu_hours"], d["busy_gpu_hours"],
+             d["idle_allocated_gpu_hours"], d["util_pct"], d["energy_kwh"]) for d in table.records()]
+
+
+def test_devices_per_tenant_as_the_attribution_gives_them(hist):
+    # the table devices() gave when it attributed the device tier per page view (before
+    # rollup_device_tenant_1h), hand-computed from the seed:
+    cfg, store = hist
+    acme_g0 = ("g0", "acme", 2.0, 1.5, 0.5, 57.5, 1.0)     # h0 + h1: busy 0.5 + 1; util (1260 + 2880) / 7200 s
+    acme_g1 = ("g1", "acme", 1.0, 0.5, 0.5, 35.0, 0.5)     # h0: util 1260 / 3600 s; 1.8 MJ = 0.5 kWh
+    job_x = ("g0", "_unattributed", 0.5, 0.5, 0.0, 50.0, 0.0)   # h2, pod job-x: util 900 / 1800 s
+    assert devices_of(history.devices(store, cfg, view(), NOW)) == [acme_g0, acme_g1, job_x]
+    assert devices_of(history.devices(store, cfg, view(), NOW, tenant="_unattributed")) == [job_x]
+    # g1's unheld hour 1: idle all of it, nobody's; only asked for by name
+    assert devices_of(history.devices(store, cfg, view(), NOW, tenant="_unallocated")) == [
+        ("g1", "_unallocated", 1.0, 0.0, 1.0, 0.0, 0.0)]
+    assert devices_of(history.devices(store, cfg, view(), NOW, tenant="idle-co")) == []
+    # the host leased to idle-co for hour 1: g0's busy hour (2880 / 3600 s = 80 %) and g1's idle one
+    leased = config.from_dict(history_centre(leases=[{"tenant": "idle-co", "hosts": ["n1-001"],
+                                                      "start": T0 + timedelta(hours=1),
+                                                      "end": T0 + timedelta(hours=2)}]))
+    rollup.attribute_devices(store, leased)
+    assert devices_of(history.devices(store, leased, view(), NOW)) == [
+        ("g1", "idle-co", 1.0, 0.0, 1.0, 0.0, 0.0),
+        ("g0", "acme", 1.0, 0.5, 0.5, 35.0, 0.5),          # h0 alone now
+        ("g1", "acme", 1.0, 0.5, 0.5, 35.0, 0.5),
+        ("g0", "_unattributed", 0.5, 0.5, 0.0, 50.0, 0.0),  # ties on idle time: by device, then tenant
+        ("g0", "idle-co", 1.0, 1.0, 0.0, 80.0, 0.5)]
+    assert devices_of(history.devices(store, leased, view(), NOW, tenant="_unallocated")) == []
+    # a filter on the devices' cluster: c2 never reported
+    assert devices_of(history.devices(store, leased, view(cluster="c2"), NOW)) == []
 
 
 def test_heatmap_is_site_local(hist):
@@ -210,8 +247,9 @@ def page_db(tmp_path):
     db = tmp_path / "history.duckdb"
     store = Store(db)
     seed_history(store)
-    store.close()
     centre = history_centre(database={"path": str(db)})
+    rollup.attribute_devices(store, config.from_dict(centre))
+    store.close()
     return str(db), json.dumps(centre)
 
 

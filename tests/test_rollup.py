@@ -25,6 +25,7 @@ TARGET = Target(url="http://node-a:9400/metrics", source="t", kind="dcgm", site=
 TENANTS = [{"id": "lab", "name": "Lab", "namespaces": ["lab-ns"]},
            {"id": "renter", "name": "Renter"}]
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 
 def cfg_with(**tables):
@@ -197,6 +198,55 @@ def test_a_lease_added_afterwards_reattributes_the_rebuilt_month(store):
     assert group(store, tenant="_unallocated", bucket=T10)["observed_s"] == 0
     # and the 5-minute tier with it: 12 buckets of 300 s
     assert group(store, "rollup_group_5m", tenant="renter", bucket=T10)["allocated_s"] == 300.0
+
+
+def device_tenants(store: Store) -> list[tuple]:
+    """rollup_device_tenant_1h as (bucket, device, tenant, available_s, busy_s, alloc_idle_s)."""
+    with store.cursor() as cur:
+        return cur.execute("""SELECT bucket, device_id, tenant, available_s, busy_s, alloc_idle_s
+                              FROM rollup_device_tenant_1h ORDER BY ALL""").fetchall()
+
+
+def test_the_device_tenant_tier_reattributes_on_a_lease_change(store):
+    cfg = cfg_with()
+    floor = Floor(store, cfg)
+    for k in range(61):                                 # unlabelled GPU, busy, 10:00 .. 11:00
+        floor.scrape(T10 + k * MINUTE, [{"uuid": "GPU-0000", "util": 100, "power": 300}])
+    rollup.build(store, cfg, T10 + timedelta(hours=2))
+    # 60 samples a minute apart in 10:00: 3,600 s available and busy, nobody held it; the 11:00
+    # sample, the newest, stands one interval: 60 s
+    nobody = [(T10, "GPU-0000", "_unallocated", 3600.0, 3600.0, 0.0),
+              (T10 + HOUR, "GPU-0000", "_unallocated", 60.0, 60.0, 0.0)]
+    assert device_tenants(store) == nobody
+    leased = cfg_with(leases=[{"tenant": "renter", "hosts": ["node-a"],
+                               "start": datetime(2026, 11, 1, tzinfo=UTC)}])
+    result = rollup.build(store, leased, T10 + timedelta(days=1))
+    assert "regrouped" in result.detail
+    assert device_tenants(store) == [(T10, "GPU-0000", "renter", 3600.0, 3600.0, 0.0),
+                                     (T10 + HOUR, "GPU-0000", "renter", 60.0, 60.0, 0.0)]
+    # the tier and the group tier agree: the renter's held time is the device's available time
+    assert group(store, tenant="renter")["allocated_s"] == 3660.0           # 3,600 + 60
+    rollup.build(store, cfg, T10 + timedelta(days=1))     # the lease removed again
+    assert device_tenants(store) == nobody
+
+
+def test_a_store_from_before_the_device_tenant_tier_gets_it_filled(store):
+    cfg = cfg_with()
+    two_hours_held(Floor(store, cfg))
+    rollup.build(store, cfg, T10 + timedelta(hours=3))
+    built = rows_of(store, rollup.DEVICE_TENANT_TIER)
+    groups = rows_of(store, "rollup_group_1h")
+    # the pod of lab-ns held it 10:00-12:00: one row per hour, 3,600 s each; busy the first
+    # 30 minutes (1,800 s), idle the rest: 10:00 1,800 s idle, 11:00 3,600 s
+    assert device_tenants(store)[:2] == [(T10, "GPU-0000", "lab", 3600.0, 1800.0, 1800.0),
+                                         (T10 + timedelta(hours=1), "GPU-0000", "lab", 3600.0, 0.0, 3600.0)]
+    with store.cursor() as cur:                          # as migration 013 leaves a store with history
+        cur.execute(f"DELETE FROM {rollup.DEVICE_TENANT_TIER}").fetchall()
+        cur.execute("DELETE FROM kv WHERE key = ?", [rollup.DEVICE_TENANT_KEY]).fetchall()
+    result = rollup.build(store, cfg, T10 + timedelta(hours=3))
+    assert "regrouped" not in result.detail
+    assert rows_of(store, rollup.DEVICE_TENANT_TIER) == built
+    assert rows_of(store, "rollup_group_1h") == groups
 
 
 def test_rules_before_namespaces_and_unattributed_labels(store):
