@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import numpy as np
 import pandas as pd
 
 import config
@@ -275,17 +276,11 @@ class HistoryTable:
     names: dict[str, str] = field(default_factory=dict)   # id -> display name (tenants, clusters)
 
     def records(self) -> list[dict[str, Any]]:
-        """Rows as JSON values: times in ISO 8601 with the view's offset, NaN as null."""
-        zone = ZoneInfo(self.tz)
-        out: dict[str, list[Any]] = {}
-        for col in self.columns:
-            values = self.rows[col.name]
-            if col.kind == "time":
-                out[col.name] = [None if _missing(v) else pd.Timestamp(v).to_pydatetime().astimezone(zone).isoformat()
-                                 for v in values]
-            else:
-                out[col.name] = [None if _missing(v) else v.item() if hasattr(v, "item") else v
-                                 for v in values.astype(object)]
+        """Rows as JSON values: times in ISO 8601 with the view's offset, NaN as null. Each
+        column is converted at once, not value by value (4,320 rows of 15 columns took 0.039 s
+        value by value, mostly the time column's Timestamp per value)."""
+        out = {col.name: (_iso_times(self.rows[col.name], self.tz) if col.kind == "time"
+                          else _json_values(self.rows[col.name])) for col in self.columns}
         names = [c.name for c in self.columns]
         return [dict(zip(names, row)) for row in zip(*(out[n] for n in names))]
 
@@ -312,6 +307,40 @@ class HistoryTable:
             values = self.rows[col.name] if col.name in self.rows else pd.Series([None] * len(self.rows))
             data[header] = [_shown(col, v, zone, self.names, lang) for v in values]
         return pd.DataFrame(data)
+
+
+def _iso_times(values: pd.Series, tz: str) -> list[str | None]:
+    """A time column as ISO 8601 text in zone `tz` with its offset ("2026-11-20T08:00:00+08:00",
+    as datetime.isoformat writes it), NULL as None: the wall times and offsets as arrays."""
+    utc = pd.to_datetime(values, utc=True)
+    local = utc.dt.tz_convert(tz)
+    wall = local.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    missing = np.isnat(wall)
+    if (wall[~missing].astype("int64") % 1_000_000).any():      # sub-second times: isoformat's own way
+        return [None if v is pd.NaT else v.isoformat() for v in local]
+    offset = wall - utc.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    offset_s = np.where(missing, 0, offset.astype("timedelta64[s]").astype("int64"))
+    offsets, which = np.unique(offset_s, return_inverse=True)
+    text = np.char.add(np.datetime_as_string(wall, unit="s"),
+                       np.array([_offset(int(o)) for o in offsets])[which]).astype(object)
+    text[missing] = None
+    return text.tolist()
+
+
+def _offset(seconds: int) -> str:
+    sign = "-" if seconds < 0 else "+"
+    h, m = divmod(abs(seconds) // 60, 60)
+    return f"{sign}{h:02d}:{m:02d}"
+
+
+def _json_values(values: pd.Series) -> list[Any]:
+    """A column's values as JSON's: numbers as Python numbers, a missing value as None."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiub":    # tolist gives Python numbers
+        listed = values.to_numpy().astype(object)
+        listed[values.isna().to_numpy()] = None
+        return listed.tolist()
+    listed = values.astype(object).where(values.notna(), None).tolist()
+    return [v.item() if hasattr(v, "item") else v for v in listed]
 
 
 def _missing(v: object) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -196,6 +197,22 @@ def test_devices_per_tenant_as_the_attribution_gives_them(hist):
     assert devices_of(history.devices(store, leased, view(), NOW, tenant="_unallocated")) == []
     # a filter on the devices' cluster: c2 never reported
     assert devices_of(history.devices(store, leased, view(cluster="c2"), NOW)) == []
+
+
+def test_records_convert_whole_columns_as_value_by_value_did():
+    rows = pd.DataFrame({
+        "bucket": pd.to_datetime(["2026-03-08T06:00:00Z", "2026-03-08T07:00:00Z", None], utc=True),
+        "gpus": [1.5, float("nan"), 2.0], "devices": [1, 2, 3],
+        "tenant": pd.Series(["acme", None, "x"], dtype="string"), "count": pd.Series([1, None, 3], dtype="Int64")})
+    cols = (history.Col("bucket", "", "history.col.bucket", "time"), history.Col("gpus", "", "x", "gpus"),
+            history.Col("devices", "", "x", "count"), history.Col("tenant", "", "x"),
+            history.Col("count", "", "x", "count"))
+    recs = history.HistoryTable(cols, rows, tz="America/New_York").records()
+    # New York leaves EST (-05:00) at 07:00 UTC on 8 March 2026: 01:00 EST, then 03:00 EDT
+    assert [r["bucket"] for r in recs] == ["2026-03-08T01:00:00-05:00", "2026-03-08T03:00:00-04:00", None]
+    assert [r["gpus"] for r in recs] == [1.5, None, 2.0]
+    assert [(r["devices"], r["tenant"], r["count"]) for r in recs] == [(1, "acme", 1), (2, None, None), (3, "x", 3)]
+    assert all(type(r["devices"]) is int and type(r["gpus"]) in (float, type(None)) for r in recs)
 
 
 def test_heatmap_is_site_local(hist):

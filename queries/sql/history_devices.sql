@@ -3,7 +3,9 @@
 -- $now, from rollup_device_tenant_1h (attributed when the group tiers were built, docs/history.md
 -- "Attribution is a view"): the sums the reclaim list's devices and a tenant's drill-down are
 -- made of, with the device's host, cluster, site, model and GPU index. $tenant NULL: every tenant
--- but _unallocated (nobody held it); else that tenant's rows alone. Filters NULL: all.
+-- but _unallocated (nobody held it); else that tenant's rows alone. Filters NULL: all; they apply
+-- in the join after the sums (a semi-join before them cost more than it saved: 0.054 s against
+-- 0.039 s over 90 days at 1,024 GPUs with no filter).
 WITH dev AS (
     SELECT device_id, host, cluster, site, coalesce(catalogue_model, model) AS model, gpu_index
     FROM devices
@@ -17,7 +19,6 @@ sums AS (
     FROM rollup_device_tenant_1h
     WHERE bucket >= $first_hour::TIMESTAMPTZ AND bucket < $end_ts::TIMESTAMPTZ AND bucket < $now::TIMESTAMPTZ
       AND (CASE WHEN $tenant::VARCHAR IS NULL THEN tenant <> '_unallocated' ELSE tenant = $tenant::VARCHAR END)
-      AND device_id IN (SELECT device_id FROM dev)
     GROUP BY device_id, tenant
 )
 SELECT s.*, dev.host, dev.cluster, dev.site, dev.model, dev.gpu_index
