@@ -24,6 +24,9 @@ Why the steps are where they are:
   built (leases by device, then host, at the bucket's start; then the rules and namespaces on
   the distinct label tuples, in Python with collectors.attribution). A changed attribution
   config (its fingerprint in kv) rebuilds the group tiers of every hour the device tiers hold.
+  rollup_device_tenant_1h (the hourly device tier per device and tenant, for the pages' device
+  lists) is attributed in the same pass as rollup_group_1h, so no page view attributes; its own
+  fingerprint key fills it alone on a store whose device tiers predate it (migration 013).
 - In the device tiers, `busy_s`, `useful_s` and `alloc_idle_s` count the device's available
   time whether a label held it or not: a lease may hold an unlabelled device, and only
   attribution knows. The group tiers count them only while a tenant, label or lease held it.
