@@ -221,7 +221,9 @@ def connect(path: str | os.PathLike, *, read_only: bool = False,
             except OSError as exc:
                 raise DatabaseUnusable(f"Cannot make the folder for the database {target}: {exc.strerror}") from None
     try:
-        con = duckdb.connect(target, read_only=read_only)
+        # the limit from the first moment: opening a file replays its WAL, which the limit must bound too
+        con = duckdb.connect(target, read_only=read_only,
+                             config={"memory_limit": memory_limit} if memory_limit else {})
     except duckdb.Error as exc:
         text = str(exc)
         if _is_damage(exc):
