@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_history import SyntheticFloor, centre_config  # noqa: E402
+from bench_pages import time_query  # noqa: E402
 from queries import Store, rollup  # noqa: E402
 
 SCREEN_PX = 1400          # the heatmap's plot width on a wide (1920 px) screen, sidebar open
@@ -79,14 +80,9 @@ def main() -> None:
     for group, queries in groups.items():
         total = 0.0
         for name, params in queries:
-            times = []
-            for _ in range(args.repeat):
-                t = time.perf_counter()
-                df = store.query(name, **params)
-                times.append(time.perf_counter() - t)
+            med, _, df = time_query(store, name, params, args.repeat)
             if name == "heatmap":
                 heat = df
-            med = statistics.median(times)
             total += med
             print(f"figure: query {group:<16} {name:<16} {med:>8.3f} s {len(df):>7,} rows")
         print(f"figure: total {group:<16} {total:.3f} s")

@@ -71,6 +71,16 @@ def build(path: Path, days: float, cfg: config.Config) -> datetime:
     return end
 
 
+def time_query(store: Store, name: str, params: dict, repeat: int):
+    """(median s, max s, last result) of `repeat` runs of a named query."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        df = store.query(name, **params)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), max(times), df
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="artifacts/bench-pages.duckdb")
@@ -102,14 +112,9 @@ def main() -> None:
     for page, queries in page_queries.items():
         total = 0.0
         for name, params in queries:
-            times = []
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                df = store.query(name, **params)
-                times.append(time.perf_counter() - t0)
-            med = statistics.median(times)
+            med, worst, df = time_query(store, name, params, args.repeat)
             total += med
-            print(f"{page:<8} {name:<16} {med:>9.3f} {max(times):>7.3f} {len(df):>6}")
+            print(f"{page:<8} {name:<16} {med:>9.3f} {worst:>7.3f} {len(df):>6}")
         print(f"{page:<8} {'(all, per refresh)':<16} {total:>9.3f}")
     store.close()
 
