@@ -67,6 +67,8 @@ SIMULATOR_SOURCE = "simulator"      # source names of the simulated floor start 
 # names of the owner status rows (store.put_status) the Sources page reads
 STATUS_COLLECTOR, STATUS_BACKFILL, STATUS_JOBS = "collector", "backfill", "jobs"
 STATUS_ROLLUPS, STATUS_IMPORTS = "rollups", "history_imports"
+# how often health reads the history tiers' span, rows and size (a scan of every tier)
+TIER_FIGURES_EVERY_S = 300.0
 
 HEALTH_STALE_CYCLES = 3          # no cycle ended for this many intervals: collection has failed
 HEALTH_DROP_WINDOW_S = 3600      # a spool drop keeps the health degraded this long
@@ -259,6 +261,8 @@ class Runtime:
         self.jobs: JobRunner | None = None
         self.backfill: Backfill | None = None
         self.imports: list = []                 # Prometheus sources' history imports (HistoryImport)
+        self._tiers: dict = {}                  # the last rollup tier figures, and when they were read
+        self._tiers_at = -math.inf
         self.targets: list[Target] = []
         self._stop = threading.Event()
         self.built: list[registry.Built] = []
@@ -403,7 +407,15 @@ class Runtime:
         if self.store is None:
             return None
         try:
-            return _iso(rollup.rollup_status(self.store, datetime.fromtimestamp(self.clock(), timezone.utc)))
+            # the tier figures change slowly and cost a scan of every tier: refreshed every
+            # TIER_FIGURES_EVERY_S, the dirty hours (one small table) at every call
+            fresh = time.monotonic() - self._tiers_at >= TIER_FIGURES_EVERY_S
+            status = rollup.rollup_status(self.store, datetime.fromtimestamp(self.clock(), timezone.utc),
+                                          tiers=fresh)
+            if fresh:
+                self._tiers, self._tiers_at = status["tiers"], time.monotonic()
+            status["tiers"] = self._tiers
+            return _iso(status)
         except Exception as exc:                  # a status read never breaks health or a cycle
             log.warning("could not read the rollup status: %s", exc)
             return {"state": "unknown", "error": str(exc)}

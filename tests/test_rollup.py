@@ -358,6 +358,9 @@ def test_status_says_current_or_catching_up(store):
     assert status["state"] == "current" and status["dirty_hours"] == 0 and status["behind_s"] == 0
     assert status["tiers"]["rollup_device_1h"]["rows"] == 1
     assert status["tiers"]["rollup_device_1h"]["span"] == [T10, T10]
+    # without the tier figures (health reads them only every few minutes): the same state, no tiers
+    light = rollup.rollup_status(store, T10 + timedelta(hours=5), tiers=False)
+    assert light == {**status, "tiers": {}}
 
 
 def test_add_jobs_registers_rollup_and_retention(store):
