@@ -1,4 +1,7 @@
-"""The JSON/CSV API on the dashboard server: `/api/v1/utilisation` and `/api/v1/tenants`.
+"""The JSON/CSV API on the dashboard server: `/api/v1/...`, one module an area (api/history.py:
+utilisation and tenants; api/energy.py, api/billing.py, api/capacity.py), each listing its
+`ROUTES` as (path, name, build); a build takes (store, cfg, params, now, scope) and returns the
+table and the format asked for.
 
 Plain Starlette handlers (no Streamlit): app.py adds `routes(store_getter, cfg)` beside
 /healthz. Each answer is a table queries/history.py builds, the same one the pages show,
@@ -24,7 +27,8 @@ from starlette.routing import Route
 
 import config
 import i18n
-from queries import history
+from queries import history as measures_history
+from queries.scope import EVERYTHING, Scope
 from queries.store import DatabaseUnavailable, Store
 
 log = logging.getLogger(__name__)
@@ -32,26 +36,14 @@ log = logging.getLogger(__name__)
 StoreGetter = Callable[[], "Store | None"]
 
 
-def _answer(table: history.HistoryTable, fmt: str, name: str) -> Response:
+def _answer(table: measures_history.HistoryTable, fmt: str, name: str) -> Response:
     if fmt == "csv":
         return Response(table.to_csv(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'inline; filename="{name}.csv"'})
     return JSONResponse(table.to_json())
 
 
-def utilisation_table(store: Store, cfg: config.Config, params: dict[str, str],
-                      now: datetime) -> tuple[history.HistoryTable, str]:
-    view, fmt = history.api_view(params, cfg, store, route="utilisation")
-    return history.utilisation(store, cfg, view, now), fmt
-
-
-def tenants_table(store: Store, cfg: config.Config, params: dict[str, str],
-                  now: datetime) -> tuple[history.HistoryTable, str]:
-    view, fmt = history.api_view(params, cfg, store, route="tenants")
-    return history.tenants(store, cfg, view, now, trend=False), fmt
-
-
-def _handler(build: Callable[..., tuple[history.HistoryTable, str]], name: str, store_getter: StoreGetter,
+def _handler(build: Callable[..., tuple[measures_history.HistoryTable, str]], name: str, store_getter: StoreGetter,
              cfg: config.Config, clock: Callable[[], datetime]):
     async def handle(request: Request) -> Response:
         params: dict[str, str] = {}
@@ -63,8 +55,8 @@ def _handler(build: Callable[..., tuple[history.HistoryTable, str]], name: str, 
         if store is None:
             return JSONResponse({"error": i18n.t("history.error.starting", "en")}, status_code=503)
         try:
-            table, fmt = await run_in_threadpool(build, store, cfg, params, clock())
-        except history.ParamError as exc:
+            table, fmt = await run_in_threadpool(build, store, cfg, params, clock(), _scope(request))
+        except measures_history.ParamError as exc:
             return JSONResponse({"error": exc.message("en"), "parameter": exc.param}, status_code=400)
         except DatabaseUnavailable as exc:
             log.warning("api %s: %s", name, exc)
@@ -76,6 +68,12 @@ def _handler(build: Callable[..., tuple[history.HistoryTable, str]], name: str, 
     return handle
 
 
+def _scope(request: Request) -> Scope:
+    """Who is asking (issue 15 fills it from the bearer token); everything while sign-in is off."""
+    scope = request.scope.get("zhisuan.scope")
+    return scope if isinstance(scope, Scope) else EVERYTHING
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -83,8 +81,6 @@ def _now() -> datetime:
 def routes(store_getter: StoreGetter, cfg: config.Config, *,
            clock: Callable[[], datetime] = _now) -> list[Route]:
     """The API's routes; `store_getter()` gives the store at each call (None while starting)."""
-    return [
-        Route("/api/v1/utilisation", _handler(utilisation_table, "utilisation", store_getter, cfg, clock),
-              methods=["GET"]),
-        Route("/api/v1/tenants", _handler(tenants_table, "tenants", store_getter, cfg, clock), methods=["GET"]),
-    ]
+    from api import billing, capacity, energy, history
+    return [Route(path, _handler(build, name, store_getter, cfg, clock), methods=["GET"])
+            for module in (history, energy, billing, capacity) for path, name, build in module.ROUTES]

@@ -276,8 +276,9 @@ def page_queries(store: Store, cfg: Config, start: datetime, end: datetime,
                  now: datetime) -> dict[str, list[tuple[str, Callable[[], Any]]]]:
     """The calls pages/utilisation.py and pages/tenants.py make on one render (no filters),
     and the API's two routes as a script would call them."""
-    import api
+    from api import history as api
     from queries import history
+    from queries.scope import EVERYTHING
 
     tz = history.default_tz(cfg)
     view = history.View(start=start, end=end, tz=tz)
@@ -292,7 +293,7 @@ def page_queries(store: Store, cfg: Config, start: datetime, end: datetime,
 
     def route(build: Callable[..., Any], params: dict[str, str]) -> Callable[[], Any]:
         def answer() -> Any:                       # the table and its JSON body, as the route sends it
-            table = build(store, cfg, params, now)[0]
+            table = build(store, cfg, params, now, EVERYTHING)[0]
             json.dumps(table.to_json(), default=str)
             return table
         return answer

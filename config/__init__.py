@@ -28,47 +28,34 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 if TYPE_CHECKING:
     from collectors.kinds.base import Options, SourceKind
 
+from config import access as _access
+from config import billing as _billing
+from config import capacity as _capacity
+from config import energy as _energy
+from config import reports as _reports
 from config.canonical import (
     DERIVED_MEASURES, DEVICE_ATTRIBUTES, FACILITY_LABEL_ROLES, FACILITY_MEASURES, LABEL_ROLES, SAMPLE_MEASURES,
 )
 
+from config.base import (  # noqa: F401  (re-exported: the package's names since before the split)
+    _MEMORY_RE, _MEMORY_UNITS, MAX_INTERVAL_S, MAX_STALE_S, MAX_TIMEOUT_S, MIN_INTERVAL_S, MIN_MEMORY_LIMIT_BYTES,
+    MIN_TIMEOUT_S, ConfigError, Ident, IntervalS, Number, PosFloat, PosInt, StaleS, TimeoutS,
+)
+from config.base import Problems as _Problems
+from config.base import Strict as _Strict
+
+# The areas beside the centre's core: each a module with a `Section` model and a `check`, written
+# as a [<area>] table in centre.toml or as <area>.toml beside it (never both).
+AREAS = {"energy": _energy, "billing": _billing, "capacity": _capacity, "access": _access, "reports": _reports}
+
 CONFIG_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = CONFIG_DIR.parent
 ENV_VAR = "ZHISUAN_CONFIG"
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded for the person who edits the file."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-# Numbers are numbers: strict models refuse "15" and true where a number is meant (an
-# integer is accepted where a float is), and every float is finite. Durations are bounded
-# so that a typo cannot stop the scheduler (inf overflows its timer) or spin it (1e-9 s).
-MIN_INTERVAL_S, MAX_INTERVAL_S = 1.0, 86_400.0           # collection.interval_s, ui.refresh_s: 1 s .. 1 day
-MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 600.0                # timeouts: 0.1 s .. 10 min
-MAX_STALE_S = 7 * 86_400.0                               # collection.stale_after_s: 1 s .. 1 week
-Number = Annotated[float, Field(allow_inf_nan=False)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-PosInt = Annotated[int, Field(gt=0)]
-IntervalS = Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S, allow_inf_nan=False)]
-TimeoutS = Annotated[float, Field(ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S, allow_inf_nan=False)]
-StaleS = Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_STALE_S, allow_inf_nan=False)]
-# DuckDB cannot run its migrations below this much memory; a smaller limit fails at the
-# first write instead of at start
-MIN_MEMORY_LIMIT_BYTES = 64 * 1000**2
-_MEMORY_UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
-                 "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
-_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
 class Centre(_Strict):
@@ -424,6 +411,11 @@ class Config:
     retention: Retention = Retention()
     utilisation: Utilisation = Utilisation()
     prices: tuple[Price, ...] = ()
+    energy: _energy.Section = _energy.Section()
+    billing: _billing.Section = _billing.Section()
+    capacity: _capacity.Section = _capacity.Section()
+    access: _access.Section = _access.Section()
+    reports: _reports.Section = _reports.Section()
 
     def price_per_gpu_hour(self) -> dict[str, float]:
         """Catalogue model id -> CNY per GPU-hour, for the models `[[prices]]` names."""
@@ -533,23 +525,6 @@ def _validate(path: Path, model: type[_Strict], data: dict):
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, exc)) from None
-
-
-class _Problems:
-    """Every problem found, each a line naming its file and key; raised together at the end."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add(self, path: Path | str, key: str, text: str) -> None:
-        self.lines.append(f"{path}: key '{key}': {text}")
-
-    def extend(self, lines: list[str]) -> None:
-        self.lines.extend(lines)
-
-    def raise_any(self) -> None:
-        if self.lines:
-            raise ConfigError("\n".join(dict.fromkeys(self.lines)))
 
 
 def _check_unique(problems: _Problems, path: Path, key: str, ids: list[str], *, field: str = "id") -> None:
@@ -788,10 +763,45 @@ def _catalogue(problems: _Problems, cat_path: Path, data: dict) -> Catalogue:
     return Catalogue.build(list(cat_file.models))
 
 
+def _split_areas(problems: _Problems, centre: dict, centre_path: Path,
+                 area_files: dict[str, tuple[dict, Path]]) -> dict[str, tuple[dict, Path, str]]:
+    """Each area's settings, where they came from and their key prefix in messages; takes the
+    area tables out of `centre` (the centre file's model does not know them)."""
+    out: dict[str, tuple[dict, Path, str]] = {}
+    for name in AREAS:
+        inline = centre.pop(name, None)
+        if name in area_files:
+            data, path = area_files[name]
+            if inline is not None:
+                problems.add(centre_path, name, f"[{name}] is also given in {path}; keep it in one place")
+            out[name] = (data, path, "")
+        elif inline is not None:
+            if not isinstance(inline, dict):
+                problems.add(centre_path, name, f"expected a table [{name}], got {_describe(inline)}")
+                inline = {}
+            out[name] = (inline, centre_path, name)
+        else:
+            out[name] = ({}, centre_path, name)
+    return out
+
+
+def _areas(problems: _Problems, split: dict[str, tuple[dict, Path, str]]) -> dict[str, Any]:
+    sections: dict[str, Any] = {}
+    for name, (data, path, prefix) in split.items():
+        try:
+            sections[name] = AREAS[name].Section.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_validation_lines(path, exc, prefix))
+    return sections
+
+
 def _build(centre: dict, accelerators: dict, mappings: dict[str, dict], *, directory: Path,
-           centre_path: Path, cat_path: Path, map_dir: Path) -> Config:
+           centre_path: Path, cat_path: Path, map_dir: Path,
+           area_files: dict[str, tuple[dict, Path]] | None = None) -> Config:
     problems = _Problems()
     catalogue = _catalogue(problems, cat_path, accelerators)
+    split = _split_areas(problems, centre, centre_path, area_files or {})
+    sections = _areas(problems, split)
     cf: CentreFile | None = None
     try:
         cf = CentreFile.model_validate(centre)
@@ -811,6 +821,9 @@ def _build(centre: dict, accelerators: dict, mappings: dict[str, dict], *, direc
         problems.lines.append(f"{map_dir}/dcgm.toml: file not found; the DCGM mapping table is required")
     if cf is not None:
         _cross_check(problems, centre_path, cf, catalogue)
+        for name, section in sections.items():
+            _, path, prefix = split[name]
+            AREAS[name].check(problems, path, f"{prefix}." if prefix else "", section, cf, catalogue)
         kinds = source_kinds()
         for i, src in enumerate(cf.sources):
             if src.kind not in kinds:
@@ -840,7 +853,7 @@ def _build(centre: dict, accelerators: dict, mappings: dict[str, dict], *, direc
         sites=tuple(cf.sites), clusters=tuple(cf.clusters), tenants=tuple(cf.tenants),
         simulator=cf.simulator, sources=tuple(cf.sources), attribution=tuple(cf.attribution),
         leases=tuple(cf.leases), catalogue=catalogue, mappings=maps, owner=owner,
-        retention=cf.retention, utilisation=cf.utilisation, prices=tuple(cf.prices),
+        retention=cf.retention, utilisation=cf.utilisation, prices=tuple(cf.prices), **sections,
     )
 
 
@@ -872,5 +885,7 @@ def load(directory: str | os.PathLike | None = None) -> Config:
     if not map_dir.is_dir():
         map_dir = CONFIG_DIR / "mappings"
     centre_path = d / "centre.toml"
+    area_files = {name: (_read_toml(d / f"{name}.toml"), d / f"{name}.toml")
+                  for name in AREAS if (d / f"{name}.toml").exists()}
     return _build(_read_toml(centre_path), _read_toml(cat_path), _read_mappings(map_dir), directory=d,
-                  centre_path=centre_path, cat_path=cat_path, map_dir=map_dir)
+                  centre_path=centre_path, cat_path=cat_path, map_dir=map_dir, area_files=area_files)

@@ -23,6 +23,7 @@ import streamlit as st
 import config
 import i18n
 from queries import Store
+from queries.scope import EVERYTHING, Scope
 
 SESSION_KEY = "page_context"
 
@@ -33,7 +34,7 @@ class PageContext:
     store: Store
     lang: str = i18n.DEFAULT
     filters: dict[str, str | None] = field(default_factory=dict)
-    role: str | None = None
+    scope: Scope = EVERYTHING          # who is looking (issue 15 sets it at sign-in)
 
     def t(self, key: str, **values: object) -> str:
         return i18n.t(key, self.lang, **values)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ import config
 import i18n
 from pages import context
 from queries import DatabaseUnavailable
+from queries.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,39 @@ def guarded(fn: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+@dataclass(frozen=True)
+class NavPage:
+    """A page in the navigation, and the roles that may open it (sign-in off: every page)."""
+
+    script: str
+    title_key: str
+    icon: str
+    url_path: str
+    roles: tuple[str, ...]
+    default: bool = False
+
+    def visible(self, scope: Scope) -> bool:
+        if scope.role is not None and scope.role not in self.roles:
+            return False
+        return (config.PROJECT_ROOT / self.script).exists()
+
+
+NAV: tuple[NavPage, ...] = (
+    NavPage("pages/live.py", "nav.live", ":material/monitor_heart:", "live", ("noc", "manager", "admin"),
+            default=True),
+    NavPage("pages/utilisation.py", "nav.utilisation", ":material/insights:", "utilisation",
+            ("manager", "planner", "admin", "tenant")),
+    NavPage("pages/tenants.py", "nav.tenants", ":material/groups:", "tenants",
+            ("manager", "planner", "admin", "tenant")),
+    NavPage("pages/energy.py", "nav.energy", ":material/bolt:", "energy", ("manager", "planner", "admin")),
+    NavPage("pages/billing.py", "nav.billing", ":material/receipt_long:", "billing", ("manager", "admin", "tenant")),
+    NavPage("pages/capacity.py", "nav.capacity", ":material/trending_up:", "capacity", ("planner", "manager", "admin")),
+    NavPage("pages/reports.py", "nav.reports", ":material/description:", "reports", ("manager", "admin", "tenant")),
+    NavPage("pages/sources.py", "nav.sources", ":material/lan:", "sources", ("noc", "manager", "admin")),
+    NavPage("pages/admin.py", "nav.admin", ":material/admin_panel_settings:", "admin", ("admin",)),
+)
+
+
 def main() -> None:
     """Entry point of every session: page setup, sidebar, navigation."""
     try:
@@ -160,14 +195,8 @@ def main() -> None:
         st.error(t("pages.db_owned", error=str(exc)), icon=":material/database:")
         st.stop()
     ctx.lang = lang()
-    pages = [
-        st.Page("pages/live.py", title=t("nav.live"), icon=":material/monitor_heart:", url_path="live",
-                default=True),
-        st.Page("pages/utilisation.py", title=t("nav.utilisation"), icon=":material/insights:",
-                url_path="utilisation"),
-        st.Page("pages/tenants.py", title=t("nav.tenants"), icon=":material/groups:", url_path="tenants"),
-        st.Page("pages/sources.py", title=t("nav.sources"), icon=":material/lan:", url_path="sources"),
-    ]
+    pages = [st.Page(p.script, title=t(p.title_key), icon=p.icon, url_path=p.url_path, default=p.default)
+             for p in NAV if p.visible(ctx.scope)]
     nav = st.navigation(pages)
     st.sidebar.caption(centre.centre.name)
     if centre.simulated:

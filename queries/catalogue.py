@@ -86,6 +86,9 @@ def _c(name: str, type_: str, note: str = "", *, null: bool = True) -> Column:
     return Column(name, type_, null, note)
 
 
+col = _c            # for the area modules in queries/tables/
+
+
 _OWNER = (_c("owner_site", "VARCHAR", "site of the owner process that wrote the row", null=False),
           _c("owner_instance", "VARCHAR", "instance (host) name of that owner process", null=False))
 
@@ -236,6 +239,12 @@ _TABLES = _TABLES + tuple(
         _c("marked_at", "TIMESTAMPTZ", "when it was last marked", null=False),
     ), key=("hour",), primary_key=True, note="hours the rollup job has to (re)build"),
 )
+
+# the areas' tables: their modules import Table and col from here, defined above
+from queries.tables import access, billing, capacity, energy, reports  # noqa: E402
+
+_TABLES = _TABLES + energy.TABLES + billing.TABLES + access.TABLES + capacity.TABLES + reports.TABLES
+OWNER = _OWNER      # the owner columns, for area tables written by the owner process
 
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 

@@ -1,0 +1,1 @@
+"""The monthly report (issue 17): its figures from the shared measures, rendered as PDF and XLSX."""
