@@ -6,7 +6,9 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -167,6 +169,19 @@ def sql_parameters(text: str) -> set[str]:
     return set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", body))
 
 
+def area_params() -> dict:
+    """Typical values of the areas' query parameters: tests/fixtures/query_params/<area>.toml,
+    one file an area (a name ending in "_none" there stands for None: TOML has no null)."""
+    pool: dict = {}
+    for path in sorted((Path(__file__).parent / "fixtures" / "query_params").glob("*.toml")):
+        for key, value in tomllib.loads(path.read_text(encoding="utf-8")).items():
+            if key.endswith("_none"):
+                pool[key.removesuffix("_none")] = None
+            else:
+                pool[key] = value
+    return pool
+
+
 def test_every_named_query_runs_against_the_schema(cfg, store):
     """Each .sql declares on its first line exactly the parameters its SQL uses, and runs
     against the migrated schema with them (a pool of typical values, one per name)."""
@@ -181,6 +196,7 @@ def test_every_named_query_runs_against_the_schema(cfg, store):
                 # the history reads (queries/history.py passes these)
                 first_hour=T0, end_ts=T0 + timedelta(hours=1), start_label=T0, step="1h", tz="UTC", by="fleet",
                 site=None, model=None, tenant=None, leases=None, unheld=False)
+    pool.update(area_params())
     names = query_names()
     assert {"fleet_summary", "heatmap", "problems", "sources", "device_history", "owner_status",
             "job_runs_latest"} <= set(names)
