@@ -241,9 +241,9 @@ _TABLES = _TABLES + tuple(
 )
 
 # the areas' tables: their modules import Table and col from here, defined above
-from queries.tables import access, billing, capacity, energy, reports  # noqa: E402
+from queries.tables import access, billing, capacity, energy, history, reports  # noqa: E402
 
-_TABLES = _TABLES + energy.TABLES + billing.TABLES + access.TABLES + capacity.TABLES + reports.TABLES
+_TABLES = _TABLES + history.TABLES + energy.TABLES + billing.TABLES + access.TABLES + capacity.TABLES + reports.TABLES
 OWNER = _OWNER      # the owner columns, for area tables written by the owner process
 
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
