@@ -15,6 +15,14 @@ over the same hours, so shares stay right in the current hour and in a range tha
 the hour. Parameters arrive as text (URL or API query strings) and are checked here, each
 against a whitelist; a bad one raises `ParamError` naming the parameter and what was
 expected.
+
+Scope (queries/scope.py): every function here that reads the store, and the API's view, takes
+`scope`. For a signed-in tenant (`scope.tenant` set) the tenant filter is forced to that tenant
+in the SQL itself, whatever was asked: its rows alone come back (by=tenant one key, devices
+only those it held and only for the hours it held them, the heatmap only its devices' held
+hours, the tenant lists and names only its own), and the figures that describe the fleet
+rather than its own time are left empty: owned, available and no-data GPU-hours and
+installed PFLOPS (and so every share of owned).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import pandas as pd
 import config
 import i18n
 from queries import measures
+from queries.scope import EVERYTHING, Scope
 from queries.store import Store
 
 STEPS = ("1h", "1d", "1w", "1mo", "all")
@@ -96,14 +105,16 @@ def default_tz(cfg: config.Config, site: str | None = None) -> str:
     return measures.site_timezone(cfg, site if site in {s.id for s in cfg.sites} else None)
 
 
-def choices(cfg: config.Config, store: Store | None = None) -> dict[str, list[str]]:
+def choices(cfg: config.Config, store: Store | None = None, *,
+            scope: Scope = EVERYTHING) -> dict[str, list[str]]:
     """What each filter accepts: the config's sites, clusters, models (catalogue ids) and tenants
-    (plus unattributed), and any value the hourly group tier holds."""
+    (plus unattributed), and any value the hourly group tier holds. For a tenant's scope the
+    tenants are its own alone, and the tier's values only those of its own rows."""
     out = {"site": [s.id for s in cfg.sites], "cluster": [c.id for c in cfg.clusters],
            "model": list(dict.fromkeys(measures.cluster_model(cfg, c) for c in cfg.clusters)),
-           "tenant": [t.id for t in cfg.tenants] + [UNATTRIBUTED]}
+           "tenant": ([t.id for t in cfg.tenants] + [UNATTRIBUTED] if scope.tenant is None else [scope.tenant])}
     if store is not None:
-        held = store.query("history_keys")
+        held = store.query("history_keys", tenant=scope.tenant)
         for name in FILTERS:
             for v in held[name].dropna().unique():
                 if v not in out[name] and v != UNALLOCATED:
@@ -172,10 +183,12 @@ def _check_span(v: View) -> View:
 
 
 def api_view(params: Mapping[str, str], cfg: config.Config, store: Store | None, *,
-             route: str) -> tuple[View, str]:
+             route: str, scope: Scope = EVERYTHING) -> tuple[View, str]:
     """The view and format (json | csv) an API call asks for; ParamError on a bad parameter.
     `route`: "utilisation" (from, to, step, by, tz, filters, format) or "tenants" (from, to,
-    filters but tenant, format)."""
+    filters but tenant, format). For a tenant's scope the tenant filter is the scope's own,
+    whatever `tenant` says (not checked against the tenants, so an answer never tells which
+    other tenants exist)."""
     known = ({"from", "to", "step", "by", "tz", "format", *FILTERS} if route == "utilisation"
              else {"from", "to", "format", "site", "cluster", "model"})
     for name in params:
@@ -190,8 +203,9 @@ def api_view(params: Mapping[str, str], cfg: config.Config, store: Store | None,
             raise ParamError("step", "history.expect.one_of", options=", ".join(STEPS))
         step = _one_of("step", step, STEPS)
         by = _one_of("by", params.get("by"), BYS, "fleet")
-    allowed = choices(cfg, store)
-    f = _filters(params, allowed)
+    allowed = choices(cfg, store, scope=scope)
+    f = _filters({k: v for k, v in params.items() if not (k == "tenant" and scope.tenant is not None)}, allowed)
+    f["tenant"] = scope.tenants(f["tenant"])
     tz = parse_tz(params.get("tz"), default_tz(cfg, f["site"]))
     v = View(start=start, end=end, step=step or "all", by=by or "tenant", tz=tz, **f)
     return _check_span(v), fmt
@@ -368,8 +382,18 @@ def tenant_name(tenant: str, names: Mapping[str, str], lang: str) -> str:
     return f"{name} ({tenant})" if name and name != tenant else tenant
 
 
-def tenant_names(cfg: config.Config) -> dict[str, str]:
-    return {t.id: t.name for t in cfg.tenants}
+def tenant_names(cfg: config.Config, *, scope: Scope = EVERYTHING) -> dict[str, str]:
+    """Configured tenants' names by id; for a tenant's scope its own alone."""
+    return {t.id: t.name for t in cfg.tenants if scope.tenant in (None, t.id)}
+
+
+def scoped(v: View, scope: Scope) -> View:
+    """The view with the scope's tenant forced as its tenant filter (unchanged for everything)."""
+    return v if scope.tenant is None else replace(v, tenant=scope.tenant)
+
+
+# what a utilisation row says about the fleet rather than the rows' own time: empty for a tenant
+FLEET_FIGURES = ("owned_gpu_hours", "available_gpu_hours", "no_data_gpu_hours", "installed_pflops")
 
 
 # ---- figures of figures -----------------------------------------------------------------
@@ -445,9 +469,12 @@ def inventory(cfg: config.Config, v: View) -> list[dict[str, Any]]:
             for k, n in gpus.items()]
 
 
-def utilisation(store: Store, cfg: config.Config, v: View, now: datetime) -> HistoryTable:
+def utilisation(store: Store, cfg: config.Config, v: View, now: datetime, *,
+                scope: Scope = EVERYTHING) -> HistoryTable:
     """The ladder per bucket and `by` key: the API's /utilisation rows and every ladder,
-    utilisation and PFLOPS table of the utilisation page."""
+    utilisation and PFLOPS table of the utilisation page. For a tenant's scope: its own held
+    time alone, FLEET_FIGURES empty."""
+    v = scoped(v, scope)
     df = store.query("history_utilisation", **_view_params(v, now), start_label=v.start, step=v.step, tz=v.tz,
                      by=v.by, owned=inventory(cfg, v), **v.filters)
     cols = (Col("bucket", "", "history.col.bucket", "time"),
@@ -455,7 +482,9 @@ def utilisation(store: Store, cfg: config.Config, v: View, now: datetime) -> His
     out = df.rename(columns={"key": v.by})[[c.name for c in cols]].copy()
     _round(out, [c.name for c in UTIL_COLUMNS if c.kind in ("hours", "kwh", "pflops")], 4)
     _round(out, ["util_pct"], 3)
-    names = tenant_names(cfg) if v.by == "tenant" else {}
+    if scope.tenant is not None:
+        out[list(FLEET_FIGURES)] = np.nan
+    names = tenant_names(cfg, scope=scope) if v.by == "tenant" else {}
     return HistoryTable(cols, out.reset_index(drop=True), tz=v.tz, names=names)
 
 
@@ -492,8 +521,10 @@ def ladder_table(util: HistoryTable, by: str) -> HistoryTable:
     return HistoryTable(tuple(cols), out.reset_index(drop=True), tz=util.tz, names=util.names)
 
 
-def heatmap(store: Store, v: View, now: datetime) -> pd.DataFrame:
-    """Utilisation (util_pct) by weekday (1 = Monday) x hour of day in the view's time zone."""
+def heatmap(store: Store, v: View, now: datetime, *, scope: Scope = EVERYTHING) -> pd.DataFrame:
+    """Utilisation (util_pct) by weekday (1 = Monday) x hour of day in the view's time zone; for a
+    tenant's scope, over the hours its devices were held by it."""
+    v = scoped(v, scope)
     df = store.query("history_heatmap", **_view_params(v, now), tz=v.tz, **v.filters)
     return df.assign(weekday=df["weekday"].astype(int), hour_of_day=df["hour_of_day"].astype(int),
                      util_pct=df["util_pct"].astype(float).round(3))
@@ -516,9 +547,10 @@ TREND_COLUMNS = (
 )
 
 
-def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime) -> pd.DataFrame:
-    df = store.query("history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster, model=v.model)
-    every = [t.id for t in cfg.tenants] + [UNATTRIBUTED]
+def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime, scope: Scope) -> pd.DataFrame:
+    df = store.query("history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster, model=v.model,
+                     tenant=scope.tenant)
+    every = [t.id for t in cfg.tenants] + [UNATTRIBUTED] if scope.tenant is None else [scope.tenant]
     keys = every + [k for k in df["tenant"] if k not in every]
     df = df.set_index("tenant").reindex(keys)
     for c in ("allocated_gpu_hours", "busy_gpu_hours", "useful_gpu_hours", "peak_gpus", "energy_kwh",
@@ -528,14 +560,16 @@ def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime) -> pd
     return df.rename_axis("tenant").reset_index()
 
 
-def tenants(store: Store, cfg: config.Config, v: View, now: datetime, *, trend: bool = True) -> HistoryTable:
+def tenants(store: Store, cfg: config.Config, v: View, now: datetime, *, trend: bool = True,
+            scope: Scope = EVERYTHING) -> HistoryTable:
     """One row per configured tenant (and any other the tier holds), and one for Unattributed,
     always, even with nothing in the range: the API's /tenants rows and the tenant-usage page's
-    table. With `trend`, the change against the previous range of equal length."""
-    out = _tenant_rows(store, cfg, v, now)
+    table. With `trend`, the change against the previous range of equal length. For a tenant's
+    scope, its own row alone."""
+    out = _tenant_rows(store, cfg, v, now, scope)
     cols = list(TENANT_COLUMNS)
     if trend:
-        prev = _tenant_rows(store, cfg, v.previous(), now).set_index("tenant").reindex(out["tenant"])
+        prev = _tenant_rows(store, cfg, v.previous(), now, scope).set_index("tenant").reindex(out["tenant"])
         out["allocated_change_pct"] = change_pct(out["allocated_gpu_hours"].to_numpy(),
                                                  prev["allocated_gpu_hours"].to_numpy()).to_numpy()
         out["util_change_points"] = out["util_pct"].to_numpy() - prev["util_pct"].to_numpy()
@@ -543,12 +577,15 @@ def tenants(store: Store, cfg: config.Config, v: View, now: datetime, *, trend: 
     out = out[[c.name for c in cols]].copy()
     _round(out, [c.name for c in cols if c.kind in ("hours", "kwh", "gpus")], 4)
     _round(out, [c.name for c in cols if c.kind in ("pct", "delta", "points")], 3)
-    return HistoryTable(tuple(cols), out, tz=v.tz, names=tenant_names(cfg))
+    return HistoryTable(tuple(cols), out, tz=v.tz, names=tenant_names(cfg, scope=scope))
 
 
-def tenant_daily(store: Store, cfg: config.Config, v: View, tenant: str, now: datetime) -> HistoryTable:
-    """One tenant's daily series (site-local days): the utilisation rows by tenant."""
-    return utilisation(store, cfg, replace(v, step="1d", by="tenant", tenant=tenant), now)
+def tenant_daily(store: Store, cfg: config.Config, v: View, tenant: str, now: datetime, *,
+                 scope: Scope = EVERYTHING) -> HistoryTable:
+    """One tenant's daily series (site-local days): the utilisation rows by tenant (for a
+    tenant's scope, its own whatever `tenant` says)."""
+    return utilisation(store, cfg, replace(v, step="1d", by="tenant", tenant=scope.tenants(tenant)), now,
+                       scope=scope)
 
 
 # ---- devices: the reclaim list and a tenant's drill-down --------------------------------
@@ -570,15 +607,17 @@ DEVICE_COLUMNS = (
 
 
 def devices(store: Store, cfg: config.Config, v: View, now: datetime, *, tenant: str | None = None,
-            idle_only: bool = False, limit: int | None = None) -> HistoryTable:
+            idle_only: bool = False, limit: int | None = None, scope: Scope = EVERYTHING) -> HistoryTable:
     """Per device and tenant that held it in the range, most idle first: the reclaim list's
     devices (`idle_only`) or one tenant's devices (`tenant`; `_unallocated`: the time nobody
     held). Held time counts the device's available time, and its busy, useful and idle time
     count while held. Read from rollup_device_tenant_1h, attributed when the group tiers are
     built or regrouped (queries/rollup.py), so a page view attributes nothing. Idle cost: the
-    idle GPU-hours at the model's configured price (missing where the model has none)."""
-    g = store.query("history_devices", **_view_params(v, now), tenant=tenant, site=v.site, cluster=v.cluster,
-                    model=v.model)
+    idle GPU-hours at the model's configured price (missing where the model has none). For a
+    tenant's scope, the devices it held and only for the hours it held them, whatever
+    `tenant` says."""
+    g = store.query("history_devices", **_view_params(v, now), tenant=scope.tenants(tenant), site=v.site,
+                    cluster=v.cluster, model=v.model)
     if idle_only:
         g = g[g["alloc_idle_s"] > 0]
     g = g.sort_values(["alloc_idle_s", "device_id", "tenant"], ascending=[False, True, True])
@@ -597,7 +636,7 @@ def devices(store: Store, cfg: config.Config, v: View, now: datetime, *, tenant:
     })
     _round(out, ["allocated_gpu_hours", "busy_gpu_hours", "idle_allocated_gpu_hours", "energy_kwh"], 4)
     _round(out, ["util_pct", "idle_cost_cny"], 2)
-    return HistoryTable(DEVICE_COLUMNS, out.reset_index(drop=True), tz=v.tz, names=tenant_names(cfg))
+    return HistoryTable(DEVICE_COLUMNS, out.reset_index(drop=True), tz=v.tz, names=tenant_names(cfg, scope=scope))
 
 
 RECLAIM_TENANT_COLUMNS = (
@@ -609,9 +648,12 @@ RECLAIM_TENANT_COLUMNS = (
 )
 
 
-def reclaim_tenants(store: Store, cfg: config.Config, v: View, now: datetime) -> HistoryTable:
+def reclaim_tenants(store: Store, cfg: config.Config, v: View, now: datetime, *,
+                    scope: Scope = EVERYTHING) -> HistoryTable:
     """Tenants ranked by allocated-but-idle GPU-hours in the range, with what the idle time
-    cost at each model's configured price per GPU-hour (missing when no model is priced)."""
+    cost at each model's configured price per GPU-hour (missing when no model is priced); for
+    a tenant's scope, its own row alone."""
+    v = scoped(v, scope)
     df = store.query("history_idle_by_tenant", **_view_params(v, now), **v.filters)
     df = df.assign(idle_cost_cny=idle_cost(cfg, df["idle_allocated_gpu_hours"], df["model"]))
     g = df.groupby("tenant", sort=False).agg(allocated_gpu_hours=("allocated_gpu_hours", "sum"),
@@ -622,4 +664,5 @@ def reclaim_tenants(store: Store, cfg: config.Config, v: View, now: datetime) ->
     out = g[[c.name for c in RECLAIM_TENANT_COLUMNS]].copy()
     _round(out, ["allocated_gpu_hours", "idle_allocated_gpu_hours"], 4)
     _round(out, ["idle_share_pct", "idle_cost_cny"], 2)
-    return HistoryTable(RECLAIM_TENANT_COLUMNS, out.reset_index(drop=True), tz=v.tz, names=tenant_names(cfg))
+    return HistoryTable(RECLAIM_TENANT_COLUMNS, out.reset_index(drop=True), tz=v.tz,
+                        names=tenant_names(cfg, scope=scope))

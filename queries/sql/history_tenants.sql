@@ -1,17 +1,17 @@
--- params: first_hour, end_ts, now, site, cluster, model
+-- params: first_hour, end_ts, now, site, cluster, model, tenant
 -- Per tenant (and _unattributed; never _unallocated, which is nobody's time) over the UTC
 -- hours whose start lies in [$first_hour, $end_ts) and before $now, from the group tiers: the
 -- held time's sums (docs/history.md: a tenant's rows hold exactly the time its devices were
 -- held by it, so its util_pct is the mean utilisation while held), and the peak
 -- concurrent GPUs: the largest allocated_s / 300 of a 5-minute bucket, or, where the 5-minute
 -- tier has been retired, the largest hourly mean (allocated_s / 3600), which can only be lower.
--- Filters NULL: all.
+-- Filters NULL: all; $tenant set (a tenant's scope): that tenant's rows alone.
 WITH g AS (
     SELECT * FROM rollup_group_1h
     WHERE bucket >= $first_hour::TIMESTAMPTZ AND bucket < $end_ts::TIMESTAMPTZ AND bucket < $now::TIMESTAMPTZ
       AND tenant <> '_unallocated'
       AND ($site IS NULL OR site = $site) AND ($cluster IS NULL OR cluster = $cluster)
-      AND ($model IS NULL OR model = $model)
+      AND ($model IS NULL OR model = $model) AND ($tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR)
 ),
 sums AS (
     SELECT tenant, sum(observed_s) AS observed_s, sum(allocated_s) AS allocated_s, sum(busy_s) AS busy_s,
@@ -32,7 +32,7 @@ five AS (
         WHERE bucket >= $first_hour::TIMESTAMPTZ AND bucket < $end_ts::TIMESTAMPTZ AND bucket < $now::TIMESTAMPTZ
           AND tenant <> '_unallocated'
           AND ($site IS NULL OR site = $site) AND ($cluster IS NULL OR cluster = $cluster)
-          AND ($model IS NULL OR model = $model)
+          AND ($model IS NULL OR model = $model) AND ($tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR)
         GROUP BY tenant, bucket
     ) GROUP BY tenant
 )
