@@ -11,6 +11,12 @@ to the spool folder), and it answers /healthz: 200 with "status" "ok" or
 runtime and the owner's store; each session's page context takes the store from
 there (pages/context.py). Run by Streamlit as each session's script
 (`__name__ == "__main__"`), it draws the navigation and the pages.
+
+Access (docs/access.md): sign-in, when config/access.toml turns it on, is Streamlit's st.login,
+given the site's OIDC settings as the app's `[auth]` secrets; the API's middleware reads bearer
+tokens. Without sign-in the dashboard refuses to start on any address but this machine's.
+/healthz stays open: to a caller without a staff token, while sign-in is on, it says only
+its status.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ else:
     import api
     import config
     from collectors.runtime import Runtime
+    from config.access import streamlit_secrets
     from queries import DatabaseUnavailable, Store
+    from queries.access import start_problem
+    from queries.scope import Scope
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -45,6 +54,10 @@ else:
     except config.ConfigError as exc:
         print(f"Configuration error, dashboard not started:\n{exc}", file=sys.stderr)
         sys.exit(2)
+    REFUSED = start_problem(CONFIG, st.config.get_option("server.address"))
+    if REFUSED:
+        print(REFUSED, file=sys.stderr)
+        sys.exit(4)
     try:
         STORE = Store(CONFIG.db_path, memory_limit=CONFIG.database.memory_limit, owner=CONFIG.owner)
     except DatabaseUnavailable as exc:
@@ -69,11 +82,16 @@ else:
         if not isinstance(runtime, Runtime) or not runtime.started:
             return JSONResponse({"status": "starting"}, status_code=503)
         health = runtime.health()
-        return JSONResponse(health, status_code=503 if health["status"] == "failed" else 200)
+        code = 503 if health["status"] == "failed" else 200
+        who = request.scope.get(api.SCOPE_KEY)
+        if CONFIG.access.enabled and not (isinstance(who, Scope) and who.role in ("noc", "manager", "admin")):
+            return JSONResponse({"status": health["status"]}, status_code=code)
+        return JSONResponse(health, status_code=code)
 
     async def to_dashboard(request: Request) -> RedirectResponse:
         return RedirectResponse("/", status_code=307)
 
-    app = st.App(__file__, lifespan=lifespan, routes=[Route("/healthz", healthz), Route("/ui", to_dashboard),
-                                                      Route("/ui/{rest:path}", to_dashboard),
-                                                      *api.routes(lambda: STORE, CONFIG)])
+    app = st.App(__file__, lifespan=lifespan, secrets=streamlit_secrets(CONFIG.access, CONFIG.directory),
+                 middleware=api.middleware(lambda: STORE, CONFIG),
+                 routes=[Route("/healthz", healthz), Route("/ui", to_dashboard), Route("/ui/{rest:path}", to_dashboard),
+                         *api.routes(lambda: STORE, CONFIG)])

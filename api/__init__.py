@@ -12,21 +12,34 @@ was expected; any other failure is a 500 or 503 with a plain message, never a tr
 
 The store comes from `store_getter()` at each call: the owner's store, put in the app's
 state by its lifespan (so the routes can be made before the store exists).
+
+Who is asking (issue 15, docs/access.md): `AccessMiddleware` (app.py adds it) reads the bearer
+token of every /api/ and /healthz request (queries/tokens.py) and puts its Scope in the
+request's scope as "zhisuan.scope"; each route then checks the scope's role against the roles
+of its area (queries/access.route_roles) and hands the scope to its build, which filters a
+tenant's rows below the table. Without a token: 401, except while sign-in is off for a caller
+on this machine (the server then serves 127.0.0.1 only; app.py refuses any other address), who
+gets everything, as the pages do. A bad or revoked token is a 401, a role that may not read the
+route a 403, each with a plain message and an audit row; every call with a token is audited.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 import config
 import i18n
+from queries import access, audit, tokens
 from queries import history as measures_history
 from queries.scope import EVERYTHING, Scope
 from queries.store import DatabaseUnavailable, Store
@@ -44,8 +57,17 @@ def _answer(table: measures_history.HistoryTable, fmt: str, name: str) -> Respon
 
 
 def _handler(build: Callable[..., tuple[measures_history.HistoryTable, str]], name: str, store_getter: StoreGetter,
-             cfg: config.Config, clock: Callable[[], datetime]):
+             cfg: config.Config, clock: Callable[[], datetime], roles: tuple[str, ...] = access.STAFF_EVERYWHERE):
     async def handle(request: Request) -> Response:
+        scope = _scope(request)
+        if not access.may_open(scope, roles):
+            store = store_getter()
+            if store is not None:
+                await run_in_threadpool(audit.record, store, scope, "denied", request.url.path,
+                                        f"role {scope.role}; the route is for {', '.join(roles)}")
+            return JSONResponse({"error": i18n.t("access.api.forbidden", "en", role=scope.role,
+                                                 path=request.url.path, roles=", ".join(roles))},
+                                status_code=403)
         params: dict[str, str] = {}
         for key, value in request.query_params.multi_items():
             if key in params:
@@ -55,7 +77,7 @@ def _handler(build: Callable[..., tuple[measures_history.HistoryTable, str]], na
         if store is None:
             return JSONResponse({"error": i18n.t("history.error.starting", "en")}, status_code=503)
         try:
-            table, fmt = await run_in_threadpool(build, store, cfg, params, clock(), _scope(request))
+            table, fmt = await run_in_threadpool(build, store, cfg, params, clock(), scope)
         except measures_history.ParamError as exc:
             return JSONResponse({"error": exc.message("en"), "parameter": exc.param}, status_code=400)
         except DatabaseUnavailable as exc:
@@ -69,9 +91,73 @@ def _handler(build: Callable[..., tuple[measures_history.HistoryTable, str]], na
 
 
 def _scope(request: Request) -> Scope:
-    """Who is asking (issue 15 fills it from the bearer token); everything while sign-in is off."""
-    scope = request.scope.get("zhisuan.scope")
+    """Who is asking (AccessMiddleware put it there); everything where no middleware runs (tests
+    of the routes alone)."""
+    scope = request.scope.get(SCOPE_KEY)
     return scope if isinstance(scope, Scope) else EVERYTHING
+
+
+SCOPE_KEY = "zhisuan.scope"
+
+
+def bearer(headers: Any) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, None without one."""
+    value = headers.get("authorization") or ""
+    kind, _, token = value.partition(" ")
+    return token.strip() or None if kind.lower() == "bearer" else None
+
+
+class AccessMiddleware:
+    """Authenticates the API's and /healthz's callers (see the module docstring); every other
+    path (the pages, Streamlit's own routes, websockets) passes untouched."""
+
+    def __init__(self, app: ASGIApp, *, store_getter: StoreGetter, cfg: config.Config,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.app, self.store_getter, self.cfg = app, store_getter, cfg
+        self.clock = clock or _now
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path.startswith("/api/") or path == "/healthz"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        token = bearer(request.headers)
+        client = request.client.host if request.client else None
+        store = self.store_getter()
+        who: Scope | None = None
+        if token is not None:
+            if store is None:
+                await JSONResponse({"error": i18n.t("history.error.starting", "en")}, status_code=503)(
+                    scope, receive, send)
+                return
+            who = await run_in_threadpool(tokens.authenticate, store, token, now=self.clock())
+            if who is None:
+                await run_in_threadpool(audit.record, store, f"client {client}", "denied", path,
+                                        "invalid or revoked API token")
+                await _unauthorised("access.api.bad_token")(scope, receive, send)
+                return
+            await run_in_threadpool(audit.record, store, who, "token_use", path, request.url.query or None)
+        elif not self.cfg.access.enabled and access.is_loopback(client):
+            who = EVERYTHING
+        elif path != "/healthz":
+            if store is not None:
+                await run_in_threadpool(audit.record, store, f"client {client}", "denied", path, "no API token")
+            await _unauthorised("access.api.no_token")(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = who
+        await self.app(scope, receive, send)
+
+
+def _unauthorised(key: str) -> JSONResponse:
+    return JSONResponse({"error": i18n.t(key, "en")}, status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="zhisuan"'})
+
+
+def middleware(store_getter: StoreGetter, cfg: config.Config, *,
+               clock: Callable[[], datetime] | None = None) -> list[Middleware]:
+    """The API's access middleware, for st.App(middleware=...) (or a test's Starlette app)."""
+    return [Middleware(AccessMiddleware, store_getter=store_getter, cfg=cfg, clock=clock)]
 
 
 def _now() -> datetime:
@@ -81,6 +167,11 @@ def _now() -> datetime:
 def routes(store_getter: StoreGetter, cfg: config.Config, *,
            clock: Callable[[], datetime] = _now) -> list[Route]:
     """The API's routes; `store_getter()` gives the store at each call (None while starting)."""
+    return [Route(path, _handler(build, name, store_getter, cfg, clock, access.route_roles(module)), methods=["GET"])
+            for module in modules() for path, name, build in module.ROUTES]
+
+
+def modules() -> list[Any]:
+    """The api/<area>.py modules, each with its ROUTES."""
     from api import billing, capacity, energy, history
-    return [Route(path, _handler(build, name, store_getter, cfg, clock), methods=["GET"])
-            for module in (history, energy, billing, capacity) for path, name, build in module.ROUTES]
+    return [history, energy, billing, capacity]

@@ -1,4 +1,4 @@
-"""One context per browser session: config, store, language, filters (and, later, role).
+"""One context per browser session: config, store, language, filters and who is looking (scope).
 
 `ui.main` builds it once per session (kept in `st.session_state`), refreshes the
 reader's language and filters on every run, and passes it to the page functions;
@@ -23,6 +23,7 @@ import streamlit as st
 import config
 import i18n
 from queries import Store
+from queries.store import shared_store
 from queries.scope import EVERYTHING, Scope
 
 SESSION_KEY = "page_context"
@@ -34,7 +35,7 @@ class PageContext:
     store: Store
     lang: str = i18n.DEFAULT
     filters: dict[str, str | None] = field(default_factory=dict)
-    scope: Scope = EVERYTHING          # who is looking (issue 15 sets it at sign-in)
+    scope: Scope = EVERYTHING          # who is looking: ui.main sets it on every run (sign-in, or the demo's view-as)
 
     def t(self, key: str, **values: object) -> str:
         return i18n.t(key, self.lang, **values)
@@ -45,11 +46,13 @@ class PageContext:
 
 
 def owner_store() -> Store | None:
-    """The store of the owner process: app.py's lifespan state, when this is the server."""
+    """The store of the owner process: app.py's lifespan state, when this is the server; else
+    one published with queries.store.set_shared_store (a test's writable store, so that what
+    pages write, the audit, can be read back)."""
     server = sys.modules.get("app")                 # the server imports app.py as `app`
     app = getattr(server, "app", None)
     if not isinstance(app, st.App):
-        return None
+        return shared_store()
     store = app.state.get("store")
     return store if isinstance(store, Store) else None
 

@@ -180,8 +180,165 @@ NAV: tuple[NavPage, ...] = (
 )
 
 
+# ---- access (issue 15, docs/access.md) --------------------------------------------------------
+
+_SIGNED_IN = "access_signed_in"          # session state: the sign-in this session has audited
+_SEEN = "access_seen"                    # session state: the last run's time (the idle timeout)
+_DENIED = "access_denied"                # session state: the pages this session was refused (audited once)
+VIEW_AS = "view_as"                      # the demo switch's URL parameter
+
+
+def role_label(scope: Scope) -> str:
+    """"Manager", or "Tenant: Acme AI", in the reader's language."""
+    if scope.role is None:
+        return t("access.role.none")
+    if scope.role == "tenant" and scope.tenant is not None:
+        names = {x.id: x.name for x in cfg().tenants}
+        return t("access.role.tenant_named", tenant=names.get(scope.tenant, scope.tenant))
+    return t(f"access.role.{scope.role}")
+
+
+@st.cache_resource(show_spinner=False)
+def _audited_sign_ins() -> set[tuple[str, ...]]:
+    """(subject, issued-at) of the sign-ins audited by this server: a reload opens a new session
+    with the same sign-in, which is not a new one."""
+    return set()
+
+
+def _audit(ctx: context.PageContext, scope: Scope | str | None, action: str, target: str | None = None,
+           detail: str | dict | None = None) -> None:
+    from queries import audit
+    audit.record(ctx.store, scope, action, target, detail)
+
+
+def _sign_out(ctx: context.PageContext, scope: Scope, action: str = "sign_out", detail: str | None = None) -> None:
+    _audit(ctx, scope, action, "oidc", detail)
+    st.session_state.pop(_SIGNED_IN, None)
+    st.session_state.pop(_SEEN, None)
+    st.logout()
+    st.stop()
+
+
+def _sign_in_page(ctx: context.PageContext) -> None:
+    from config.access import PROVIDER
+    st.title(ctx.cfg.centre.name)
+    st.subheader(t("access.sign_in.title"))
+    st.write(t("access.sign_in.text"))
+    if st.button(t("access.sign_in.button"), type="primary", icon=":material/login:", key="sign_in"):
+        st.login(PROVIDER)
+    st.stop()
+
+
+def session_scope(ctx: context.PageContext) -> Scope:
+    """Who this session is: with sign-in on, the signed-in person's role and tenant from their
+    ID token's claims (queries/access.py), signing out an idle or too old session; with it off,
+    everything, or in the simulated centre the demo's "view as" choice. Stops the run on the
+    sign-in page, or with a plain message for a person the claims give no role."""
+    from queries import access
+    centre = ctx.cfg
+    if not centre.access.enabled:
+        return view_as_switch(ctx) if access.view_as_available(centre) else access.EVERYTHING
+    if not st.user.is_logged_in:
+        _sign_in_page(ctx)
+    claims = st.user.to_dict()
+    found = access.scope_from_claims(centre.access, claims, [x.id for x in centre.tenants])
+    if isinstance(found, access.Refusal):
+        st.title(centre.centre.name)
+        st.warning(t(found.key, **found.values), icon=":material/block:")
+        key = ("refused", str(claims.get("sub")), str(claims.get("iat")))
+        if key not in _audited_sign_ins():
+            _audited_sign_ins().add(key)
+            _audit(ctx, str(found.values.get("who")), "denied", "sign_in", t(found.key, **found.values))
+        if st.button(t("access.sign_out"), icon=":material/logout:", key="sign_out_refused"):
+            st.logout()
+        st.stop()
+    scope = found
+    now = datetime.now(timezone.utc).timestamp()
+    issued = claims.get("iat")
+    seen = st.session_state.get(_SEEN)
+    if isinstance(issued, (int, float)) and now - issued > centre.access.max_session_h * 3600:
+        _sign_out(ctx, scope, "session_timeout", f"signed in {(now - issued) / 3600:.1f} h ago")
+    if isinstance(seen, float) and now - seen > centre.access.idle_timeout_min * 60:
+        _sign_out(ctx, scope, "session_timeout", f"idle {(now - seen) / 60:.0f} min")
+    st.session_state[_SEEN] = now
+    sign_in = (str(claims.get("sub") or scope.who), str(issued))
+    if st.session_state.get(_SIGNED_IN) != sign_in:
+        st.session_state[_SIGNED_IN] = sign_in
+        if sign_in not in _audited_sign_ins():
+            _audited_sign_ins().add(sign_in)
+            _audit(ctx, scope, "sign_in", "oidc")
+    box = st.sidebar.container(border=True)
+    box.caption(t("access.signed_in_as", who=scope.who or "", role=role_label(scope)))
+    if box.button(t("access.sign_out"), icon=":material/logout:", key="sign_out"):
+        _sign_out(ctx, scope)
+    return scope
+
+
+def view_as_switch(ctx: context.PageContext) -> Scope:
+    """The simulated centre's demo switch (never with real sources or with sign-in on): show the
+    pages as a role or a tenant sees them. Kept in the URL (`view_as`) so a demo view can be
+    shared; changing it is audited."""
+    from queries import access
+    options = access.view_as_options(ctx.cfg)
+    names = {x.id: x.name for x in ctx.cfg.tenants}
+
+    labels = {"": t("access.view_as.everything")}
+    for choice in options[1:]:
+        tenant = choice.removeprefix("tenant:")
+        labels[choice] = (t("access.role.tenant_named", tenant=names.get(tenant, tenant))
+                          if choice.startswith("tenant:") else t(f"access.role.{choice}"))
+    current = param_choice(VIEW_AS, options, "")
+    box = st.sidebar.container(border=True)
+    box.markdown(f"**:orange[{t('access.view_as.title')}]**")
+    choice = box.selectbox(t("access.view_as.label"), options, index=options.index(current),
+                           format_func=labels.__getitem__, key="view_as", help=t("access.view_as.help"))
+    set_param(VIEW_AS, choice, "")
+    if choice != st.session_state.get("access_view_as_audited", ""):
+        st.session_state["access_view_as_audited"] = choice
+        if choice:
+            _audit(ctx, None, "view_as", choice)
+    return access.view_as_scope(ctx.cfg, choice)
+
+
+def access_banner(ctx: context.PageContext) -> None:
+    """Above every page: sign-in off (everyone who opens it sees everything), or the demo view."""
+    if ctx.cfg.access.enabled:
+        return
+    if ctx.scope.role is not None:
+        st.warning(t("access.banner.view_as", role=role_label(ctx.scope)), icon=":material/visibility:")
+    else:
+        st.warning(t("access.banner.off"), icon=":material/lock_open:")
+
+
+def denied_page(ctx: context.PageContext, title_key: str, url_path: str,
+                roles: tuple[str, ...]) -> Callable[[], None]:
+    """A page the scope's role may not open: a plain message in its place (audited once a session)."""
+    def denied() -> None:
+        st.title(t(title_key))
+        st.warning(t("access.denied.page", page=t(title_key), role=role_label(ctx.scope),
+                     roles=", ".join(t(f"access.role.{r}") for r in roles)), icon=":material/block:")
+        refused = st.session_state.setdefault(_DENIED, set())
+        if url_path not in refused:
+            refused.add(url_path)
+            _audit(ctx, ctx.scope, "denied", f"page:{url_path}", f"role {ctx.scope.role}")
+    denied.__name__ = f"denied_{url_path}"
+    return denied
+
+
+def _default_index(shown: list[NavPage]) -> int:
+    """The page "/" opens: NAV's default where the role may open it, else its first page."""
+    for i, p in enumerate(shown):
+        if p.default:
+            return i
+    return 0
+
+
 def main() -> None:
-    """Entry point of every session: page setup, sidebar, navigation."""
+    """Entry point of every session: page setup, sidebar, sign-in, navigation.
+
+    Each page of NAV that exists is in the navigation: the scope's own as pages, the others
+    hidden, as a plain message that the role may not open them (so a shared URL says why,
+    instead of "page not found")."""
     try:
         centre = cfg()
     except config.ConfigError as exc:
@@ -195,10 +352,17 @@ def main() -> None:
         st.error(t("pages.db_owned", error=str(exc)), icon=":material/database:")
         st.stop()
     ctx.lang = lang()
-    pages = [st.Page(p.script, title=t(p.title_key), icon=p.icon, url_path=p.url_path, default=p.default)
-             for p in NAV if p.visible(ctx.scope)]
+    ctx.scope = session_scope(ctx)    # may stop here: the sign-in page, a person without a role
+    existing = [p for p in NAV if (config.PROJECT_ROOT / p.script).exists()]
+    shown = [p for p in existing if p.visible(ctx.scope)]
+    default = _default_index(shown)
+    pages = [st.Page(p.script, title=t(p.title_key), icon=p.icon, url_path=p.url_path, default=i == default)
+             for i, p in enumerate(shown)]
+    pages += [st.Page(denied_page(ctx, p.title_key, p.url_path, p.roles), title=t(p.title_key), icon=p.icon,
+                      url_path=p.url_path, visibility="hidden") for p in existing if p not in shown]
     nav = st.navigation(pages)
     st.sidebar.caption(centre.centre.name)
     if centre.simulated:
         st.sidebar.info(t("common.simulated_note"), icon=":material/science:")
+    access_banner(ctx)
     guarded(nav.run)()
