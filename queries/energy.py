@@ -1,0 +1,801 @@
+"""Power, PUE, energy, cost and carbon (issue 13), defined once for the energy page, the
+`/api/v1/pue` and `/api/v1/energy` routes, billing's energy pass-through, capacity's power
+forecasts and the monthly report. docs/energy.md states every rule; the short version:
+
+- **Meter energy** comes from the `energy` job (`build`), which turns facility_samples into each
+  meter's energy per quarter hour (energy_meter_15m, queries/sql/energy_meter_quarters.sql):
+  register deltas with resets and rollovers handled, power-only meters integrated, and only
+  the time between readings no further apart than `energy.pue.max_gap_s` covered.
+- **PUE from energy**: facility kWh / IT kWh over the same hours, never a ratio of powers. A
+  site's totals leave sub-meters out; its IT is the meters of one ISO/IEC 30134-2 category
+  (`energy.sites[].it_category`, else the highest metered), so categories never mix. An hour
+  counts only when every quarter of it is covered for both the facility and the IT meters (a
+  listed meter that did not report is a gap too); other hours are excluded from numerator and
+  denominator alike and counted as `excluded_hours`. The current hour is not excluded, just
+  not complete yet: it is left out until it ends.
+- **IT estimated**: a site with no IT meter at all gets IT = GPU board energy + the configured
+  per-node overhead per node-hour observed, flagged `it_estimated`, category None ("below
+  category 3").
+- **Energy of a cluster or tenant**: its board energy (rollup_group_1h energy_j, once per
+  physical board, MIG folded) apportions the site's metered IT and facility energy hour by
+  hour: it_kwh = site IT kWh x board share, facility_kwh = it_kwh x the hour's PUE
+  (= site facility kWh x board share), so the tenants' (with Unattributed and Unallocated)
+  facility energy sums to the site's. Hours with a meter gap use the range's ratio of the
+  site's covered hours and are counted in `gap_hours`.
+- **Cost**: each hour's facility kWh at its site's time-of-use price (local hour, month's
+  season); the demand charge on the month's maximum 15-minute facility demand (or the
+  capacity charge on contracted kVA) per site-local month, shared among tenants by facility
+  energy.
+- **Carbon**: grid method kWh x the site's grid factor, coal method kWh x kgce/kWh x t CO2/tce;
+  green electricity (a share, or kWh of the month's facility energy) is left out. CUE = carbon
+  kg / IT kWh.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+import config
+from config.energy import hour_range
+from queries.catalogue import arrow_schema
+from queries.history import Col, HistoryTable, View
+from queries.scope import EVERYTHING, Scope
+from queries.store import Store, transaction
+
+UTC = timezone.utc
+HOUR = timedelta(hours=1)
+QUARTER_S = 900.0
+# a quarter counts as covered when its readings span it to within this many seconds (readings
+# land on the quarter's edges only by chance; the intervals split over them leave nothing out)
+COVER_TOLERANCE_S = 1.0
+SERIES = ("facility", "it1", "it2", "it3", "cooling")
+KV_FULL_CHECK = "energy.full_check"
+FULL_CHECK_EVERY = timedelta(hours=24)
+RECENT_CHECK = timedelta(days=2)
+
+
+# ---- factors, prices, carbon ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Factors:
+    """A site's carbon and coal factors and which carbon method applies."""
+
+    emission_kg_per_kwh: float      # kg CO2 per kWh by the method in force
+    coal_kgce_per_kwh: float        # kg standard coal per kWh
+    co2_t_per_tce: float            # t CO2 per t standard coal
+    method: str                     # "grid" (site grid factor) or "coal" (via standard coal)
+    grid_kg_per_kwh: float          # the site's grid factor (centre.toml sites[].grid_emission_kg_per_kwh)
+
+
+@dataclass(frozen=True)
+class SiteCapacity:
+    """A site's power capacities in kW (None where energy.toml gives none)."""
+
+    power_kw: float | None
+    cooling_kw: float | None
+    contracted_kw: float | None
+
+
+def _site(cfg: config.Config, site: str) -> config.Site:
+    for s in cfg.sites:
+        if s.id == site:
+            return s
+    raise KeyError(f"no site {site!r}; the config has {[s.id for s in cfg.sites]}")
+
+
+def factors(cfg: config.Config, site: str) -> Factors:
+    """The carbon and coal factors of `site`: emission_kg_per_kwh is the grid factor (kg CO2/kWh)
+    for the grid method, coal_kgce_per_kwh x co2_t_per_tce (kg CO2/kWh) for the coal method."""
+    c = cfg.energy.carbon
+    grid = _site(cfg, site).grid_emission_kg_per_kwh
+    kg = grid if c.method == "grid" else c.coal_kgce_per_kwh * c.co2_t_per_tce
+    return Factors(kg, c.coal_kgce_per_kwh, c.co2_t_per_tce, c.method, grid)
+
+
+def _month_key(month: str | date | datetime | None) -> str | None:
+    if month is None:
+        return None
+    if isinstance(month, str):
+        return month[:7]
+    return f"{month.year:04d}-{month.month:02d}"
+
+
+def green_share(cfg: config.Config, site: str, month: str | date | datetime | None,
+                month_kwh: float | None = None) -> float:
+    """The share (0..1) of a site-local month's energy that was green: `share_pct` / 100, or the
+    green kWh / `month_kwh` (the month's facility kWh; 0 when not given), at most 1."""
+    key = _month_key(month)
+    for g in cfg.energy.green:
+        if g.site == site and g.month == key:
+            if g.share_pct is not None:
+                return g.share_pct / 100.0
+            if g.kwh is not None and month_kwh:
+                return min(1.0, g.kwh / month_kwh)
+    return 0.0
+
+
+def carbon_kg(cfg: config.Config, site: str, kwh: float, month: str | date | datetime | None = None, *,
+              month_kwh: float | None = None) -> float:
+    """kg CO2 of `kwh` drawn at `site` (in the site-local `month`, "YYYY-MM" or a date, whose
+    green electricity is left out): kWh x (1 - green share) x `factors(...).emission_kg_per_kwh`."""
+    return kwh * (1.0 - green_share(cfg, site, month, month_kwh)) * factors(cfg, site).emission_kg_per_kwh
+
+
+def coal_kgce(cfg: config.Config, kwh: float) -> float:
+    """kg of standard coal equivalent of `kwh` (kWh x energy.carbon.coal_kgce_per_kwh)."""
+    return kwh * cfg.energy.carbon.coal_kgce_per_kwh
+
+
+def _season(tariff: config.energy.Tariff, month: int) -> config.energy.Season:
+    return next(s for s in tariff.seasons if month in s.months)
+
+
+def _hour_periods(season: config.energy.Season) -> list[str]:
+    out = [""] * 24
+    for period, ranges in season.hours.items():
+        for text in ranges:
+            for h in hour_range(text):
+                out[h] = period
+    return out
+
+
+def period_at(cfg: config.Config, site: str, when: datetime) -> tuple[str, float] | None:
+    """The time-of-use period (sharp | peak | flat | valley) and its price in CNY/kWh at `when`
+    (aware) by the site's local clock; None where the site has no tariff."""
+    tariff = cfg.energy.tariff(cfg.energy.site(site).tariff)
+    if tariff is None:
+        return None
+    local = when.astimezone(ZoneInfo(_site(cfg, site).timezone))
+    season = _season(tariff, local.month)
+    period = _hour_periods(season)[local.hour]
+    return period, season.prices[period]
+
+
+def price_kwh(cfg: config.Config, site: str, when: datetime) -> float | None:
+    """CNY per kWh at `when` (aware) under the site's tariff; None where it has none."""
+    got = period_at(cfg, site, when)
+    return None if got is None else got[1]
+
+
+def month_bounds(cfg: config.Config, site: str, month: str | date | datetime) -> tuple[datetime, datetime]:
+    """A site-local calendar month ("YYYY-MM" or a date in it) as [start, end) in UTC."""
+    key = _month_key(month) or ""
+    y, m = int(key[:4]), int(key[5:7])
+    zone = ZoneInfo(_site(cfg, site).timezone)
+    start = datetime(y, m, 1, tzinfo=zone)
+    end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def mean_price_kwh(cfg: config.Config, site: str, month: str | date | datetime) -> float | None:
+    """The mean energy price (CNY/kWh) over every hour of a site-local month: what a flat load
+    pays per kWh (demand charge not included); None where the site has no tariff."""
+    start, end = month_bounds(cfg, site, month)
+    prices = [price_kwh(cfg, site, start + k * HOUR) for k in range(int((end - start) / HOUR))]
+    if not prices or prices[0] is None:
+        return None
+    return float(sum(p for p in prices if p is not None) / len(prices))
+
+
+def site_capacity(cfg: config.Config) -> dict[str, SiteCapacity]:
+    """Each site's facility power, cooling and contracted capacity (kW; None where not configured)."""
+    out = {}
+    for s in cfg.sites:
+        e = cfg.energy.site(s.id)
+        contracted = e.contracted_kw
+        out[s.id] = SiteCapacity(e.power_kw, e.cooling_kw, contracted)
+    return out
+
+
+def pue_target(cfg: config.Config, site: str | None = None) -> float:
+    """The site's PUE target (its own, else energy.pue.target)."""
+    own = cfg.energy.site(site).pue_target if site is not None else None
+    return own if own is not None else cfg.energy.pue.target
+
+
+def grade(cfg: config.Config, pue: float | None) -> int | None:
+    """The GB 40879-2021 grade a PUE reaches (1 best); None above every band or unknown."""
+    if pue is None or not math.isfinite(pue):
+        return None
+    for g in sorted(cfg.energy.pue.grades, key=lambda g: g.grade):
+        if pue <= g.max_pue:
+            return g.grade
+    return None
+
+
+# ---- the energy job: facility_samples -> energy_meter_15m ----------------------------------
+
+def _rollovers(cfg: config.Config) -> list[dict] | None:
+    rows = [{"site": m.site, "meter": m.meter, "max_kwh": float(m.register_max_kwh)}
+            for m in cfg.energy.meters if m.register_max_kwh is not None]
+    return rows or None
+
+
+def _runs(quarters: Iterable[datetime], pad: int) -> list[tuple[datetime, datetime]]:
+    """Contiguous [lo, hi) spans covering each quarter with `pad` quarters either side."""
+    step = timedelta(seconds=QUARTER_S)
+    spans: list[tuple[datetime, datetime]] = []
+    for q in sorted(set(quarters)):
+        lo, hi = q - pad * step, q + (pad + 1) * step
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+    return spans
+
+
+def build_quarters(store: Store, cfg: config.Config, lo: datetime, hi: datetime) -> int:
+    """(Re)build energy_meter_15m over [lo, hi) (quarter-aligned) from facility_samples, in one
+    transaction: delete the span's rows, insert what the readings say. Returns rows written."""
+    df = store.query("energy_meter_quarters", lo=lo, hi=hi, max_gap_s=cfg.energy.pue.max_gap_s,
+                     rollovers=_rollovers(cfg))
+    table = pa.Table.from_pandas(df, schema=arrow_schema("energy_meter_15m"), preserve_index=False)
+    with store.cursor() as cur, transaction(cur):
+        cur.execute("DELETE FROM energy_meter_15m WHERE quarter >= $lo AND quarter < $hi", {"lo": lo, "hi": hi})
+        cur.register("energy_batch", table)
+        try:
+            cur.execute("INSERT INTO energy_meter_15m BY NAME SELECT * FROM energy_batch")
+        finally:
+            cur.unregister("energy_batch")
+    return table.num_rows
+
+
+def build(store: Store, cfg: config.Config, now: datetime | None = None, *, full: bool | None = None) -> Any:
+    """The `energy` job: rebuild the quarter hours whose readings changed (new, late or the
+    quarter still filling), with their neighbours within max_gap_s (an interval crossing into
+    them changes too). It compares the last two days each run and everything once a day
+    (`full`), so readings imported late into old hours are counted too."""
+    from collectors.jobs import JobResult
+
+    now = now or datetime.now(UTC)
+    if full is None:
+        last = store.get_kv(KV_FULL_CHECK)
+        full = last is None or now - datetime.fromisoformat(last) >= FULL_CHECK_EVERY
+    lo = datetime(2000, 1, 1, tzinfo=UTC) if full else now - RECENT_CHECK
+    changed = store.query("energy_meter_counts", lo=lo, hi=now + timedelta(days=1))
+    pad = int(math.ceil(cfg.energy.pue.max_gap_s / QUARTER_S))
+    rows = 0
+    spans = _runs((pd.Timestamp(q).to_pydatetime() for q in changed["quarter"]), pad)
+    for a, b in spans:
+        rows += build_quarters(store, cfg, a, b)
+    if full:
+        store.set_kv(KV_FULL_CHECK, now.isoformat())
+    return JobResult(rows=rows, detail=f"{len(changed)} meter quarters changed; {len(spans)} spans rebuilt"
+                     + (" (full check)" if full else ""))
+
+
+def add_jobs(runner: Any, store: Store, cfg: config.Config) -> None:
+    """Register the `energy` job (every collection interval, at start) on a JobRunner."""
+    from collectors.jobs import Every
+
+    runner.add("energy", Every(max(60.0, cfg.collection.interval_s), at_start=True),
+               lambda now: build(store, cfg, now))
+
+
+# ---- site hours: facility, IT, cooling per UTC hour ---------------------------------------
+
+def _series_of(scope: str, category: Any) -> str | None:
+    if scope == "it":
+        return None if category is None or pd.isna(category) else f"it{int(category)}"
+    return scope if scope in ("facility", "cooling") else None
+
+
+def _configured(cfg: config.Config) -> pd.DataFrame:
+    rows = [{"site": m.site, "meter": m.meter, "series": _series_of(m.scope, m.category),
+             "sub": m.submeter_of is not None, "hall": m.hall, "loop": m.loop} for m in cfg.energy.meters]
+    return pd.DataFrame(rows, columns=["site", "meter", "series", "sub", "hall", "loop"])
+
+
+def it_category(cfg: config.Config, site: str, quarters: pd.DataFrame | None = None) -> int | None:
+    """The IT category a site's PUE uses: energy.sites[].it_category, else the highest category
+    of its configured IT meters or of the IT meters in `quarters`; None: no IT meter (estimate)."""
+    own = cfg.energy.site(site).it_category
+    if own is not None:
+        return own
+    cats = {m.category for m in cfg.energy.meters if m.site == site and m.scope == "it" and m.category}
+    if quarters is not None and len(quarters):
+        q = quarters[(quarters["site"] == site) & (quarters["scope"] == "it")]
+        cats |= {int(c) for c in q["pue_category"].dropna().unique()}
+    return max(cats) if cats else None
+
+
+def _hour_frame(q: pd.DataFrame, cfg: config.Config, sites: list[str]) -> pd.DataFrame:
+    """Per site, series and UTC hour of the quarters `q`: kWh (site level: sub-meters left out)
+    and ok (every quarter covered by every meter reporting, and by every listed meter)."""
+    if q.empty:
+        return pd.DataFrame(columns=["site", "series", "hour", "kwh", "ok"])
+    conf = _configured(cfg)
+    q = q.assign(series=[_series_of(s, c) for s, c in zip(q["scope"], q["pue_category"])])
+    subs = set(zip(conf.loc[conf["sub"], "site"], conf.loc[conf["sub"], "meter"])) if len(conf) else set()
+    if subs:
+        q = q[[(s, m) not in subs for s, m in zip(q["site"], q["meter"])]]
+    q = q[q["series"].notna()]
+    q = q.assign(complete=q["covered_s"] >= QUARTER_S - COVER_TOLERANCE_S)
+    listed = {}
+    for (site, series), g in conf[~conf["sub"]].groupby(["site", "series"]) if len(conf) else []:
+        listed[(site, series)] = set(g["meter"])
+    per_q = q.groupby(["site", "series", "quarter"]).agg(kwh=("kwh", "sum"), complete=("complete", "all"),
+                                                          meters=("meter", lambda m: frozenset(m))).reset_index()
+    per_q["ok"] = [c and listed.get((s, x), set()) <= m
+                   for s, x, c, m in zip(per_q["site"], per_q["series"], per_q["complete"], per_q["meters"])]
+    per_q["hour"] = per_q["quarter"].dt.floor("h")
+    hours = per_q.groupby(["site", "series", "hour"]).agg(kwh=("kwh", "sum"), ok_q=("ok", "sum")).reset_index()
+    hours["ok"] = hours["ok_q"] >= 4
+    return hours[["site", "series", "hour", "kwh", "ok"]]
+
+
+def _hours(first: datetime, end: datetime, now: datetime) -> pd.DatetimeIndex:
+    """The complete UTC hours whose start lies in [first, end) and that ended by `now`."""
+    last = min(end, now.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+    if last <= first:
+        return pd.DatetimeIndex([], tz=UTC)
+    return pd.date_range(first, last, freq="h", inclusive="left", tz=UTC)
+
+
+@dataclass
+class SiteHours:
+    """Per site and complete UTC hour: facility, IT (the site's PUE category or the estimate)
+    and cooling kWh, whether each is covered, board kWh, and the hour's max 15-minute demand."""
+
+    frame: pd.DataFrame             # index (site, hour)
+    category: dict[str, int | None]
+    estimated: dict[str, bool]
+
+
+def site_hours(store: Store, cfg: config.Config, first: datetime, end: datetime, now: datetime,
+               sites: list[str] | None = None, *, category: int | None = None) -> SiteHours:
+    """facility_kwh, facility_ok, it_kwh, it_ok, cooling_kwh, cooling_ok, board_kwh, node_h, valid
+    (facility and IT covered) and demand_kw (the hour's largest covered quarter's facility kWh x 4)
+    per site and complete hour in [first, end). `category` asks for another IT category than the
+    site's own."""
+    sites = sites or [s.id for s in cfg.sites]
+    hours = _hours(first, end, now)
+    q = store.query("energy_quarters", lo=first, hi=end, site=sites[0] if len(sites) == 1 else None)
+    if len(q):
+        q = q[q["site"].isin(sites)]
+        q["quarter"] = pd.to_datetime(q["quarter"], utc=True)
+    hf = _hour_frame(q, cfg, sites)
+    board = store.query("energy_board_hours", first_hour=first, end_ts=end, site=sites[0] if len(sites) == 1 else None,
+                        cluster=None, tenant=None)
+    if len(board):
+        board["hour"] = pd.to_datetime(board["hour"], utc=True)
+    gpn = {c.id: c.gpus_per_node for c in cfg.clusters}
+    idx = pd.MultiIndex.from_product([sites, hours], names=["site", "hour"])
+    out = pd.DataFrame(index=idx)
+    cats: dict[str, int | None] = {}
+    est: dict[str, bool] = {}
+    parts = []
+    for site in sites:
+        cat = category if category is not None else it_category(cfg, site, q if len(q) else None)
+        has_it = cat is not None and (
+            any(m.site == site and m.scope == "it" and m.category == cat for m in cfg.energy.meters)
+            or (len(hf) and ((hf["site"] == site) & (hf["series"] == f"it{cat}")).any()))
+        cats[site] = cat if has_it else None
+        est[site] = not has_it
+        f = pd.DataFrame(index=hours)
+        for name, series in (("facility", "facility"), ("it", f"it{cat}" if has_it else None), ("cooling", "cooling")):
+            s = hf[(hf["site"] == site) & (hf["series"] == series)].set_index("hour") if len(hf) else hf
+            f[f"{name}_kwh"] = s["kwh"].reindex(hours).astype(float) if len(s) else np.nan
+            f[f"{name}_ok"] = s["ok"].reindex(hours).fillna(False).astype(bool) if len(s) else False
+        b = board[board["site"] == site] if len(board) else board
+        if len(b):
+            bsum = b.groupby("hour")["energy_j"].sum() / 3.6e6
+            nodes = (b["observed_s"] / b["cluster"].map(gpn).fillna(8)).groupby(b["hour"]).sum() / 3600.0
+            f["board_kwh"] = bsum.reindex(hours).fillna(0.0).to_numpy()
+            f["node_h"] = nodes.reindex(hours).fillna(0.0).to_numpy()
+        else:
+            f["board_kwh"] = 0.0
+            f["node_h"] = 0.0
+        if not has_it:
+            f["it_kwh"] = f["board_kwh"] + f["node_h"] * cfg.energy.pue.per_node_overhead_w / 1000.0
+            f["it_ok"] = f["node_h"] > 0
+        if len(q):
+            fq = q[(q["site"] == site) & (q["scope"] == "facility")]
+            fq = fq[~fq["meter"].isin([m.meter for m in cfg.energy.meters if m.site == site and m.submeter_of])]
+            per = fq.groupby("quarter").agg(kwh=("kwh", "sum"), cov=("covered_s", "min"))
+            per = per[per["cov"] >= QUARTER_S - COVER_TOLERANCE_S]
+            dem = (per["kwh"] * 4.0).groupby(per.index.floor("h")).max()
+            f["demand_kw"] = dem.reindex(hours).astype(float).to_numpy()
+        else:
+            f["demand_kw"] = np.nan
+        f["valid"] = f["facility_ok"] & f["it_ok"]
+        f.index.name = "hour"
+        parts.append(f.assign(site=site).reset_index().set_index(["site", "hour"]))
+    out = pd.concat(parts) if parts else out
+    return SiteHours(out, cats, est)
+
+
+# ---- buckets ---------------------------------------------------------------------------------
+
+def _bucket_of(hours: pd.Series | pd.DatetimeIndex, step: str, tz: str, label: datetime) -> pd.Series:
+    h = pd.Series(pd.DatetimeIndex(hours).tz_convert(UTC))
+    if step == "1h":
+        return h
+    if step == "all":
+        return pd.Series([pd.Timestamp(label)] * len(h), dtype="datetime64[us, UTC]") if len(h) else h
+    local = h.dt.tz_convert(tz)
+    if step == "1d":
+        b = local.dt.normalize()
+    elif step == "1w":
+        b = local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D")
+    elif step == "1mo":
+        b = local.dt.normalize() - pd.to_timedelta(local.dt.day - 1, unit="D")
+    else:
+        raise ValueError(f"a step is one of 1h, 1d, 1w, 1mo, all, not {step!r}")
+    return b.dt.tz_convert(UTC)
+
+
+def _now(now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)).astimezone(UTC)
+
+
+def _first(v: View) -> datetime:
+    return v.first_hour
+
+
+# ---- PUE -----------------------------------------------------------------------------------
+
+PUE_COLUMNS = (
+    Col("bucket", "", "energy.col.bucket", "time"),
+    Col("site", "", "energy.col.site"),
+    Col("pue", "", "energy.col.pue", "ratio"),
+    Col("category", "", "energy.col.category"),
+    Col("it_estimated", "", "energy.col.it_estimated"),
+    Col("facility_kwh", "kWh", "energy.col.facility_kwh", "kwh"),
+    Col("it_kwh", "kWh", "energy.col.it_kwh", "kwh"),
+    Col("cooling_kwh", "kWh", "energy.col.cooling_kwh", "kwh"),
+    Col("cooling_share_pct", "%", "energy.col.cooling_share", "share"),
+    Col("hours", "h", "energy.col.hours", "count"),
+    Col("excluded_hours", "h", "energy.col.excluded_hours", "count"),
+    Col("cue", "kg/kWh", "energy.col.cue", "ratio"),
+    Col("target", "", "energy.col.target", "ratio"),
+    Col("grade", "", "energy.col.grade"),
+)
+
+
+def _sites(cfg: config.Config, v: View) -> list[str]:
+    return [s.id for s in cfg.sites if v.site in (None, s.id)]
+
+
+def pue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERYTHING, *,
+              now: datetime | None = None, category: int | None = None) -> HistoryTable:
+    """PUE per bucket and site from energy (facility kWh / IT kWh over the hours both are
+    covered), with its measurement category, whether IT is estimated, the kWh on both sides,
+    cooling kWh and share of IT, the hours counted and excluded, CUE (kg CO2 / IT kWh), the
+    site's target and GB 40879 grade. Not tenant-facing: a tenant scope gets no rows."""
+    now = _now(now)
+    sites = _sites(cfg, view) if scope.everything else []
+    if not sites:
+        return HistoryTable(PUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PUE_COLUMNS]), tz=view.tz)
+    sh = site_hours(store, cfg, view.first_hour, view.end, now, sites, category=category)
+    f = sh.frame.reset_index()
+    f["bucket"] = _bucket_of(f["hour"], view.step, view.tz, view.start).to_numpy()
+    f["month"] = f["hour"].dt.tz_convert(view.tz).dt.strftime("%Y-%m")
+    v = f["valid"]
+    f["fac_v"] = f["facility_kwh"].where(v, 0.0).fillna(0.0)
+    f["it_v"] = f["it_kwh"].where(v, 0.0).fillna(0.0)
+    cool_ok = v & f["cooling_ok"]
+    f["cool_v"] = f["cooling_kwh"].where(cool_ok, 0.0).fillna(0.0)
+    f["it_cool"] = f["it_kwh"].where(cool_ok, 0.0).fillna(0.0)
+    f["carbon"] = [carbon_kg(cfg, s, k, m) for s, k, m in zip(f["site"], f["fac_v"], f["month"])]
+    g = f.groupby(["bucket", "site"], sort=True).agg(
+        facility_kwh=("fac_v", "sum"), it_kwh=("it_v", "sum"), cooling_kwh=("cool_v", "sum"),
+        it_cool=("it_cool", "sum"), hours=("valid", "sum"), total=("valid", "size"), carbon=("carbon", "sum"),
+        cool_hours=("cooling_ok", "sum")).reset_index()
+    g["pue"] = (g["facility_kwh"] / g["it_kwh"].where(g["it_kwh"] > 0)).round(4)
+    g["excluded_hours"] = (g["total"] - g["hours"]).astype(int)
+    g["hours"] = g["hours"].astype(int)
+    g["cooling_share_pct"] = (100.0 * g["cooling_kwh"] / g["it_cool"].where(g["it_cool"] > 0)).round(3)
+    g.loc[g["cool_hours"] == 0, "cooling_kwh"] = np.nan
+    g["cue"] = (g["carbon"] / g["it_kwh"].where(g["it_kwh"] > 0)).round(4)
+    g["category"] = g["site"].map(lambda s: sh.category.get(s))
+    g["category"] = g["category"].astype(object).where(g["category"].notna(), None)
+    g["it_estimated"] = g["site"].map(lambda s: sh.estimated.get(s, True))
+    g["target"] = g["site"].map(lambda s: pue_target(cfg, s))
+    g["grade"] = [grade(cfg, None if pd.isna(p) else float(p)) for p in g["pue"]]
+    g.loc[g["hours"] == 0, ["facility_kwh", "it_kwh"]] = np.nan
+    for c in ("facility_kwh", "it_kwh", "cooling_kwh"):
+        g[c] = g[c].astype(float).round(3)
+    out = g[[c.name for c in PUE_COLUMNS]].reset_index(drop=True)
+    return HistoryTable(PUE_COLUMNS, out, tz=view.tz)
+
+
+PPUE_COLUMNS = (
+    Col("bucket", "", "energy.col.bucket", "time"),
+    Col("site", "", "energy.col.site"),
+    Col("level", "", "energy.col.level"),
+    Col("part", "", "energy.col.part"),
+    Col("ppue", "", "energy.col.ppue", "ratio"),
+    Col("it_kwh", "kWh", "energy.col.it_kwh", "kwh"),
+    Col("infrastructure_kwh", "kWh", "energy.col.infrastructure_kwh", "kwh"),
+    Col("category", "", "energy.col.category"),
+    Col("hours", "h", "energy.col.hours", "count"),
+    Col("excluded_hours", "h", "energy.col.excluded_hours", "count"),
+)
+
+
+def _parts(cfg: config.Config, sites: list[str]) -> list[dict]:
+    """Each hall and cooling loop with meters: its IT meters and its infrastructure meters."""
+    e = cfg.energy
+    out = []
+    for h in e.halls:
+        if h.site not in sites:
+            continue
+        it_meters = [m for m in e.meters if m.hall == h.id and m.scope == "it"]
+        cat = max((m.category for m in it_meters if m.category), default=None)
+        it = [m.meter for m in it_meters if m.category == cat]
+        fac = [m.meter for m in e.meters if m.hall == h.id and m.scope == "facility"]
+        infra = fac or [m.meter for m in e.meters if m.hall == h.id and m.scope == "cooling"]
+        if it and infra:
+            out.append({"site": h.site, "level": "hall", "part": h.id, "it": it, "infra": infra,
+                        "total": bool(fac), "category": cat})
+        for lp in e.loops:
+            if lp.hall != h.id:
+                continue
+            cool = [m.meter for m in e.meters if m.loop == lp.id]
+            if it and cool:
+                out.append({"site": h.site, "level": "loop", "part": lp.id, "it": it, "infra": cool,
+                            "total": False, "category": cat})
+    return out
+
+
+def ppue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERYTHING, *,
+               now: datetime | None = None) -> HistoryTable:
+    """Partial PUE per bucket, hall and cooling loop where meters allow: (IT kWh of the hall +
+    the infrastructure kWh within the boundary) / IT kWh of the hall, where the infrastructure is
+    the hall's own intake meter (then pPUE = its kWh / IT kWh) or its cooling meters; for a
+    loop, its cooling meters over the IT of its hall. Hours not covered on both sides are
+    excluded and counted."""
+    now = _now(now)
+    sites = _sites(cfg, view) if scope.everything else []
+    parts = _parts(cfg, sites)
+    empty = HistoryTable(PPUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PPUE_COLUMNS]), tz=view.tz)
+    if not parts:
+        return empty
+    hours = _hours(view.first_hour, view.end, now)
+    q = store.query("energy_quarters", lo=view.first_hour, hi=view.end, site=None)
+    if not len(q) or not len(hours):
+        return empty
+    q["quarter"] = pd.to_datetime(q["quarter"], utc=True)
+    q["hour"] = q["quarter"].dt.floor("h")
+    q["complete"] = q["covered_s"] >= QUARTER_S - COVER_TOLERANCE_S
+    rows = []
+    for p in parts:
+        def side(meters: list[str], site: str = p["site"]) -> pd.DataFrame:
+            s = q[(q["site"] == site) & q["meter"].isin(meters)]
+            per = s.groupby("hour").agg(kwh=("kwh", "sum"), ok=("complete", "sum"))
+            per["ok"] = per["ok"] >= 4 * len(meters)
+            return per.reindex(hours)
+        it, infra = side(p["it"]), side(p["infra"])
+        ok = it["ok"].fillna(False).astype(bool) & infra["ok"].fillna(False).astype(bool)
+        f = pd.DataFrame({"hour": hours, "it": it["kwh"].where(ok, 0.0).fillna(0.0).to_numpy(),
+                          "infra": infra["kwh"].where(ok, 0.0).fillna(0.0).to_numpy(), "ok": ok.to_numpy()})
+        f["bucket"] = _bucket_of(f["hour"], view.step, view.tz, view.start).to_numpy()
+        g = f.groupby("bucket").agg(it_kwh=("it", "sum"), infra=("infra", "sum"), hours=("ok", "sum"),
+                                    total=("ok", "size")).reset_index()
+        num = g["infra"] if p["total"] else g["it_kwh"] + g["infra"]
+        g["ppue"] = (num / g["it_kwh"].where(g["it_kwh"] > 0)).round(4)
+        g["infrastructure_kwh"] = (g["infra"] - g["it_kwh"] if p["total"] else g["infra"]).round(3)
+        g["it_kwh"] = g["it_kwh"].round(3)
+        g["excluded_hours"] = (g["total"] - g["hours"]).astype(int)
+        g["hours"] = g["hours"].astype(int)
+        g = g.assign(site=p["site"], level=p["level"], part=p["part"], category=p["category"])
+        rows.append(g[[c.name for c in PPUE_COLUMNS]])
+    out = pd.concat(rows).sort_values(["bucket", "site", "level", "part"]).reset_index(drop=True)
+    return HistoryTable(PPUE_COLUMNS, out, tz=view.tz)
+
+
+# ---- energy per cluster and tenant -------------------------------------------------------
+
+def _prices(cfg: config.Config, site: str, hours: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Price (CNY/kWh, NaN without a tariff) and period of each UTC hour at the site."""
+    tariff = cfg.energy.tariff(cfg.energy.site(site).tariff)
+    if tariff is None:
+        return np.full(len(hours), np.nan), [""] * len(hours)
+    local = pd.DatetimeIndex(hours).tz_convert(_site(cfg, site).timezone)
+    table = {m: (_hour_periods(_season(tariff, m)), _season(tariff, m).prices) for m in range(1, 13)}
+    periods = [table[m][0][h] for m, h in zip(local.month, local.hour)]
+    prices = np.array([table[m][1][p] for m, p in zip(local.month, periods)], dtype=float)
+    return prices, periods
+
+
+def _apportioned(store: Store, cfg: config.Config, first: datetime, end: datetime, now: datetime,
+                 key: str, sites: list[str], *, tenant: str | None = None, cluster: str | None = None,
+                 sh: SiteHours | None = None) -> pd.DataFrame:
+    """Per UTC hour, site and `key` (tenant | cluster): board_kwh, it_kwh, facility_kwh, gap (the
+    hour's meters had a gap: the range's ratios used), price and period (module docstring)."""
+    sh = sh or site_hours(store, cfg, first, end, now, sites)
+    b = store.query("energy_board_hours", first_hour=first, end_ts=end,
+                    site=sites[0] if len(sites) == 1 else None, cluster=cluster, tenant=tenant)
+    cols = ["hour", "site", key, "board_kwh", "it_kwh", "facility_kwh", "gap", "price", "period"]
+    if not len(b):
+        return pd.DataFrame(columns=cols)
+    b["hour"] = pd.to_datetime(b["hour"], utc=True)
+    b = b[b["site"].isin(sites)]
+    hours = _hours(first, end, now)
+    b = b[b["hour"].isin(hours)]
+    b = b.groupby(["hour", "site", key], as_index=False)["energy_j"].sum()
+    b["board_kwh"] = b["energy_j"] / 3.6e6
+    fr = sh.frame.reset_index()
+    v = fr["valid"] & (fr["board_kwh"] > 0)
+    ratios = {}
+    for site, g in fr.groupby("site"):
+        gv = g[v.loc[g.index]]
+        bsum = gv["board_kwh"].sum()
+        ratios[site] = ((gv["it_kwh"].sum() / bsum, gv["facility_kwh"].sum() / bsum) if bsum > 0 else (np.nan, np.nan))
+    fr["k_it"] = (fr["it_kwh"] / fr["board_kwh"]).where(v)
+    fr["k_fac"] = (fr["facility_kwh"] / fr["board_kwh"]).where(v)
+    b = b.merge(fr[["site", "hour", "k_it", "k_fac"]], on=["site", "hour"], how="left")
+    b["gap"] = b["k_fac"].isna()
+    b["k_it"] = b["k_it"].fillna(b["site"].map(lambda s: ratios.get(s, (np.nan, np.nan))[0]))
+    b["k_fac"] = b["k_fac"].fillna(b["site"].map(lambda s: ratios.get(s, (np.nan, np.nan))[1]))
+    b["it_kwh"] = b["board_kwh"] * b["k_it"]
+    b["facility_kwh"] = b["board_kwh"] * b["k_fac"]
+    b["price"] = np.nan
+    b["period"] = ""
+    for site in b["site"].unique():
+        m = b["site"] == site
+        prices, periods = _prices(cfg, site, b.loc[m, "hour"])
+        b.loc[m, "price"] = prices
+        b.loc[m, "period"] = periods
+    return b[cols]
+
+
+def _month_facility(store: Store, cfg: config.Config, site: str, months: Iterable[str],
+                    now: datetime) -> dict[str, float]:
+    """Facility kWh (covered hours) of whole site-local months: the base of a green kWh share."""
+    if not any(g.site == site and g.kwh is not None for g in cfg.energy.green):
+        return {}
+    out = {}
+    for m in months:
+        a, b = month_bounds(cfg, site, m)
+        sh = site_hours(store, cfg, a, b, now, [site])
+        out[m] = float(sh.frame["facility_kwh"].fillna(0.0).sum())
+    return out
+
+
+def _demand(cfg: config.Config, sh: SiteHours) -> pd.DataFrame:
+    """Per site and site-local month touched: the max 15-minute demand (kW) and its charge."""
+    rows = []
+    fr = sh.frame.reset_index()
+    for site, g in fr.groupby("site"):
+        e = cfg.energy.site(str(site))
+        tariff = cfg.energy.tariff(e.tariff)
+        tz = _site(cfg, str(site)).timezone
+        g = g.assign(month=g["hour"].dt.tz_convert(tz).dt.strftime("%Y-%m"))
+        for month, gm in g.groupby("month"):
+            peak = gm["demand_kw"].max()
+            charge = None
+            if tariff is not None and tariff.demand_cny_per_kw_month is not None and pd.notna(peak):
+                charge = float(peak) * tariff.demand_cny_per_kw_month
+            elif tariff is not None and tariff.capacity_cny_per_kva_month is not None and e.contracted_kva:
+                charge = e.contracted_kva * tariff.capacity_cny_per_kva_month
+            rows.append({"site": site, "month": month, "demand_kw": None if pd.isna(peak) else float(peak),
+                         "demand_cny": charge})
+    return pd.DataFrame(rows, columns=["site", "month", "demand_kw", "demand_cny"])
+
+
+def tenant_energy(store: Store, cfg: config.Config, start: datetime, end: datetime, *,
+                  tenant: str | None = None, now: datetime | None = None) -> pd.DataFrame:
+    """Energy per tenant over the complete UTC hours in [start, end), one row per tenant with board
+    energy (every configured tenant, Unattributed, Unallocated; only `tenant` when given):
+
+    - board_kwh: board-level energy (MIG folded), kWh;
+    - it_kwh: the tenant's share of its sites' metered IT energy, by board energy hour by hour
+      (kWh; equals board_kwh x the site's IT/board ratio);
+    - facility_kwh: it_kwh x the hour's PUE (= the site's facility kWh x the board share), kWh;
+    - overhead_kwh: facility_kwh - it_kwh (cooling, power losses, the rest), kWh;
+    - cost_cny: each hour's facility_kwh at the site's time-of-use price, CNY (energy only);
+    - demand_cny: the months' demand (or capacity) charge shared by facility energy, CNY;
+    - carbon_kg: kg CO2 of facility_kwh (green electricity left out);
+    - gap_hours: hours with board energy but a meter gap (priced with the range's ratios).
+    Facility energy of all tenants together is the sites' facility energy of the covered hours."""
+    now = _now(now)
+    sites = [s.id for s in cfg.sites]
+    cols = ["tenant", "board_kwh", "it_kwh", "overhead_kwh", "facility_kwh", "cost_cny", "demand_cny",
+            "carbon_kg", "gap_hours"]
+    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if first < start:
+        first += HOUR
+    sh = site_hours(store, cfg, first, end, now, sites)
+    a = _apportioned(store, cfg, first, end, now, "tenant", sites, tenant=tenant, sh=sh)
+    if not len(a):
+        return pd.DataFrame(columns=cols)
+    return _summarise(store, cfg, a, "tenant", sh, now)[cols]
+
+
+def _summarise(store: Store, cfg: config.Config, a: pd.DataFrame, key: str, sh: SiteHours,
+               now: datetime) -> pd.DataFrame:
+    a = a.copy()
+    a["cost"] = a["facility_kwh"] * a["price"]
+    tz = {s.id: s.timezone for s in cfg.sites}
+    a["month"] = [h.tz_convert(tz[s]).strftime("%Y-%m") for h, s in zip(a["hour"], a["site"])]
+    carbon = []
+    for (site, month), g in a.groupby(["site", "month"]):
+        mk = _month_facility(store, cfg, str(site), [str(month)], now).get(str(month))
+        c = carbon_kg(cfg, str(site), 1.0, str(month), month_kwh=mk)
+        carbon.append(pd.Series(g["facility_kwh"] * c, index=g.index))
+    a["carbon"] = pd.concat(carbon) if carbon else 0.0
+    dem = _demand(cfg, sh)
+    a["demand"] = 0.0
+    for _, d in dem.iterrows():
+        if d["demand_cny"] is None or pd.isna(d["demand_cny"]):
+            continue
+        m = (a["site"] == d["site"]) & (a["month"] == d["month"])
+        total = a.loc[m, "facility_kwh"].sum()
+        site_total = sh.frame.loc[d["site"]]
+        site_total = site_total[site_total.index.tz_convert(tz[d["site"]]).strftime("%Y-%m") == d["month"]]
+        whole = site_total["facility_kwh"].where(site_total["valid"]).sum()
+        if whole > 0 and total > 0:
+            a.loc[m, "demand"] = a.loc[m, "facility_kwh"] / whole * d["demand_cny"]
+    g = a.groupby(key).agg(board_kwh=("board_kwh", "sum"), it_kwh=("it_kwh", lambda s: s.sum(min_count=1)),
+                           facility_kwh=("facility_kwh", lambda s: s.sum(min_count=1)),
+                           cost_cny=("cost", lambda s: s.sum(min_count=1)), demand_cny=("demand", "sum"),
+                           carbon_kg=("carbon", "sum"), gap_hours=("gap", "sum")).reset_index()
+    g["overhead_kwh"] = g["facility_kwh"] - g["it_kwh"]
+    g["gap_hours"] = g["gap_hours"].astype(int)
+    return g
+
+
+# ---- site power per day (capacity) -------------------------------------------------------
+
+def site_power_daily(store: Store, cfg: config.Config, start: datetime, end: datetime, *,
+                     now: datetime | None = None) -> pd.DataFrame:
+    """Per site and site-local day in [start, end): IT, facility and cooling power in kW, the
+    day's mean (kWh over the covered hours / hours) and peak (the largest covered quarter hour's
+    mean power; NaN where unmetered). `day` is the local day's start (tz-aware, site zone)."""
+    now = _now(now)
+    cols = ["day", "site", "it_kw_mean", "it_kw_peak", "facility_kw_mean", "facility_kw_peak",
+            "cooling_kw_mean", "cooling_kw_peak"]
+    out = []
+    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    q = store.query("energy_quarters", lo=first, hi=end, site=None)
+    sh = site_hours(store, cfg, first, end, now)
+    if len(q):
+        q["quarter"] = pd.to_datetime(q["quarter"], utc=True)
+    for s in cfg.sites:
+        tz = s.timezone
+        fr = sh.frame.loc[s.id].reset_index() if s.id in sh.frame.index.get_level_values(0) else pd.DataFrame()
+        if fr.empty:
+            continue
+        fr["day"] = fr["hour"].dt.tz_convert(tz).dt.normalize()
+        res = pd.DataFrame({"day": sorted(fr["day"].unique())})
+        for name in ("it", "facility", "cooling"):
+            ok = fr[f"{name}_ok"]
+            kwh = fr[f"{name}_kwh"].where(ok)
+            mean = kwh.groupby(fr["day"]).sum(min_count=1) / ok.groupby(fr["day"]).sum().where(lambda x: x > 0)
+            res[f"{name}_kw_mean"] = mean.reindex(res["day"]).to_numpy()
+            res[f"{name}_kw_peak"] = np.nan
+        if len(q):
+            sq = q[q["site"] == s.id]
+            subs = {m.meter for m in cfg.energy.meters if m.site == s.id and m.submeter_of}
+            sq = sq[~sq["meter"].isin(subs)]
+            cat = sh.category.get(s.id)
+            for name, mask in (("facility", sq["scope"] == "facility"),
+                               ("it", (sq["scope"] == "it") & (sq["pue_category"] == (cat or -1))),
+                               ("cooling", sq["scope"] == "cooling")):
+                per = sq[mask].groupby("quarter").agg(kwh=("kwh", "sum"), cov=("covered_s", "min"))
+                per = per[per["cov"] >= QUARTER_S - COVER_TOLERANCE_S]
+                if per.empty:
+                    continue
+                day = per.index.tz_convert(tz).normalize()
+                peak = (per["kwh"] * 4.0).groupby(day).max()
+                res[f"{name}_kw_peak"] = peak.reindex(res["day"]).to_numpy()
+        if sh.estimated.get(s.id):
+            it_h = fr["it_kwh"].where(fr["it_ok"])
+            res["it_kw_peak"] = it_h.groupby(fr["day"]).max().reindex(res["day"]).to_numpy()
+        res["site"] = s.id
+        out.append(res)
+    if not out:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat(out, ignore_index=True)
+    return df[cols]
