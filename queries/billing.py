@@ -370,6 +370,7 @@ def _vouchers(cfg: config.Config, tenant: str, m: Month, charges: list[dict[str,
 class _Issued:
     summary: pd.DataFrame           # bill_issues rows
     lines: pd.DataFrame             # bill_lines rows
+    adjustments: pd.DataFrame       # adjustment lines of issued bills of any month, by the month they correct
 
     def has(self, month_name: str, tenant: str) -> bool:
         return (month_name, tenant) in self._keys
@@ -379,14 +380,16 @@ class _Issued:
         self._lines: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for rec in self.lines.to_dict("records"):
             self._lines[(rec["month"], rec["tenant"])].append(rec)
+        self._adjusted: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for rec in self.adjustments.to_dict("records"):
+            self._adjusted[(rec["ref_month"], rec["tenant"])].append(rec)
 
     def lines_of(self, month_name: str, tenant: str) -> list[dict[str, Any]]:
         return [{k: _none(r.get(k)) for k in LINE_FIELDS} for r in self._lines.get((month_name, tenant), [])]
 
     def adjusted(self, ref_month: str, tenant: str) -> list[dict[str, Any]]:
         """Adjustment lines of issued bills that correct `ref_month`."""
-        return [{k: _none(r.get(k)) for k in LINE_FIELDS} for (mo, t), rows in self._lines.items() if t == tenant
-                for r in rows if r["kind"] in ADJUSTMENTS and r.get("ref_month") == ref_month]
+        return [{k: _none(r.get(k)) for k in LINE_FIELDS} for r in self._adjusted.get((ref_month, tenant), [])]
 
 
 def _none(v: Any) -> Any:
@@ -449,11 +452,12 @@ def _sequence(store: Store, cfg: config.Config, last: Month, now: datetime, tena
     usage = _Usage(store.query("billing_usage", bill_from=first.start, bill_to=min(last.end, _hour_after(now)),
                                bill_tz=last.tz, tenant=one))
     issued = _Issued(store.query("billing_issued", month_from=first.name, month_to=last.name, tenant=one),
-                     store.query("billing_issued_lines", month_from=first.name, month_to=last.name, tenant=one))
+                     store.query("billing_issued_lines", month_from=first.name, month_to=last.name, tenant=one),
+                     store.query("billing_adjustments", month_from=first.name, tenant=one))
     caps = _Caps()
     for rec in store.query("billing_claimed", month_to=first.name).to_dict("records"):
         caps.claimed[(rec["contract"], rec["programme"])] = rec["month"]
-    energy_fn = energy or _energy_reader(store, cfg)
+    energy_fn = _cached(energy) if energy is not None else _energy_reader(store, cfg)
     every = sorted({c.tenant for c in b.contracts} | {e.tenant for e in b.enrolments}
                    | set(issued.summary["tenant"]))
     wanted = every if tenants is None else [t for t in every if t in tenants]
@@ -546,11 +550,16 @@ def _energy_reader(store: Store, cfg: config.Config) -> EnergyFn:
     fn = _tenant_energy()
     if fn is None:
         return lambda s, e: None
-    cache: dict[tuple[datetime, datetime], pd.DataFrame] = {}
+    return _cached(lambda s, e: fn(store, cfg, s, e))
 
-    def read(s: datetime, e: datetime) -> pd.DataFrame:
+
+def _cached(fn: EnergyFn) -> EnergyFn:
+    """`fn` asked once per span (every contract of a month asks for the month's)."""
+    cache: dict[tuple[datetime, datetime], pd.DataFrame | None] = {}
+
+    def read(s: datetime, e: datetime) -> pd.DataFrame | None:
         if (s, e) not in cache:
-            cache[(s, e)] = fn(store, cfg, s, e)
+            cache[(s, e)] = fn(s, e)
         return cache[(s, e)]
     return read
 
@@ -710,20 +719,28 @@ class BillTable(HistoryTable):
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def for_people(self, lang: str) -> pd.DataFrame:
-        out = super().for_people(lang)
-        rename = {}
-        for col, header in zip(self.columns, list(out.columns)):
+        data: dict[str, list[str]] = {}
+        for col in self.columns:
             values = self.rows[col.name] if col.name in self.rows else pd.Series([None] * len(self.rows))
-            if col.kind == "cny":
-                out[header] = [_money(v) for v in values]
-            elif col.kind == "word":
-                out[header] = ["—" if _missing(v) else i18n.t(f"billing.word.{v}", lang) for v in values]
-            elif col.kind == "programme":
-                out[header] = ["—" if _missing(v) else self.programme_name(str(v), lang) for v in values]
             if col.name in self.headers:
-                text = self.headers[col.name].get(lang) or self.headers[col.name]["en"]
-                rename[header] = f"{text} ({col.unit})" if col.unit else text
-        return out.rename(columns=rename)
+                header = self.headers[col.name].get(lang) or self.headers[col.name]["en"]
+            else:
+                header = i18n.t(col.label, lang)
+            if col.unit:
+                header = f"{header} ({col.unit})"
+            if col.kind == "cny":
+                shown = [_money(v) for v in values]
+            elif col.kind == "number":
+                shown = ["—" if _missing(v) else f"{float(v):,.4f}".rstrip("0").rstrip(".") for v in values]
+            elif col.kind == "word":
+                shown = ["—" if _missing(v) else i18n.t(f"billing.word.{v}", lang) for v in values]
+            elif col.kind == "programme":
+                shown = ["—" if _missing(v) else self.programme_name(str(v), lang) for v in values]
+            else:               # the history tables' own kinds: times in the table's zone, names, numbers
+                one = HistoryTable((col,), pd.DataFrame({col.name: values.to_numpy()}), tz=self.tz, names=self.names)
+                shown = one.for_people(lang).iloc[:, 0].tolist()
+            data[header] = shown
+        return pd.DataFrame(data)
 
     def programme_name(self, pid: str, lang: str) -> str:
         h = self.headers.get(f"programme:{pid}")
