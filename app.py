@@ -44,6 +44,15 @@ else:
     from queries.access import start_problem
     from queries.scope import Scope
 
+    from streamlit.runtime.pages_manager import PagesManager
+
+    # Every run goes through ui.main's navigation (and its access gate). Streamlit would treat
+    # the pages/ folder beside this file as a page directory until the first st.navigation
+    # call, so a server's first request for /live or /tenants would run that page file on its
+    # own; the pages refuse to run without the session's context, but no page should be
+    # reached around the gate at all.
+    PagesManager.uses_pages_directory = False
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # Both checks run when the server imports this file, before it serves anything, so a

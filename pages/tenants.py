@@ -28,7 +28,7 @@ def usage_section(ctx: PageContext, view: View, now: datetime) -> list[str]:
     """The per-tenant table and chart; the tenants it lists."""
     t = ctx.t
     st.subheader(t("history.tenants.table"))
-    table = history.tenants(ctx.store, ctx.cfg, view, now)
+    table = history.tenants(ctx.store, ctx.cfg, view, now, scope=ctx.scope)
     df = table.rows
     names = [text(history.tenant_name(k, table.names, ctx.lang)) for k in df["tenant"]]
     fig = go.Figure()
@@ -50,12 +50,12 @@ def drill_section(ctx: PageContext, view: View, now: datetime, tenants: list[str
     st.subheader(t("history.tenants.drill"))
     if not tenants:
         return
-    names = history.tenant_names(ctx.cfg)
+    names = history.tenant_names(ctx.cfg, scope=ctx.scope)
     current = ui.param_choice("drill", tenants, tenants[0])
     tenant = st.selectbox(t("history.col.tenant"), tenants, index=tenants.index(current), key="tenant_drill",
                           format_func=lambda k: history.tenant_name(k, names, ctx.lang))
     ui.set_param("drill", tenant, None)
-    daily = history.tenant_daily(ctx.store, ctx.cfg, view, tenant, now)
+    daily = history.tenant_daily(ctx.store, ctx.cfg, view, tenant, now, scope=ctx.scope)
     df = daily.rows
     fig = go.Figure()
     fig.add_trace(go.Bar(x=df["bucket"], y=df["allocated_gpu_hours"], name=t("history.col.allocated"),
@@ -72,7 +72,7 @@ def drill_section(ctx: PageContext, view: View, now: datetime, tenants: list[str
     st.plotly_chart(fig, width="stretch", key="tenant_daily")
     show_table(ctx, daily, f"tenant-{tenant}-daily")
     st.markdown(f"**{t('history.tenants.devices')}**")
-    devices = history.devices(ctx.store, ctx.cfg, view, now, tenant=tenant)
+    devices = history.devices(ctx.store, ctx.cfg, view, now, tenant=tenant, scope=ctx.scope)
     if devices.rows.empty:
         st.caption(t("history.no_rows"))
         return

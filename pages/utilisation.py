@@ -60,14 +60,15 @@ def range_controls(ctx: PageContext, now: datetime, *, filters: tuple[str, ...] 
     kind = side.selectbox(t("history.range"), list(history.RANGES), index=list(history.RANGES).index(kind),
                           format_func=lambda k: ctx.t(f"history.range.{k}"), key="history_range")
     ui.set_param("range", kind, "7d")
-    allowed = history.choices(cfg, ctx.store)
+    allowed = history.choices(cfg, ctx.store, scope=ctx.scope)
     picked: dict[str, str | None] = {}
     for name in filters:
         options = ["all", *allowed[name]]
         current = ui.param_choice(name, options, "all")
         names = {"all": t(f"history.filter.all_{name}")}
         if name == "tenant":
-            names.update({k: history.tenant_name(k, history.tenant_names(cfg), ctx.lang) for k in allowed[name]})
+            known = history.tenant_names(cfg, scope=ctx.scope)
+            names.update({k: history.tenant_name(k, known, ctx.lang) for k in allowed[name]})
 
         def label(k: str, names: dict[str, str] = names) -> str:
             return names.get(k, k)
@@ -170,7 +171,7 @@ def ladder_bars(ctx: PageContext, table: HistoryTable, by: str) -> go.Figure:
 def ladder_section(ctx: PageContext, view: View, now: datetime) -> None:
     t = ctx.t
     st.subheader(t("history.ladder.title"))
-    fleet = history.utilisation(ctx.store, ctx.cfg, view, now)
+    fleet = history.utilisation(ctx.store, ctx.cfg, view, now, scope=ctx.scope)
     row = fleet.rows.iloc[0]
     target = ctx.cfg.utilisation.target_pct
     shares = history.ladder_shares(row)
@@ -198,7 +199,7 @@ def ladder_section(ctx: PageContext, view: View, now: datetime) -> None:
     for by in ("cluster", "model"):
         st.markdown(f"**{t(f'history.ladder.by_{by}')}**")
         table = history.ladder_table(history.utilisation(ctx.store, ctx.cfg, replace(view, by=by),
-                                                         now), by)
+                                                         now, scope=ctx.scope), by)
         if table.rows.empty:
             st.caption(t("history.no_rows"))
             continue
@@ -215,7 +216,7 @@ def over_time_section(ctx: PageContext, view: View, now: datetime) -> None:
                                 format_func=lambda s: ctx.t(f"history.step.{s}")) or current
     ui.set_param("step", step, "auto")
     v = replace(view, step=history.auto_step(view) if step == "auto" else step)
-    table = history.utilisation(ctx.store, ctx.cfg, v, now)
+    table = history.utilisation(ctx.store, ctx.cfg, v, now, scope=ctx.scope)
     df = table.rows
     target = ctx.cfg.utilisation.target_pct
     fig = go.Figure()
@@ -241,7 +242,7 @@ def over_time_section(ctx: PageContext, view: View, now: datetime) -> None:
 def heatmap_section(ctx: PageContext, view: View, now: datetime) -> None:
     t = ctx.t
     st.subheader(t("history.heatmap.title", tz=view.tz))
-    df = history.heatmap(ctx.store, view, now)
+    df = history.heatmap(ctx.store, view, now, scope=ctx.scope)
     grid = (df.pivot_table(index="weekday", columns="hour_of_day", values="util_pct", aggfunc="first")
             .reindex(index=range(1, 8), columns=range(24)))
     days = [t(f"history.weekday.{d}") for d in WEEKDAYS]
@@ -264,7 +265,7 @@ def reclaim_section(ctx: PageContext, view: View, now: datetime) -> None:
     t = ctx.t
     st.subheader(t("history.reclaim.title"))
     st.caption(t("history.reclaim.help"))
-    tenants = history.reclaim_tenants(ctx.store, ctx.cfg, view, now)
+    tenants = history.reclaim_tenants(ctx.store, ctx.cfg, view, now, scope=ctx.scope)
     if tenants.rows.empty:
         st.success(t("history.reclaim.none"), icon=":material/check_circle:")
         return
@@ -273,8 +274,8 @@ def reclaim_section(ctx: PageContext, view: View, now: datetime) -> None:
     st.markdown(f"**{t('history.reclaim.tenants')}**")
     show_table(ctx, tenants, "reclaim-tenants")
     st.markdown(f"**{t('history.reclaim.devices', n=RECLAIM_DEVICES)}**")
-    show_table(ctx, history.devices(ctx.store, ctx.cfg, view, now, idle_only=True, limit=RECLAIM_DEVICES),
-               "reclaim-devices")
+    show_table(ctx, history.devices(ctx.store, ctx.cfg, view, now, idle_only=True, limit=RECLAIM_DEVICES,
+                                   scope=ctx.scope), "reclaim-devices")
 
 
 def page(ctx: PageContext) -> None:

@@ -1,0 +1,244 @@
+"""Tenant isolation, end to end: every page of the navigation (pages/ui.py NAV, each that exists,
+so pages added later are walked too) and every API route (api.modules(), each ROUTES) as tenant
+alpha over a store holding alpha's and bravo's GPUs, finding no row, figure, name, host or
+device id of bravo anywhere in what is drawn or answered.
+
+The store: two hosts of the default simulated centre's clusters, node-a (GPU-0000, GPU-0001)
+held by alpha (namespace alpha-ns) and node-b (GPU-B000, GPU-B001) held by bravo (bravo-ns),
+collected for 10 minutes two hours ago and rolled up. Pages run from app.py (AppTest) with
+sign-in on and `AppTest.user` as an ID token's claims; the API through its middleware with
+alpha's bearer token. Each walk first checks, as a manager, that bravo's marks do show, so a
+walk that shows nothing cannot pass.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+import pandas as pd
+import pytest
+import streamlit as st
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+from streamlit.testing.v1 import AppTest
+
+import api
+import config
+from collectors.dcgm import DcgmCollector
+from collectors.scheduler import Scheduler
+from pages import ui
+from queries import Store, audit, rollup, tokens
+from queries.scope import Scope
+from queries.store import set_shared_store
+from helpers import A, B, FakeFloor, config_dict, config_dir, dcgm_text, text_b
+
+B_MARKS = ("bravo", "Bravo Robotics", "node-b", "GPU-B00")       # bravo's id, name, host, device ids
+A_MARKS = ("Alpha Labs", "node-a", "GPU-000")
+TENANTS = [{"id": "alpha", "name": "Alpha Labs", "namespaces": ["alpha-ns"]},
+           {"id": "bravo", "name": "Bravo Robotics", "namespaces": ["bravo-ns"]}]
+ACCESS_TOML = """sign_in = "oidc"
+[oidc]
+server_metadata_url = "http://127.0.0.1:9/.well-known/openid-configuration"
+client_id = "zhisuan"
+client_secret_file = "client-secret"
+cookie_secret_file = "cookie-secret"
+redirect_uri = "http://localhost:8501/oauth2callback"
+"""
+
+
+def write_access(cdir, text: str = ACCESS_TOML) -> None:
+    (cdir / "client-secret").write_text("not-a-real-secret\n")
+    (cdir / "cookie-secret").write_text("c" * 40 + "\n")
+    (cdir / "access.toml").write_text(text)
+
+
+def seed(db, cfg, now: datetime) -> None:
+    store = Store(db)
+    floor = FakeFloor()
+    sched = Scheduler(store, [(DcgmCollector(cfg, fetch=floor.fetch), [A, B])], interval_s=15)
+    store.register_targets([A.as_row(), B.as_row()])
+    floor.responses[A.url] = dcgm_text(util=(80, 40), ns=("alpha-ns", "alpha-ns"))
+    floor.responses[B.url] = text_b(util=(70, 30), ns=("bravo-ns", "bravo-ns"))
+    start = now - timedelta(hours=2)
+    for i in range(40):
+        sched.run_cycle(start + timedelta(seconds=15 * i))
+    sched.pool.shutdown()
+    rollup.build(store, cfg, now)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def two_tenants(tmp_path_factory) -> Iterator[tuple[Any, config.Config, Any]]:
+    tmp = tmp_path_factory.mktemp("isolation")
+    db = tmp / "two.duckdb"
+    centre = config_dict()
+    centre.update(tenants=TENANTS, database={**centre["database"], "path": str(db)})
+    cdir = config_dir(tmp / "config", centre)
+    write_access(cdir)
+    cfg = config.load(cdir)
+    seed(db, cfg, datetime.now(timezone.utc))
+    yield cdir, cfg, db
+
+
+def navigation_only(monkeypatch) -> None:
+    """Runs go through app.py's navigation as in the server (app.py tells Streamlit the pages/
+    folder is not a page directory; AppTest forgets that before each run)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    init = PagesManager.__init__
+
+    def without_pages_folder(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", without_pages_folder)
+
+
+@pytest.fixture
+def served_pages(two_tenants, monkeypatch):
+    cdir, cfg, db = two_tenants
+    navigation_only(monkeypatch)
+    store = Store(db)
+    set_shared_store(store)                   # the pages' store, writable: what they audit is read back
+    monkeypatch.setenv(config.ENV_VAR, str(cdir))
+    st.cache_resource.clear()
+    yield store
+    set_shared_store(None)
+    st.cache_resource.clear()
+    store.close()
+
+
+def claims(groups: list[str], who: str = "ann@alpha.example") -> dict:
+    return {"is_logged_in": True, "email": who, "sub": who.split("@")[0], "groups": groups,
+            "iat": int(datetime.now(timezone.utc).timestamp())}
+
+
+def app_as(groups: list[str], lang: str = "en", **params: str) -> AppTest:
+    at = AppTest.from_file(str(config.PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.user = claims(groups)
+    at.query_params["lang"] = lang
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def drawn_text(at: AppTest) -> str:
+    """Everything the run drew: each element's message (titles, metrics, captions, widget
+    options, plotly figures' JSON), tables as CSV."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        if type(node).__name__ == "Dataframe":
+            value = node.value
+            if isinstance(value, pd.DataFrame):
+                out.append(value.to_csv())
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def open_page(at: AppTest, page: ui.NavPage) -> AppTest:
+    """Open a page of the navigation by its URL path, as a shared link would (hidden ones too)."""
+    script = str(config.PROJECT_ROOT / page.script)
+    hashes = [h for h, info in at._registered_pages.items()
+              if info.get("url_pathname") == page.url_path or info.get("script_path") == script]
+    assert hashes, (page.url_path, at._registered_pages)
+    at._page_hash = hashes[0]
+    at.run()
+    assert not at.exception, (page.script, [e.message for e in at.exception])
+    return at
+
+
+def existing_pages() -> list[ui.NavPage]:
+    return [p for p in ui.NAV if (config.PROJECT_ROOT / p.script).exists()]
+
+
+def leaks(text: str, marks: tuple[str, ...] = B_MARKS) -> list[str]:
+    return [m for m in marks if m.lower() in text.lower()]
+
+
+def test_a_manager_sees_both_tenants_so_the_walk_can_fail(served_pages):
+    at = app_as(["role:manager"], drill="bravo")
+    seen = ""
+    for page in existing_pages():
+        seen += drawn_text(open_page(at, page))
+    assert not leaks(seen, ("Sign in",)), "the manager is signed in"
+    assert set(leaks(seen)) == set(B_MARKS), leaks(seen)
+    assert {"Alpha Labs", "node-a"} <= set(leaks(seen, A_MARKS))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_tenant_alpha_finds_nothing_of_bravo_on_any_page(served_pages, lang):
+    # the URL asks for bravo every way a page reads one: they must be ignored
+    at = app_as(["tenant:alpha"], lang, tenant="bravo", drill="bravo", view_as="tenant:bravo")
+    scope = Scope("tenant", "alpha", "ann@alpha.example")
+    opened, refused = [], []
+    own = ""
+    for page in existing_pages():
+        text = drawn_text(open_page(at, page))
+        assert not leaks(text), (page.script, leaks(text))
+        own += text
+        (opened if page.visible(scope) else refused).append(page.url_path)
+        if not page.visible(scope):
+            assert any(w.icon == ":material/block:" for w in at.warning), page.script
+    assert {"utilisation", "tenants"} <= set(opened)
+    assert {"live", "sources"} <= set(refused)
+    assert "Alpha Labs" in own and "node-a" in own            # alpha does see its own
+    denied = audit.rows(served_pages, start=datetime.now(timezone.utc) - timedelta(hours=1),
+                        end=datetime.now(timezone.utc) + timedelta(minutes=1), action="denied")
+    assert {f"page:{p}" for p in refused} <= set(denied["target"])
+    assert set(denied["tenant"]) == {"alpha"}
+
+
+# ---- the API ------------------------------------------------------------------------
+
+PARAM_SETS: list[dict[str, str]] = [
+    {"format": "csv"}, {"by": "tenant"}, {"by": "tenant", "format": "csv"}, {"tenant": "bravo"},
+    {"tenant": "bravo", "by": "tenant", "format": "csv"}, {"by": "cluster"}, {"by": "model"}, {"by": "site"},
+    {"step": "1h"}, {"range": "24h"}, {"tenant": "alpha"},
+]
+
+
+@pytest.fixture(scope="module")
+def api_client(two_tenants):
+    _, cfg, db = two_tenants
+    store = Store(db)
+    app = Starlette(routes=api.routes(lambda: store, cfg), middleware=api.middleware(lambda: store, cfg))
+    client = TestClient(app, raise_server_exceptions=False)
+    yield client, cfg, store
+    store.close()
+
+
+def routes() -> list[str]:
+    return [path for module in api.modules() for path, _, _ in module.ROUTES]
+
+
+def test_every_api_route_as_tenant_alpha_answers_nothing_of_bravo(api_client):
+    client, cfg, store = api_client
+    _, alpha = tokens.create(store, name="alpha-grafana", role="tenant", tenant="alpha", by="test",
+                             tenants=[t.id for t in cfg.tenants])
+    _, manager = tokens.create(store, name="finance", role="manager", by="test")
+    paths = routes()
+    assert "/api/v1/tenants" in paths and "/api/v1/utilisation" in paths
+    now = datetime.now(timezone.utc)
+    span = {"from": (now - timedelta(days=1)).isoformat(), "to": now.isoformat()}
+    manager_saw = ""
+    for path in paths:
+        for params in [{}] + [{**span, **p} for p in PARAM_SETS]:
+            r = client.get(path, params=params, headers={"Authorization": f"Bearer {alpha}"})
+            assert r.status_code in (200, 400, 403), (path, params, r.status_code, r.text)
+            assert not leaks(r.text), (path, params, leaks(r.text))
+            m = client.get(path, params=params, headers={"Authorization": f"Bearer {manager}"})
+            assert m.status_code in (200, 400), (path, params, m.status_code, m.text)
+            manager_saw += m.text
+    assert "bravo" in leaks(manager_saw), "the manager's answers name bravo"
+    body = client.get("/api/v1/tenants", params=span, headers={"Authorization": f"Bearer {alpha}"})
+    assert body.status_code == 200 and [r["tenant"] for r in body.json()["rows"]] == ["alpha"], body.text
+    assert body.json()["rows"][0]["allocated_gpu_hours"] > 0
