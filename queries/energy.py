@@ -47,7 +47,8 @@ import pyarrow as pa
 import config
 from config.energy import hour_range
 from queries.catalogue import arrow_schema
-from queries.history import Col, HistoryTable, View
+import i18n
+from queries.history import Col, HistoryTable, View, tenant_names
 from queries.scope import EVERYTHING, Scope
 from queries.store import Store, transaction
 
@@ -414,6 +415,40 @@ def site_hours(store: Store, cfg: config.Config, first: datetime, end: datetime,
     return SiteHours(out, cats, est)
 
 
+# ---- tables for people -------------------------------------------------------------------
+
+# the kinds of this module's columns history.HistoryTable does not format, as a page shows them
+_FORMATS = {
+    "ratio": lambda v: f"{v:.3f}",
+    "kw": lambda v: f"{v:,.1f}",
+    "kg": lambda v: f"{v:,.1f}",
+}
+
+
+class EnergyTable(HistoryTable):
+    """A history.HistoryTable (the same JSON and CSV) whose page form also formats PUE-like
+    ratios, kW and kg, and says yes / no for a flag in the reader's language. An empty table's
+    records are [] (history's time conversion does not take an empty column)."""
+
+    def records(self) -> list[dict[str, Any]]:
+        return [] if self.rows.empty else super().records()
+
+    def for_people(self, lang: str) -> pd.DataFrame:
+        rows = self.rows.copy()
+        cols = []
+        for c in self.columns:
+            if c.kind in _FORMATS and c.name in rows:
+                fmt = _FORMATS[c.kind]
+                rows[c.name] = [None if v is None or pd.isna(v) else fmt(float(v)) for v in rows[c.name]]
+                c = Col(c.name, c.unit, c.label)
+            elif c.kind == "flag" and c.name in rows:
+                rows[c.name] = [None if v is None or pd.isna(v) else i18n.t("energy.yes" if v else "energy.no", lang)
+                                for v in rows[c.name]]
+                c = Col(c.name, c.unit, c.label)
+            cols.append(c)
+        return HistoryTable(tuple(cols), rows, tz=self.tz, names=self.names).for_people(lang)
+
+
 # ---- buckets ---------------------------------------------------------------------------------
 
 def _bucket_of(hours: pd.Series | pd.DatetimeIndex, step: str, tz: str, label: datetime) -> pd.Series:
@@ -449,7 +484,7 @@ PUE_COLUMNS = (
     Col("site", "", "energy.col.site"),
     Col("pue", "", "energy.col.pue", "ratio"),
     Col("category", "", "energy.col.category"),
-    Col("it_estimated", "", "energy.col.it_estimated"),
+    Col("it_estimated", "", "energy.col.it_estimated", "flag"),
     Col("facility_kwh", "kWh", "energy.col.facility_kwh", "kwh"),
     Col("it_kwh", "kWh", "energy.col.it_kwh", "kwh"),
     Col("cooling_kwh", "kWh", "energy.col.cooling_kwh", "kwh"),
@@ -475,7 +510,7 @@ def pue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERY
     now = _now(now)
     sites = _sites(cfg, view) if scope.everything else []
     if not sites:
-        return HistoryTable(PUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PUE_COLUMNS]), tz=view.tz)
+        return EnergyTable(PUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PUE_COLUMNS]), tz=view.tz)
     sh = site_hours(store, cfg, view.first_hour, view.end, now, sites, category=category)
     f = sh.frame.reset_index()
     f["bucket"] = _bucket_of(f["hour"], view.step, view.tz, view.start).to_numpy()
@@ -506,7 +541,7 @@ def pue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERY
     for c in ("facility_kwh", "it_kwh", "cooling_kwh"):
         g[c] = g[c].astype(float).round(3)
     out = g[[c.name for c in PUE_COLUMNS]].reset_index(drop=True)
-    return HistoryTable(PUE_COLUMNS, out, tz=view.tz)
+    return EnergyTable(PUE_COLUMNS, out, tz=view.tz)
 
 
 PPUE_COLUMNS = (
@@ -558,7 +593,7 @@ def ppue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVER
     now = _now(now)
     sites = _sites(cfg, view) if scope.everything else []
     parts = _parts(cfg, sites)
-    empty = HistoryTable(PPUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PPUE_COLUMNS]), tz=view.tz)
+    empty = EnergyTable(PPUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PPUE_COLUMNS]), tz=view.tz)
     if not parts:
         return empty
     hours = _hours(view.first_hour, view.end, now)
@@ -591,7 +626,7 @@ def ppue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVER
         g = g.assign(site=p["site"], level=p["level"], part=p["part"], category=p["category"])
         rows.append(g[[c.name for c in PPUE_COLUMNS]])
     out = pd.concat(rows).sort_values(["bucket", "site", "level", "part"]).reset_index(drop=True)
-    return HistoryTable(PPUE_COLUMNS, out, tz=view.tz)
+    return EnergyTable(PPUE_COLUMNS, out, tz=view.tz)
 
 
 # ---- energy per cluster and tenant -------------------------------------------------------
@@ -799,3 +834,229 @@ def site_power_daily(store: Store, cfg: config.Config, start: datetime, end: dat
         return pd.DataFrame(columns=cols)
     df = pd.concat(out, ignore_index=True)
     return df[cols]
+
+
+# ---- energy, cost and carbon per site, cluster and tenant (tables) ---------------------
+
+ENERGY_KEY = {"site": Col("site", "", "energy.col.site"), "cluster": Col("cluster", "", "energy.col.cluster"),
+              "tenant": Col("tenant", "", "energy.col.tenant")}
+ENERGY_BYS = tuple(ENERGY_KEY)
+
+
+def _energy_columns(by: str) -> tuple[Col, ...]:
+    head = (Col("bucket", "", "energy.col.bucket", "time"), ENERGY_KEY[by])
+    kwh = ((Col("board_kwh", "kWh", "energy.col.board_kwh", "kwh"),) if by != "site" else ()) + (
+        Col("it_kwh", "kWh", "energy.col.it_kwh", "kwh"),
+        Col("overhead_kwh", "kWh", "energy.col.overhead_kwh", "kwh"),
+        Col("facility_kwh", "kWh", "energy.col.facility_kwh", "kwh"))
+    periods = tuple(Col(f"{p}_kwh", "kWh", f"energy.col.{p}_kwh", "kwh") for p in ("sharp", "peak", "flat", "valley"))
+    money = tuple(Col(f"{p}_cny", "CNY", f"energy.col.{p}_cny", "money") for p in ("sharp", "peak", "flat", "valley"))
+    tail = (Col("energy_cny", "CNY", "energy.col.energy_cny", "money"),
+            *((Col("demand_kw", "kW", "energy.col.demand_kw", "kw"),) if by == "site" else ()),
+            Col("demand_cny", "CNY", "energy.col.demand_cny", "money"),
+            Col("cost_cny", "CNY", "energy.col.cost_cny", "money"),
+            Col("carbon_kg", "kg CO2", "energy.col.carbon_kg", "kg"),
+            Col("coal_kgce", "kgce", "energy.col.coal_kgce", "kg"),
+            Col("gap_hours", "h", "energy.col.gap_hours", "count"))
+    return (*head, *kwh, *periods, *money, *tail)
+
+
+def _site_hour_rows(cfg: config.Config, sh: SiteHours) -> pd.DataFrame:
+    """Per site and hour: the metered kWh (facility over its covered hours, IT and overhead over
+    the hours both are covered), price and period, gap (facility not covered)."""
+    fr = sh.frame.reset_index()
+    out = pd.DataFrame({"hour": fr["hour"], "site": fr["site"],
+                        "facility_kwh": fr["facility_kwh"].where(fr["facility_ok"]),
+                        "it_kwh": fr["it_kwh"].where(fr["valid"]),
+                        "gap": ~fr["facility_ok"]})
+    out["overhead_kwh"] = fr["facility_kwh"].where(fr["valid"]) - out["it_kwh"]
+    out["price"] = np.nan
+    out["period"] = ""
+    for site in out["site"].unique():
+        m = out["site"] == site
+        prices, periods = _prices(cfg, str(site), out.loc[m, "hour"])
+        out.loc[m, "price"] = prices
+        out.loc[m, "period"] = periods
+    return out
+
+
+def _priced(store: Store, cfg: config.Config, rows: pd.DataFrame, sh: SiteHours, now: datetime) -> pd.DataFrame:
+    """Adds cost (energy), the demand charge's share, carbon and coal to hourly rows."""
+    rows = rows.copy()
+    tz = {s.id: s.timezone for s in cfg.sites}
+    rows["month"] = [h.tz_convert(tz[s]).strftime("%Y-%m") for h, s in zip(rows["hour"], rows["site"])]
+    rows["energy_cny"] = rows["facility_kwh"] * rows["price"]
+    rows["carbon_kg"] = 0.0
+    for (site, month), g in rows.groupby(["site", "month"]):
+        mk = _month_facility(store, cfg, str(site), [str(month)], now).get(str(month))
+        rows.loc[g.index, "carbon_kg"] = g["facility_kwh"].fillna(0.0) * carbon_kg(cfg, str(site), 1.0, str(month),
+                                                                                   month_kwh=mk)
+    rows["coal_kgce"] = rows["facility_kwh"].fillna(0.0) * cfg.energy.carbon.coal_kgce_per_kwh
+    rows["demand_cny"] = 0.0
+    fr = sh.frame.reset_index()
+    fr["month"] = [h.tz_convert(tz[s]).strftime("%Y-%m") for h, s in zip(fr["hour"], fr["site"])]
+    for _, d in _demand(cfg, sh).iterrows():
+        if d["demand_cny"] is None or pd.isna(d["demand_cny"]):
+            continue
+        sel = (fr["site"] == d["site"]) & (fr["month"] == d["month"]) & fr["facility_ok"]
+        whole = fr.loc[sel, "facility_kwh"].sum()
+        m = (rows["site"] == d["site"]) & (rows["month"] == d["month"])
+        if whole > 0:
+            rows.loc[m, "demand_cny"] = rows.loc[m, "facility_kwh"].fillna(0.0) / whole * d["demand_cny"]
+    return rows
+
+
+def energy_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERYTHING, *, by: str = "site",
+                 now: datetime | None = None) -> HistoryTable:
+    """Energy, cost by tariff period, the demand charge, carbon and standard coal per bucket and
+    site, cluster or tenant over the view's complete hours (module docstring for the rules).
+    By site: the metered energy (facility over its covered hours; IT and overhead over the hours
+    both are covered) and the month's maximum 15-minute demand. By cluster or tenant: board
+    energy apportioning the site's (tenant_energy's rule). Tenant rows are restricted to
+    `scope.tenants(view.tenant)`; a tenant scope sees no site or cluster rows."""
+    if by not in ENERGY_KEY:
+        raise ValueError(f"energy is grouped by one of {ENERGY_BYS}, not {by!r}")
+    now = _now(now)
+    cols = _energy_columns(by)
+    empty = EnergyTable(cols, pd.DataFrame(columns=[c.name for c in cols]), tz=view.tz,
+                         names=tenant_names(cfg) if by == "tenant" else {})
+    if by != "tenant" and not scope.everything:
+        return empty
+    sites = _sites(cfg, view)
+    if not sites:
+        return empty
+    sh = site_hours(store, cfg, view.first_hour, view.end, now, sites)
+    if by == "site":
+        rows = _site_hour_rows(cfg, sh)
+        rows["key"] = rows["site"]
+    else:
+        rows = _apportioned(store, cfg, view.first_hour, view.end, now, by, sites, sh=sh,
+                            tenant=scope.tenants(view.tenant) if by == "tenant" else None,
+                            cluster=view.cluster if by == "cluster" else None)
+        rows = rows.rename(columns={by: "key"})
+        rows["overhead_kwh"] = rows["facility_kwh"] - rows["it_kwh"]
+    if rows.empty:
+        return empty
+    rows = _priced(store, cfg, rows, sh, now)
+    rows["bucket"] = _bucket_of(rows["hour"], view.step, view.tz, view.start).to_numpy()
+    for p in ("sharp", "peak", "flat", "valley"):
+        sel = rows["period"] == p
+        rows[f"{p}_kwh"] = rows["facility_kwh"].where(sel, 0.0)
+        rows[f"{p}_cny"] = rows["energy_cny"].where(sel, 0.0)
+    agg: dict[str, Any] = {c: (c, lambda s: s.sum(min_count=1)) for c in (
+        "it_kwh", "overhead_kwh", "facility_kwh", "energy_cny")}
+    agg.update({c: (c, "sum") for c in ("sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh", "sharp_cny", "peak_cny",
+                                         "flat_cny", "valley_cny", "demand_cny", "carbon_kg", "coal_kgce")})
+    agg["gap_hours"] = ("gap", "sum")
+    if by != "site":
+        agg["board_kwh"] = ("board_kwh", "sum")
+    g = rows.groupby(["bucket", "key"]).agg(**agg).reset_index()
+    if by == "site":
+        dem = sh.frame.reset_index()
+        dem["bucket"] = _bucket_of(dem["hour"], view.step, view.tz, view.start).to_numpy()
+        peak = dem.groupby(["bucket", "site"])["demand_kw"].max().rename("demand_kw").reset_index()
+        g = g.merge(peak.rename(columns={"site": "key"}), on=["bucket", "key"], how="left")
+    has_tariff = {s: cfg.energy.tariff(cfg.energy.site(s).tariff) is not None for s in sites}
+    if not any(has_tariff.values()):
+        for c in ("energy_cny", "demand_cny", "sharp_cny", "peak_cny", "flat_cny", "valley_cny"):
+            g[c] = np.nan
+    g["cost_cny"] = g["energy_cny"] + g["demand_cny"].fillna(0.0)
+    g["gap_hours"] = g["gap_hours"].astype(int)
+    g = g.rename(columns={"key": by})
+    for col in cols:
+        if col.kind in ("kwh", "kg", "kw"):
+            g[col.name] = g[col.name].astype(float).round(3)
+        elif col.kind == "money":
+            g[col.name] = g[col.name].astype(float).round(2)
+    out = g[[c.name for c in cols]].sort_values(["bucket", by]).reset_index(drop=True)
+    return EnergyTable(cols, out, tz=view.tz, names=tenant_names(cfg) if by == "tenant" else {})
+
+
+# ---- headroom: power now against capacity ------------------------------------------------
+
+HEADROOM_COLUMNS = (
+    Col("site", "", "energy.col.site"),
+    Col("at", "", "energy.col.at", "time"),
+    Col("facility_kw", "kW", "energy.col.facility_kw", "kw"),
+    Col("it_kw", "kW", "energy.col.it_kw", "kw"),
+    Col("cooling_kw", "kW", "energy.col.cooling_kw", "kw"),
+    Col("power_capacity_kw", "kW", "energy.col.power_capacity_kw", "kw"),
+    Col("contracted_kw", "kW", "energy.col.contracted_kw", "kw"),
+    Col("cooling_capacity_kw", "kW", "energy.col.cooling_capacity_kw", "kw"),
+    Col("power_headroom_kw", "kW", "energy.col.power_headroom_kw", "kw"),
+    Col("cooling_headroom_kw", "kW", "energy.col.cooling_headroom_kw", "kw"),
+    Col("gpus", "GPUs", "energy.col.gpus", "gpus"),
+    Col("kw_per_gpu", "kW", "energy.col.kw_per_gpu", "kw"),
+    Col("power_headroom_gpus", "GPUs", "energy.col.power_headroom_gpus", "gpus"),
+    Col("cooling_kw_per_gpu", "kW", "energy.col.cooling_kw_per_gpu", "kw"),
+    Col("cooling_headroom_gpus", "GPUs", "energy.col.cooling_headroom_gpus", "gpus"),
+)
+HEADROOM_WINDOW = timedelta(hours=24)
+
+
+def headroom_table(store: Store, cfg: config.Config, view: View | None = None, scope: Scope = EVERYTHING, *,
+                   now: datetime | None = None) -> HistoryTable:
+    """Per site: power now (the last covered quarter hour's mean kW of the facility, IT and
+    cooling meters) against the facility power capacity, the contracted demand (the tighter of
+    the two is the power headroom) and the cooling capacity, and the headroom in GPUs of the
+    fleet's typical draw: the facility (and cooling) kW per GPU reporting over the last 24
+    hours (covered hours' kWh / hours / mean GPUs reporting). Not tenant-facing."""
+    now = _now(now)
+    tz = view.tz if view is not None else "UTC"
+    sites = _sites(cfg, view) if view is not None else [s.id for s in cfg.sites]
+    if not scope.everything:
+        sites = []
+    rows = []
+    lo = now - HEADROOM_WINDOW
+    q = store.query("energy_quarters", lo=lo - timedelta(hours=1), hi=now, site=None) if sites else pd.DataFrame()
+    sh = site_hours(store, cfg, lo.replace(minute=0, second=0, microsecond=0), now, now, sites) if sites else None
+    for site in sites:
+        cap = site_capacity(cfg)[site]
+        fac = it = cool = None
+        at = None
+        if len(q):
+            sq = q[q["site"] == site]
+            subs = {m.meter for m in cfg.energy.meters if m.site == site and m.submeter_of}
+            sq = sq[~sq["meter"].isin(subs)]
+            cat = sh.category.get(site) if sh else None
+            done = sq[sq["covered_s"] >= QUARTER_S - COVER_TOLERANCE_S]
+            if len(done):
+                last = done["quarter"].max()
+                lq = sq[sq["quarter"] == last]
+                at = last
+
+                def kw(mask: pd.Series, lq: pd.DataFrame = lq) -> float | None:
+                    x = lq[mask]
+                    return float(x["kwh"].sum() * 4.0) if len(x) else None
+                fac = kw(lq["scope"] == "facility")
+                it = kw((lq["scope"] == "it") & (lq["pue_category"] == (cat or -1)))
+                cool = kw(lq["scope"] == "cooling")
+        gpus = kw_gpu = cool_gpu = None
+        if sh is not None:
+            fr = sh.frame.loc[site] if site in sh.frame.index.get_level_values(0) else pd.DataFrame()
+            b = store.query("energy_board_hours", first_hour=lo.replace(minute=0, second=0, microsecond=0), end_ts=now,
+                            site=site, cluster=None, tenant=None)
+            n_hours = len(fr)
+            if len(b) and n_hours:
+                gpus = float(b["observed_s"].sum() / 3600.0 / n_hours)
+            if gpus and len(fr) and fr["facility_ok"].any():
+                kw_gpu = float(fr.loc[fr["facility_ok"], "facility_kwh"].mean()) / gpus
+            if gpus and len(fr) and fr["cooling_ok"].any():
+                cool_gpu = float(fr.loc[fr["cooling_ok"], "cooling_kwh"].mean()) / gpus
+        limits = [x for x in (cap.power_kw, cap.contracted_kw) if x is not None]
+        p_head = min(limits) - fac if limits and fac is not None else None
+        c_head = cap.cooling_kw - cool if cap.cooling_kw is not None and cool is not None else None
+        rows.append({"site": site, "at": at, "facility_kw": fac, "it_kw": it, "cooling_kw": cool,
+                     "power_capacity_kw": cap.power_kw, "contracted_kw": cap.contracted_kw,
+                     "cooling_capacity_kw": cap.cooling_kw, "power_headroom_kw": p_head,
+                     "cooling_headroom_kw": c_head, "gpus": gpus, "kw_per_gpu": kw_gpu,
+                     "power_headroom_gpus": p_head / kw_gpu if p_head is not None and kw_gpu else None,
+                     "cooling_kw_per_gpu": cool_gpu,
+                     "cooling_headroom_gpus": c_head / cool_gpu if c_head is not None and cool_gpu else None})
+    out = pd.DataFrame(rows, columns=[c.name for c in HEADROOM_COLUMNS])
+    for c in HEADROOM_COLUMNS:
+        if c.kind in ("kw", "gpus"):
+            out[c.name] = out[c.name].astype(float).round(3)
+    if len(out):
+        out["at"] = pd.to_datetime(out["at"], utc=True)
+    return EnergyTable(HEADROOM_COLUMNS, out, tz=tz)

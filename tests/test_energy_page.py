@@ -1,0 +1,222 @@
+"""The energy page (AppTest, both languages, driven by its URL), the /api/v1/pue and
+/api/v1/energy routes, the tables' JSON and CSV, the tenant scope, and the energy job's
+registration and incremental rebuild."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import config
+from api import energy as api_energy
+from queries import Store, energy
+from queries.history import ParamError, View
+from queries.scope import Scope
+from tests.helpers import history_centre
+from tests.helpers_energy import T0, energy_section, readings, write
+
+NOW = T0 + timedelta(days=1)
+DAY = {"range": "custom", "from": "2026-11-20", "to": "2026-11-20"}
+
+
+def _centre(db: str | None = None) -> dict:
+    c = history_centre(energy=energy_section())
+    if db:
+        c["database"] = {"path": db}
+    return c
+
+
+def _seed(store: Store, cfg: config.Config) -> None:
+    """3 hours: facility 130 kWh/h, IT (two PDUs) 100 kWh/h, the cooling plant 20 kWh/h and its
+    loop 20 kW; boards: acme 30 and _unallocated 10 kWh/h."""
+    write(store, readings("fac", "facility", T0, 180, kwh_per_min=130 / 60)
+          + readings("pdu-1", "it", T0, 180, kwh_per_min=60 / 60, category=2)
+          + readings("pdu-2", "it", T0, 180, kwh_per_min=40 / 60, category=2)
+          + readings("cool", "cooling", T0, 180, kwh_per_min=20 / 60)
+          + readings("loop", "cooling", T0, 180, power_w=20_000.0))
+    energy.build(store, cfg, NOW)
+    import pyarrow as pa
+
+    from queries.catalogue import arrow_schema
+    rows = [dict(bucket=T0 + timedelta(hours=h), site="s1", cluster="c1", model="H100-SXM", tenant=tenant,
+                 devices=1, samples=240, observed_s=7200.0, available_s=3600.0, allocated_s=3600.0, busy_s=3600.0,
+                 useful_s=0.0, useful_basis=None, alloc_idle_s=0.0, util_s=0.0, util_obs_s=0.0, tflop_s=0.0,
+                 energy_j=kwh * 3.6e6)
+            for h in range(3) for tenant, kwh in (("acme", 30.0), ("_unallocated", 10.0))]
+    store.insert("rollup_group_1h", pa.Table.from_pylist(rows, schema=arrow_schema("rollup_group_1h")))
+
+
+@pytest.fixture
+def seeded(store):
+    cfg = config.from_dict(_centre())
+    _seed(store, cfg)
+    return cfg, store
+
+
+def test_tables_agree_with_hand_computed_figures(seeded):
+    cfg, store = seeded
+    v = View(start=T0, end=T0 + timedelta(hours=3), tz="Asia/Shanghai")
+    (pue,) = energy.pue_table(store, cfg, v, now=NOW).records()
+    assert pue["pue"] == 1.3 and pue["category"] == 2              # 390 / 300
+    assert pue["cooling_kwh"] == pytest.approx(60.0)               # the plant; the loop is its sub-meter
+    assert pue["cooling_share_pct"] == 20.0                       # 60 / 300
+    ppue = {r["part"]: r for r in energy.ppue_table(store, cfg, v, now=NOW).records()}
+    # hall h1: (300 IT + 60 kWh of loop l1) / 300; the loop the same (one loop in the hall)
+    assert ppue["h1"]["ppue"] == 1.2 and ppue["l1"]["ppue"] == 1.2
+    (site,) = energy.energy_table(store, cfg, v, by="site", now=NOW).records()
+    assert site["facility_kwh"] == 390.0 and site["overhead_kwh"] == 90.0
+    # 08:00-11:00 Shanghai in November: peak hours at 1.0 CNY/kWh
+    assert site["peak_kwh"] == 390.0 and site["energy_cny"] == 390.0
+    # demand 130 kW x 40 CNY/kW-month, all of it on the 3 hours (the month's only energy)
+    assert site["demand_kw"] == 130.0 and site["demand_cny"] == 5200.0
+    assert site["coal_kgce"] == pytest.approx(390 * 0.1229, abs=1e-3)
+    tenants = {r["tenant"]: r for r in energy.energy_table(store, cfg, v, by="tenant", now=NOW).records()}
+    assert tenants["acme"]["facility_kwh"] == pytest.approx(292.5)       # 390 x 30 / 40
+    assert sum(r["facility_kwh"] for r in tenants.values()) == pytest.approx(390.0)
+    clusters = energy.energy_table(store, cfg, v, by="cluster", now=NOW).records()
+    assert [c["cluster"] for c in clusters] == ["c1"] and clusters[0]["facility_kwh"] == pytest.approx(390.0)
+
+
+def test_a_tenant_sees_only_its_own_rows(seeded):
+    cfg, store = seeded
+    v = View(start=T0, end=T0 + timedelta(hours=3), tz="Asia/Shanghai")
+    me = Scope(role="tenant", tenant="acme")
+    rows = energy.energy_table(store, cfg, v, me, by="tenant", now=NOW).records()
+    assert [r["tenant"] for r in rows] == ["acme"]
+    # asking for another tenant still gives its own
+    other = energy.energy_table(store, cfg, View(start=v.start, end=v.end, tz=v.tz, tenant="_unallocated"), me,
+                                by="tenant", now=NOW).records()
+    assert [r["tenant"] for r in other] == ["acme"]
+    assert energy.energy_table(store, cfg, v, me, by="site", now=NOW).records() == []
+    assert energy.pue_table(store, cfg, v, me, now=NOW).records() == []
+    assert energy.headroom_table(store, cfg, v, me, now=NOW).records() == []
+
+
+def test_api_routes_answer_json_and_csv(seeded):
+    cfg, store = seeded
+    params = {"from": "2026-11-20T00:00:00Z", "to": "2026-11-20T03:00:00Z", "step": "1h"}
+    table, fmt = api_energy.pue_route(store, cfg, params, NOW, Scope())
+    body = table.to_json()
+    names = [c["name"] for c in body["columns"]]
+    for col in ("pue", "category", "it_estimated", "facility_kwh", "it_kwh", "excluded_hours"):
+        assert col in names
+    assert fmt == "json" and len(body["rows"]) == 3 and body["rows"][0]["bucket"] == "2026-11-20T08:00:00+08:00"
+    assert all(r["pue"] == 1.3 for r in body["rows"])
+    t2, fmt2 = api_energy.energy_route(store, cfg, {**params, "by": "tenant", "step": "all", "format": "csv"},
+                                       NOW, Scope())
+    csv_text = t2.to_csv()
+    assert fmt2 == "csv" and csv_text.splitlines()[0].startswith("bucket,tenant,board_kwh,it_kwh")
+    for bad, param in (({"step": "2h"}, "step"), ({"by": "host"}, "by"), ({"category": "4"}, "category"),
+                       ({"colour": "red"}, "colour"), ({"to": "2026-11-19T00:00:00Z"}, "to")):
+        with pytest.raises(ParamError) as err:
+            route = api_energy.energy_route if "by" in bad else api_energy.pue_route
+            route(store, cfg, {**params, **bad}, NOW, Scope())
+        assert err.value.param == param
+
+
+def test_the_job_rebuilds_only_changed_quarters_and_late_readings(seeded):
+    cfg, store = seeded
+    before = store.query("energy_quarters", lo=T0, hi=NOW, site=None)
+    res = energy.build(store, cfg, NOW, full=True)
+    assert res.rows == 0                                          # nothing changed
+    # a late reading of a new meter two hours back is found by the next run
+    write(store, readings("ups", "it", T0, 30, kwh_per_min=2.0, category=1))
+    res = energy.build(store, cfg, NOW)
+    after = store.query("energy_quarters", lo=T0, hi=NOW, site=None)
+    # its two quarters, and the quarter its last reading (00:30) opens, which covers nothing yet
+    assert len(after) == len(before) + 3
+    assert after[after["meter"] == "ups"]["kwh"].sum() == pytest.approx(60.0)
+
+    class Runner:
+        def __init__(self):
+            self.jobs = {}
+
+        def add(self, name, schedule, fn):
+            self.jobs[name] = (schedule, fn)
+    r = Runner()
+    energy.add_jobs(r, store, cfg)
+    assert list(r.jobs) == ["energy"] and r.jobs["energy"][1](NOW).rows == 0
+
+
+def _page_script(db: str, centre: str, tenant: str | None) -> None:
+    import json
+
+    import streamlit as st
+
+    import config
+    from pages.context import PageContext
+    from queries import Store
+    from queries.scope import Scope
+
+    @st.cache_resource
+    def store(path: str) -> Store:
+        return Store(path, read_only=True)
+
+    import pages.energy
+    scope = Scope(role="tenant", tenant=tenant) if tenant else Scope()
+    ctx = PageContext(cfg=config.from_dict(json.loads(centre)), store=store(db),
+                      lang=st.query_params.get("lang") or "en", scope=scope)
+    pages.energy.page(ctx)
+
+
+@pytest.fixture
+def page_db(tmp_path):
+    db = str(tmp_path / "energy.duckdb")
+    centre = _centre(db)
+    store = Store(db)
+    _seed(store, config.from_dict(centre))
+    store.close()
+    return db, json.dumps(centre)
+
+
+def run(page_db, tenant: str | None = None, **params) -> AppTest:
+    db, centre = page_db
+    at = AppTest.from_function(_page_script, args=(db, centre, tenant), default_timeout=60)
+    for k, val in params.items():
+        at.query_params[k] = val
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def table_with(at: AppTest, column: str):
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_energy_page_in_both_languages(page_db, lang):
+    at = run(page_db, lang=lang, step="1h", **DAY)
+    assert at.title[0].value == {"en": "Energy and PUE", "zh-CN": "能耗与 PUE"}[lang]
+    pue = table_with(at, "PUE")
+    # the Shanghai day hour by hour: 08:00-11:00 metered, the other 21 hours have no readings
+    metered = pue[pue["PUE"] != "—"]
+    assert list(metered["PUE"]) == ["1.300"] * 3
+    cat = {"en": "Category", "zh-CN": "类别"}[lang]
+    assert list(metered[cat]) == ["2"] * 3
+    excluded = {"en": "Hours excluded (h)", "zh-CN": "剔除小时 (h)"}[lang]
+    assert list(metered[excluded]) == ["0"] * 3 and list(pue[excluded]).count("1") == 21
+    assert table_with(at, "pPUE")["pPUE"].tolist() == ["1.200", "1.200"]
+    assert len(at.get("download_button")) >= 4                   # every table has its CSV
+    metrics = [m.value for m in at.metric]
+    assert "1.300" in metrics
+
+
+def test_energy_page_by_tenant_from_its_url(page_db):
+    at = run(page_db, by="tenant", **DAY)
+    table = table_with(at, "Tenant")
+    assert "Acme AI (acme)" in list(table["Tenant"])
+    assert table.loc[table["Tenant"] == "Acme AI (acme)", "Facility (kWh)"].iloc[0] == "292.5"
+
+
+def test_energy_page_for_a_tenant_shows_only_its_own(page_db):
+    at = run(page_db, tenant="acme", **DAY)
+    table = table_with(at, "Tenant")
+    assert list(table["Tenant"]) == ["Acme AI (acme)"]
+    assert not any("PUE" in df.value.columns for df in at.dataframe)
