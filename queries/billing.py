@@ -644,7 +644,7 @@ def _bills_of(cfg: config.Config, m: Month, mb: MonthBills | None, scope: Scope,
 def _summary(cfg: config.Config, m: Month, mb: MonthBills | None, progs: list[str],
              only: str | None) -> pd.DataFrame:
     cols = ["tenant", "status", "currency", "gross", *(f"subsidy_{p}" for p in progs), "subsidy", "adjustment",
-            "net", "difference", "issued_at", "rules_version"]
+            "net", "difference", "issued_at", "issued_by", "rules_version"]
     if mb is None:
         return pd.DataFrame(columns=cols)
     issued = {r["tenant"]: r for r in mb.issued.to_dict("records")}
@@ -676,6 +676,7 @@ def _summary(cfg: config.Config, m: Month, mb: MonthBills | None, progs: list[st
             row["difference"] = None
         rec = issued.get(t)
         row["issued_at"] = rec["issued_at"] if rec else None
+        row["issued_by"] = rec["issued_by"] if rec else None
         row["rules_version"] = rec["rules_version"] if rec else None
         out.append(row)
     return pd.DataFrame(out, columns=cols)
