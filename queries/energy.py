@@ -1060,3 +1060,34 @@ def headroom_table(store: Store, cfg: config.Config, view: View | None = None, s
     if len(out):
         out["at"] = pd.to_datetime(out["at"], utc=True)
     return EnergyTable(HEADROOM_COLUMNS, out, tz=tz)
+
+
+# ---- live power --------------------------------------------------------------------------
+
+def live_power(store: Store, cfg: config.Config, now: datetime, stale_s: float) -> pd.DataFrame:
+    """Per site, the newest power readings within `stale_s`: facility_w, it_w, cooling_w (site
+    totals: sub-meters left out; IT of the site's one category), pue_category, pue (an
+    instantaneous ratio, for the live page only: the energy page's PUE is from energy) and ts.
+    The columns of queries/sql/facility_live.sql, which adds every IT meter of any category."""
+    cols = ["site", "facility_w", "it_w", "cooling_w", "pue_category", "pue", "ts"]
+    df = store.query("energy_live", now=now, stale_s=stale_s)
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    subs = {(m.site, m.meter) for m in cfg.energy.meters if m.submeter_of}
+    df = df[[(s, m) not in subs for s, m in zip(df["site"], df["meter"])]]
+    rows = []
+    for site, g in df.groupby("site", sort=True):
+        it = g[g["scope"] == "it"]
+        cat = cfg.energy.site(str(site)).it_category
+        if cat is None and len(it):
+            cat = int(it["pue_category"].dropna().max()) if it["pue_category"].notna().any() else None
+        if cat is not None:
+            it = it[it["pue_category"] == cat]
+
+        def total(x: pd.DataFrame) -> float | None:
+            return float(x["power_w"].sum()) if len(x) else None
+        fac, it_w = total(g[g["scope"] == "facility"]), total(it)
+        rows.append({"site": site, "facility_w": fac, "it_w": it_w, "cooling_w": total(g[g["scope"] == "cooling"]),
+                     "pue_category": cat if len(it) else None,
+                     "pue": fac / it_w if fac is not None and it_w else None, "ts": g["ts"].max()})
+    return pd.DataFrame(rows, columns=cols)

@@ -268,19 +268,26 @@ def render_facility(site_id: str, facility_w: float, it_w: float, cooling_w: flo
     by default) and the cooling plant. `energy_kwh` maps scope ("facility",
     "it", "cooling") to that meter's cumulative register.
     """
+    meters = [("facility-main", "facility", None, facility_w, energy_kwh.get("facility")),
+              ("ups-output", "it", it_pue_category, it_w, energy_kwh.get("it")),
+              ("cooling-plant", "cooling", None, cooling_w, energy_kwh.get("cooling"))]
+    return render_facility_meters(site_id, meters, outdoor_temp_c=outdoor_temp_c, timestamp_ms=timestamp_ms)
+
+
+def render_facility_meters(site_id: str, meters: list[tuple[str, str, int | None, float, float | None]], *,
+                           outdoor_temp_c: float | None = None, timestamp_ms: int | None = None) -> str:
+    """Any set of a site's meters, each (meter, scope, PUE category or None, power W, register
+    kWh or None for a meter that reports power only), as a DCIM/SNMP exporter prints them."""
     ts = "" if timestamp_ms is None else f" {timestamp_ms}"
     s = _esc(site_id)
-    meters = (
-        (f'site="{s}",meter="facility-main",scope="facility"', facility_w, energy_kwh.get("facility")),
-        (f'site="{s}",meter="ups-output",scope="it",pue_category="{it_pue_category}"', it_w, energy_kwh.get("it")),
-        (f'site="{s}",meter="cooling-plant",scope="cooling"', cooling_w, energy_kwh.get("cooling")),
-    )
+    labelled = [(f'site="{s}",meter="{_esc(name)}",scope="{scope}"'
+                 + (f',pue_category="{cat}"' if cat is not None else ""), w, e) for name, scope, cat, w, e in meters]
     out = ["# HELP dcim_power_watts Instantaneous power at the meter.\n",
            "# TYPE dcim_power_watts gauge\n"]
-    out += [f"dcim_power_watts{{{lab}}} {w:.1f}{ts}\n" for lab, w, _ in meters]
+    out += [f"dcim_power_watts{{{lab}}} {w:.1f}{ts}\n" for lab, w, _ in labelled]
     out += ["# HELP dcim_energy_kwh_total Energy register of the meter (kWh).\n",
             "# TYPE dcim_energy_kwh_total counter\n"]
-    out += [f"dcim_energy_kwh_total{{{lab}}} {e:.3f}{ts}\n" for lab, _, e in meters if e is not None]
+    out += [f"dcim_energy_kwh_total{{{lab}}} {e:.3f}{ts}\n" for lab, _, e in labelled if e is not None]
     if outdoor_temp_c is not None:
         out += ["# HELP dcim_outdoor_temperature_celsius Outdoor dry-bulb temperature at the site.\n",
                 "# TYPE dcim_outdoor_temperature_celsius gauge\n",

@@ -1360,42 +1360,118 @@ class Floor:
     def _cool_energy(self, site: str, j: int, a: float, b: float) -> float:
         return COOL_BASE_W * (b - a) + self._it_ref(site, j) * self._cool_frac_integral(a, b)
 
+    def _meter_plan(self, site: str) -> list[tuple[str, str, int | None, str, tuple[str, ...]]]:
+        """The site's meters as (meter, scope, category, what, host names): energy.toml's meters
+        of kinds the floor can read (the intake, the UPS output, PDU outputs per hall or in all,
+        the cooling plant, cooling loops per hall), else the classic three."""
+        plan = self._meter_plans.get(site) if hasattr(self, "_meter_plans") else None
+        if plan is not None:
+            return plan
+        energy = getattr(self.cfg, "energy", None)
+        halls = {h.id: tuple(x.name for x in self._site_hosts[site] if x.cluster in h.clusters)
+                 for h in (energy.halls if energy is not None else ()) if h.site == site}
+        plan = []
+        for m in (energy.meters if energy is not None else ()):
+            if m.site != site:
+                continue
+            hosts = halls.get(m.hall, ()) if m.hall else ()
+            if m.scope == "facility" and m.hall is None:
+                plan.append((m.meter, "facility", None, "facility", ()))
+            elif m.scope == "it" and m.category == 1 and m.hall is None:
+                plan.append((m.meter, "it", 1, "ups", ()))
+            elif m.scope == "it" and m.category == 2:
+                every = tuple(h.name for h in self._site_hosts[site])
+                plan.append((m.meter, "it", 2, "pdu", hosts if m.hall else every))
+            elif m.scope == "cooling" and m.loop is None and m.hall is None:
+                plan.append((m.meter, "cooling", None, "cooling", ()))
+            elif m.scope == "cooling" and m.hall is not None:
+                plan.append((m.meter, "cooling", None, "loop", hosts))
+        if not plan:
+            plan = [("facility-main", "facility", None, "facility", ()), ("ups-output", "it", 1, "ups", ()),
+                    ("cooling-plant", "cooling", None, "cooling", ())]
+        if not hasattr(self, "_meter_plans"):
+            self._meter_plans: dict[str, list] = {}
+        self._meter_plans[site] = plan
+        return plan
+
+    def _host_it_const(self, h: _Host) -> float:
+        return NODE_BASE_W * h.n / 8 * h.scale - NODE_K * h.n * 60.0 * h.scale + SHARED_IT_W_PER_GPU * h.n
+
     def facility_values(self, site_id: str, t: float) -> dict:
-        """Meter readings at t: powers (W), registers (kWh), outdoor temperature; noise-free."""
+        """Meter readings at t: powers (W), registers (kWh), outdoor temperature; noise-free.
+        `meters`: each meter of `_meter_plan` as (meter, scope, category, power W, register kWh
+        or None: a cooling loop reports power only). A PDU output is its hall's servers and
+        shared IT less PDU_LOSS_FRAC; a loop carries the plant's cooling in proportion to its
+        hall's IT power."""
         if site_id not in self._site_hosts:
             raise KeyError(f"unknown site {site_id!r}")
         const, mult = self._it_consts(site_id)
-        it_w = const + mult * self._site_gpu_power(site_id, t)
+        hosts = self._site_hosts[site_id]
+        gpu_w = {}
+        for h in hosts:
+            ch, c, i = self._locate(h, t)
+            gpu_w[h.name] = self._node_seg_power(h, ch.segs[i], t)
+        it_w = const + mult * sum(gpu_w.values())
         j = math.floor((t - COMMISSIONED_AT) / COOL_BLOCK_S)
         with self._fac_lock:
             cool_w = COOL_BASE_W + self._it_ref(site_id, j) * self._cool_frac(t)
         overhead_w = self.cfg.simulator.site_overhead_kw * 1000.0
         ups_w = UPS_FIXED_W + UPS_LOSS_FRAC * it_w
         fac_w = it_w + ups_w + cool_w + overhead_w
+        gpu_j: dict[str, float] = {}
         if t <= COMMISSIONED_AT:
             e_it = e_cool = e_fac = 0.0
+            dt = 0.0
         else:
             with self._fac_lock:
                 a = COMMISSIONED_AT + j * COOL_BLOCK_S
-                gpu_j = sum(self._node_since_t0(h, t) for h in self._site_hosts[site_id])
+                gpu_j = {h.name: self._node_since_t0(h, t) for h in hosts}
                 cool_j = self._site_cool_energy(site_id, j) + self._cool_energy(site_id, j, a, t)
             dt = t - COMMISSIONED_AT
-            it_j = const * dt + mult * gpu_j
+            it_j = const * dt + mult * sum(gpu_j.values())
             fac_j = it_j + UPS_FIXED_W * dt + UPS_LOSS_FRAC * it_j + cool_j + overhead_w * dt
             e_it, e_cool, e_fac = it_j / 3.6e6, cool_j / 3.6e6, fac_j / 3.6e6
+
+        def part(names: tuple[str, ...]) -> tuple[float, float]:
+            """IT power (W) and energy since commissioning (kWh) of these hosts' servers."""
+            hs = [self._hosts[n] for n in names]
+            c = sum(self._host_it_const(h) for h in hs)
+            w = c + mult * sum(gpu_w[h.name] for h in hs)
+            e = (c * dt + mult * sum(gpu_j.get(h.name, 0.0) for h in hs)) / 3.6e6
+            return w, e
+
+        meters: list[tuple[str, str, int | None, float, float | None]] = []
+        for name, scope, cat, what, names in self._meter_plan(site_id):
+            if what == "facility":
+                meters.append((name, scope, cat, fac_w, e_fac))
+            elif what == "ups":
+                meters.append((name, scope, cat, it_w, e_it))
+            elif what == "cooling":
+                meters.append((name, scope, cat, cool_w, e_cool))
+            elif what == "pdu":
+                w, e = part(names)
+                meters.append((name, scope, cat, w * (1 - PDU_LOSS_FRAC), e * (1 - PDU_LOSS_FRAC)))
+            elif what == "loop":
+                w, _ = part(names)
+                meters.append((name, scope, cat, cool_w * w / it_w if it_w else 0.0, None))
         return {"site": site_id, "facility_w": fac_w, "it_w": it_w, "cooling_w": cool_w, "ups_loss_w": ups_w,
                 "overhead_w": overhead_w, "outdoor_c": self.outdoor_temp_c(t),
-                "energy_kwh": {"facility": e_fac, "it": e_it, "cooling": e_cool}}
+                "energy_kwh": {"facility": e_fac, "it": e_it, "cooling": e_cool}, "meters": meters}
 
     def facility_text(self, site_id: str, t: float) -> str:
         """The site's meters at t as DCIM exposition text (power readings carry +-0.2 % meter noise)."""
-        from simulator.exporter import render_facility
+        from simulator.exporter import render_facility_meters
 
         v = self.facility_values(site_id, t)
         z = _hk(_skey("meter", self.seed, site_id), math.floor(t / NOISE_S))
-        f = [1.0 + (_u(z, i) - 0.5) * 0.004 for i in range(3)]
-        return render_facility(site_id, v["facility_w"] * f[0], v["it_w"] * f[1], v["cooling_w"] * f[2],
-                               v["energy_kwh"], it_pue_category=1, outdoor_temp_c=v["outdoor_c"])
+        meters = [(name, scope, cat, w * (1.0 + (_u(z, i) - 0.5) * 0.004), e)
+                  for i, (name, scope, cat, w, e) in enumerate(v["meters"])]
+        return render_facility_meters(site_id, meters, outdoor_temp_c=v["outdoor_c"])
+
+
+# PDU and distribution transformer losses between the UPS output (category 1) and the PDU
+# outputs (category 2)
+PDU_LOSS_FRAC = 0.012
 
 
 # ---------------------------------------------------------------- weather

@@ -208,3 +208,49 @@ def test_site_power_daily_and_capacity(ecfg, store):
     assert row["cooling_kw_mean"] != row["cooling_kw_mean"]       # NaN: no cooling reading
     cap = energy.site_capacity(ecfg)["s1"]
     assert (cap.power_kw, cap.cooling_kw, cap.contracted_kw) == (2000.0, 500.0, 1500.0)
+
+
+def test_live_power_adds_one_it_category_and_no_sub_meters(ecfg, store):
+    at = T0 + timedelta(minutes=30)
+    rows = [{"ts": at, "site": "s1", "meter": m, "scope": sc, "pue_category": c, "power_w": w, "energy_kwh": None,
+             "source": "test"}
+            for m, sc, c, w in (("fac", "facility", None, 1300.0), ("ups", "it", 1, 1050.0),
+                                ("pdu-1", "it", 2, 600.0), ("pdu-2", "it", 2, 400.0),
+                                ("cool", "cooling", None, 200.0), ("loop", "cooling", None, 200.0))]
+    write(store, rows)
+    (row,) = energy.live_power(store, ecfg, at, 60).to_dict("records")
+    # category 2 (the highest metered): 600 + 400; the loop is the plant's sub-meter
+    assert (row["facility_w"], row["it_w"], row["cooling_w"], row["pue_category"]) == (1300.0, 1000.0, 200.0, 2)
+    assert row["pue"] == pytest.approx(1.3)
+
+
+def test_the_simulated_centre_meters_pue_at_two_categories_and_ppue(cfg, store):
+    """The simulator's meters of config/energy.toml, read every 15 minutes (the back-fill's step)
+    through the facility collector: PUE at category 1 (UPS output) and 2 (the halls' PDUs, a
+    little lower IT after the PDU losses), pPUE per hall and loop, nothing excluded."""
+    from collectors.facility import FacilityCollector
+    from collectors.targets import Target
+    from simulator import Floor
+
+    floor = Floor(cfg)
+    col = FacilityCollector(cfg)
+    target = Target(url="sim://facility", source="sim-facility", kind="facility", site="sh-lingang",
+                    cluster="train-a", host=None)
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    for k in range(6 * 4 + 1):
+        at = start + timedelta(minutes=15 * k)
+        text = floor.facility_text("sh-lingang", at.timestamp())
+        store.write_scrape(facility=col.from_text(text, target, at).facility)
+    energy.build(store, cfg, start + timedelta(days=1))
+    v = View(start=start, end=start + timedelta(hours=6), step="all", tz="Asia/Shanghai")
+    (one,) = energy.pue_table(store, cfg, v, now=start + timedelta(days=1)).records()
+    (two,) = energy.pue_table(store, cfg, v, now=start + timedelta(days=1), category=2).records()
+    assert one["category"] == 1 and two["category"] == 2 and one["excluded_hours"] == 0 and one["hours"] == 6
+    assert 1.1 < one["pue"] < 1.5
+    assert two["it_kwh"] == pytest.approx(one["it_kwh"] * (1 - 0.012), rel=2e-3)     # the PDUs' losses
+    # the facility register's delta over the 6 hours is the facility energy
+    a, b = (floor.facility_values("sh-lingang", (start + timedelta(hours=h)).timestamp()) for h in (0, 6))
+    assert one["facility_kwh"] == pytest.approx(b["energy_kwh"]["facility"] - a["energy_kwh"]["facility"], rel=1e-6)
+    ppue = {r["part"]: r for r in energy.ppue_table(store, cfg, v, now=start + timedelta(days=1)).records()}
+    assert set(ppue) == {"hall-a", "hall-b", "chw-a", "chw-b"}
+    assert all(1.05 < r["ppue"] < 1.4 and r["excluded_hours"] == 0 for r in ppue.values())
