@@ -267,8 +267,10 @@ def _contract_charges(cfg: config.Config, c: Contract, m: Month, usage: _Usage, 
         if df is not None and e > s:
             row = df[df["tenant"] == c.tenant]
             kwh = float(row["facility_kwh"].sum()) if len(row) else 0.0
-            if c.energy == "pass_through":
+            if c.energy == "pass_through":         # at cost: energy by time of use and the demand charge's share
                 cost = float(row["cost_cny"].sum()) if len(row) else 0.0
+                if "demand_cny" in row and len(row):
+                    cost += float(row["demand_cny"].fillna(0.0).sum())
                 lines.append(_line(c.tenant, "energy", c.currency, cost, contract=c.id, period_start=s,
                                    period_end=e, quantity=round(kwh, 6), unit="kWh",
                                    unit_price=round(cost / kwh, 6) if kwh else None))
@@ -457,7 +459,7 @@ def _sequence(store: Store, cfg: config.Config, last: Month, now: datetime, tena
     caps = _Caps()
     for rec in store.query("billing_claimed", month_to=first.name).to_dict("records"):
         caps.claimed[(rec["contract"], rec["programme"])] = rec["month"]
-    energy_fn = _cached(energy) if energy is not None else _energy_reader(store, cfg)
+    energy_fn = _cached(energy) if energy is not None else _energy_reader(store, cfg, now)
     every = sorted({c.tenant for c in b.contracts} | {e.tenant for e in b.enrolments}
                    | set(issued.summary["tenant"]))
     wanted = every if tenants is None else [t for t in every if t in tenants]
@@ -544,13 +546,13 @@ def _hour_after(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
 
-def _energy_reader(store: Store, cfg: config.Config) -> EnergyFn:
+def _energy_reader(store: Store, cfg: config.Config, now: datetime) -> EnergyFn:
     """queries.energy.tenant_energy over a span (cached per span); None when the energy module
     is not there to ask (bills then carry no energy line, and say so)."""
     fn = _tenant_energy()
     if fn is None:
         return lambda s, e: None
-    return _cached(lambda s, e: fn(store, cfg, s, e))
+    return _cached(lambda s, e: fn(store, cfg, s, e, now=now))
 
 
 def _cached(fn: EnergyFn) -> EnergyFn:

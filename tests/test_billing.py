@@ -131,11 +131,14 @@ def test_energy_is_passed_through_or_surcharged_per_kwh(store):
     def energy(start, end):
         asked.append((start, end))
         return pd.DataFrame({"tenant": ["acme", "idle-co"], "it_kwh": [900.0, 400.0], "overhead_kwh": [100.0, 100.0],
-                             "facility_kwh": [1000.0, 500.0], "cost_cny": [812.5, 400.0], "carbon_kg": [570.0, 285.0]})
+                             "facility_kwh": [1000.0, 500.0], "cost_cny": [812.5, 400.0], "demand_cny": [87.5, 50.0],
+                             "carbon_kg": [570.0, 285.0]})
 
     b = billing.bills(store, cfg, "2026-11", now=NOW, energy=energy)
-    assert kinds(b, "acme") == [("lease", 1.0, 60_000.0), ("energy", 1000.0, 812.5)]       # the cost, as is
+    # at cost: 812.5 by time of use + 87.5 of the demand charge
+    assert kinds(b, "acme") == [("lease", 1.0, 60_000.0), ("energy", 1000.0, 900.0)]
     assert kinds(b, "idle-co") == [("lease", 1.0, 60_000.0), ("energy", 500.0, 125.0)]      # 500 kWh x 0.25
+    assert b.tenant_lines("acme").iloc[1]["unit_price"] == 0.9                               # 900 / 1000 kWh
     # November's span, once (the months before it are computed too: caps need the year so far)
     assert asked.count((datetime(2026, 10, 31, 16, tzinfo=UTC), datetime(2026, 11, 30, 16, tzinfo=UTC))) == 1
 
@@ -445,6 +448,13 @@ def test_the_simulated_centres_billing_file_is_valid_and_bills_every_tenant(cfg)
         assert (bills.summary["subsidy"] > 0).any()
     finally:
         store.close()
+
+
+def test_energy_comes_from_the_energy_module_when_none_is_given(store):
+    cfg = make({"contracts": [lease("L1", "acme", 1, date(2026, 1, 1), date(2027, 1, 1), energy="pass_through")]})
+    b = billing.bills(store, cfg, "2026-11", now=NOW)
+    assert billing.energy_available() and not b.energy_missing
+    assert kinds(b, "acme") == [("lease", 1.0, 60_000.0), ("energy", 0.0, 0.0)]           # no meter, no energy
 
 
 def test_a_bad_month_is_a_parameter_error(store):
