@@ -309,25 +309,43 @@ def it_category(cfg: config.Config, site: str, quarters: pd.DataFrame | None = N
     return max(cats) if cats else None
 
 
+def _local_months(cfg: config.Config, rows: pd.DataFrame) -> pd.Series:
+    """Each row's site-local month ("YYYY-MM") of its UTC `hour`."""
+    out = pd.Series("", index=rows.index, dtype=object)
+    for s in cfg.sites:
+        m = rows["site"] == s.id
+        if m.any():
+            out[m] = pd.DatetimeIndex(rows.loc[m, "hour"]).tz_convert(s.timezone).strftime("%Y-%m")
+    return out
+
+
 def _hour_frame(q: pd.DataFrame, cfg: config.Config, sites: list[str]) -> pd.DataFrame:
     """Per site, series and UTC hour of the quarters `q`: kWh (site level: sub-meters left out)
     and ok (every quarter covered by every meter reporting, and by every listed meter)."""
     if q.empty:
         return pd.DataFrame(columns=["site", "series", "hour", "kwh", "ok"])
     conf = _configured(cfg)
-    q = q.assign(series=[_series_of(s, c) for s, c in zip(q["scope"], q["pue_category"])])
+    series = pd.Series(None, index=q.index, dtype=object)
+    series[q["scope"] == "facility"] = "facility"
+    series[q["scope"] == "cooling"] = "cooling"
+    it = (q["scope"] == "it") & q["pue_category"].notna()
+    series[it] = "it" + q.loc[it, "pue_category"].astype(int).astype(str)
+    q = q.assign(series=series)
     subs = set(zip(conf.loc[conf["sub"], "site"], conf.loc[conf["sub"], "meter"])) if len(conf) else set()
+    keep = q["series"].notna()
     if subs:
-        q = q[[(s, m) not in subs for s, m in zip(q["site"], q["meter"])]]
-    q = q[q["series"].notna()]
-    q = q.assign(complete=q["covered_s"] >= QUARTER_S - COVER_TOLERANCE_S)
-    listed = {}
-    for (site, series), g in conf[~conf["sub"]].groupby(["site", "series"]) if len(conf) else []:
-        listed[(site, series)] = set(g["meter"])
-    per_q = q.groupby(["site", "series", "quarter"]).agg(kwh=("kwh", "sum"), complete=("complete", "all"),
-                                                          meters=("meter", lambda m: frozenset(m))).reset_index()
-    per_q["ok"] = [c and listed.get((s, x), set()) <= m
-                   for s, x, c, m in zip(per_q["site"], per_q["series"], per_q["complete"], per_q["meters"])]
+        keep &= ~pd.Series([(a, b) in subs for a, b in zip(q["site"], q["meter"])], index=q.index)
+    q = q[keep]
+    listed_set = set(zip(conf.loc[~conf["sub"], "site"], conf.loc[~conf["sub"], "meter"])) if len(conf) else set()
+    expected = (conf[~conf["sub"]].groupby(["site", "series"]).size().to_dict() if len(conf) else {})
+    complete = q["covered_s"] >= QUARTER_S - COVER_TOLERANCE_S
+    listed = pd.Series([(a, b) in listed_set for a, b in zip(q["site"], q["meter"])], index=q.index, dtype=bool)
+    q = q.assign(complete=complete.astype(int), listed_ok=(complete & listed).astype(int))
+    per_q = q.groupby(["site", "series", "quarter"]).agg(kwh=("kwh", "sum"), n=("kwh", "size"),
+                                                          n_complete=("complete", "sum"),
+                                                          n_listed=("listed_ok", "sum")).reset_index()
+    want = pd.Series([expected.get((a, b), 0) for a, b in zip(per_q["site"], per_q["series"])], index=per_q.index)
+    per_q["ok"] = (per_q["n_complete"] == per_q["n"]) & (per_q["n_listed"] >= want)
     per_q["hour"] = per_q["quarter"].dt.floor("h")
     hours = per_q.groupby(["site", "series", "hour"]).agg(kwh=("kwh", "sum"), ok_q=("ok", "sum")).reset_index()
     hours["ok"] = hours["ok_q"] >= 4
@@ -753,7 +771,7 @@ def _summarise(store: Store, cfg: config.Config, a: pd.DataFrame, key: str, sh: 
     a = a.copy()
     a["cost"] = a["facility_kwh"] * a["price"]
     tz = {s.id: s.timezone for s in cfg.sites}
-    a["month"] = [h.tz_convert(tz[s]).strftime("%Y-%m") for h, s in zip(a["hour"], a["site"])]
+    a["month"] = _local_months(cfg, a)
     carbon = []
     for (site, month), g in a.groupby(["site", "month"]):
         mk = _month_facility(store, cfg, str(site), [str(month)], now).get(str(month))
@@ -883,8 +901,7 @@ def _site_hour_rows(cfg: config.Config, sh: SiteHours) -> pd.DataFrame:
 def _priced(store: Store, cfg: config.Config, rows: pd.DataFrame, sh: SiteHours, now: datetime) -> pd.DataFrame:
     """Adds cost (energy), the demand charge's share, carbon and coal to hourly rows."""
     rows = rows.copy()
-    tz = {s.id: s.timezone for s in cfg.sites}
-    rows["month"] = [h.tz_convert(tz[s]).strftime("%Y-%m") for h, s in zip(rows["hour"], rows["site"])]
+    rows["month"] = _local_months(cfg, rows)
     rows["energy_cny"] = rows["facility_kwh"] * rows["price"]
     rows["carbon_kg"] = 0.0
     for (site, month), g in rows.groupby(["site", "month"]):
@@ -894,7 +911,7 @@ def _priced(store: Store, cfg: config.Config, rows: pd.DataFrame, sh: SiteHours,
     rows["coal_kgce"] = rows["facility_kwh"].fillna(0.0) * cfg.energy.carbon.coal_kgce_per_kwh
     rows["demand_cny"] = 0.0
     fr = sh.frame.reset_index()
-    fr["month"] = [h.tz_convert(tz[s]).strftime("%Y-%m") for h, s in zip(fr["hour"], fr["site"])]
+    fr["month"] = _local_months(cfg, fr)
     for _, d in _demand(cfg, sh).iterrows():
         if d["demand_cny"] is None or pd.isna(d["demand_cny"]):
             continue
