@@ -34,7 +34,6 @@ class Section(Strict):
     top_tenants: Annotated[int, Field(ge=1, le=100)] = 10        # tenants named; the rest one row
     reclaim_rows: Annotated[int, Field(ge=1, le=500)] = 20       # devices in the reclaim list
     worst_hosts: Annotated[int, Field(ge=1, le=100)] = 10
-    pue_target: Annotated[float, Field(ge=1.0, le=3.0, allow_inf_nan=False)] = 1.3   # 1.25 in cold regions
 
     @field_validator("languages", "formats")
     @classmethod

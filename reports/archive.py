@@ -63,7 +63,7 @@ class Output:
 def draw(report: Report, cfg: config.Config, langs: list[str]) -> dict[str, dict[str, bytes]]:
     """Every chart of every language as SVG (lang -> name -> bytes), with one kaleido server;
     sets `report.charts` False and adds the reason to its notes when they cannot be drawn."""
-    figs = {f"{lang}/{name}": fig for lang in langs for name, fig in charts.figures(report, lang).items()}
+    figs = {f"{lang}/{name}": fig for lang in langs for name, fig in charts.figures(report, lang, cfg).items()}
     svgs, problem = charts.render_svgs(figs, cfg.reports.chromium, cfg.reports.chart_timeout_s)
     if problem is not None:
         report.charts = False

@@ -134,7 +134,63 @@ def incidents(report: Report, lang: str) -> go.Figure | None:
     return _layout(fig, height=280, yaxis={"title": i18n.t("reports.col.gpu_hours_lost", lang) + " (GPU-h)"})
 
 
-def figures(report: Report, lang: str) -> dict[str, go.Figure]:
+def _energy(report: Report) -> Any | None:
+    try:
+        s = report.section("energy")
+    except KeyError:
+        return None
+    return s if s.available else None
+
+
+def pue_daily(report: Report, lang: str, cfg_grades: list[tuple[int, float]], target: float | None) -> go.Figure | None:
+    """Daily PUE per site over the grade bands (GB 40879: shaded up to each grade's bound) and
+    the target line."""
+    s = _energy(report)
+    if s is None:
+        return None
+    df = s.block("pue_daily").table.rows
+    df = df[df["pue"].notna()]
+    if df.empty:
+        return None
+    fig = go.Figure()
+    low = 1.0
+    shades = ("#dff0d8", "#fcf8e3", "#f2dede", "#eeeeee")
+    for i, (grade, bound) in enumerate(sorted(cfg_grades, key=lambda g: g[1])):
+        fig.add_hrect(y0=low, y1=bound, fillcolor=shades[min(i, len(shades) - 1)], opacity=0.7, line_width=0,
+                      annotation_text=i18n.t("reports.chart.grade", lang, n=grade), annotation_position="right")
+        low = bound
+    for site, part in df.groupby("site"):
+        days = [d.tz_convert(report.tz).strftime("%m-%d") for d in part["bucket"]]
+        fig.add_trace(go.Scatter(x=days, y=part["pue"].astype(float), mode="lines+markers", name=str(site)))
+    if target is not None:
+        fig.add_hline(y=target, line={"color": RED, "dash": "dash"},
+                      annotation_text=i18n.t("history.target", lang, target=f"{target:g}"),
+                      annotation_position="top left")
+    top = max(float(df["pue"].max()), low, target or 0) + 0.05
+    fig = _layout(fig, xaxis={"type": "category"}, yaxis={"title": i18n.t("reports.chart.pue", lang),
+                                                          "range": [1.0, top]},
+                  legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(margin={"r": 60})
+    return fig
+
+
+def tariff(report: Report, lang: str) -> go.Figure | None:
+    s = _energy(report)
+    if s is None:
+        return None
+    df = s.block("tariff").table.rows
+    if df.empty:
+        return None
+    periods = ("sharp", "peak", "flat", "valley")
+    kwh = [float(df[f"{p}_kwh"].astype(float).sum()) for p in periods]
+    cny = [df[f"{p}_cny"].astype(float).sum(min_count=1) for p in periods]
+    labels = [i18n.t(f"energy.period.{p}", lang) for p in periods]
+    fig = go.Figure(go.Bar(x=labels, y=kwh, marker={"color": [RED, ORANGE, LIGHT, BLUE]},
+                           text=[("" if c != c else f"{c:,.0f} CNY") for c in cny], textposition="outside"))
+    return _layout(fig, height=300, yaxis={"title": i18n.t("reports.chart.kwh", lang)})
+
+
+def figures(report: Report, lang: str, cfg: Any = None) -> dict[str, go.Figure]:
     """Every chart the report has data for, by name (the PDF template places them by name)."""
     if report.tenant is not None:
         makers = {"tenant_daily": lambda: tenant_daily(report, lang)}
@@ -145,7 +201,14 @@ def figures(report: Report, lang: str) -> dict[str, go.Figure]:
                   "by_model": lambda: ladder(report, lang, "model"),
                   "heatmap": lambda: heatmap(report, lang),
                   "tenants": lambda: tenants(report, lang),
-                  "incidents": lambda: incidents(report, lang)}
+                  "incidents": lambda: incidents(report, lang),
+                  "tariff": lambda: tariff(report, lang)}
+        if cfg is not None and _energy(report) is not None:
+            grades = [(g.grade, g.max_pue) for g in cfg.energy.pue.grades]
+            heads = report.headline.table.rows.set_index("figure")
+            target = float(heads.loc["pue", "target"]) if "pue" in heads.index and heads.loc["pue", "target"] == \
+                heads.loc["pue", "target"] else None
+            makers["pue_daily"] = lambda: pue_daily(report, lang, grades, target)
     out: dict[str, go.Figure] = {}
     for name, make in makers.items():
         fig = make()

@@ -56,6 +56,7 @@ class Figure:
     last_month: float | None = None
     last_year: float | None = None
     change: str = "pct"             # pct: change in % of the earlier value; pp: in points
+    detail: str = ""                # shown after the figure's name (a PUE's category)
 
 
 @dataclass
@@ -169,6 +170,7 @@ def _num(v: Any) -> float | None:
 
 HEADLINE_COLUMNS = (
     Col("figure", "", "reports.col.figure"),
+    Col("detail", "", "reports.col.detail"),
     Col("value", "", "reports.col.value", "number"),
     Col("unit", "", "reports.col.unit"),
     Col("target", "", "reports.col.target", "number"),
@@ -189,7 +191,7 @@ def _change(f: Figure, before: float | None) -> float | None:
 
 
 def headline_block(figures: list[Figure]) -> Block:
-    rows = [{"figure": f.key, "value": f.value, "unit": f.unit, "target": f.target,
+    rows = [{"figure": f.key, "detail": f.detail or None, "value": f.value, "unit": f.unit, "target": f.target,
              "last_month": f.last_month, "change_last_month": _change(f, f.last_month),
              "last_year": f.last_year, "change_last_year": _change(f, f.last_year),
              "change_unit": "pp" if f.change == "pp" else "%"} for f in figures]
@@ -275,7 +277,7 @@ def top_and_rest(table: HistoryTable, n: int, by: str = "allocated_gpu_hours") -
 
 
 def tenants_section(store: Store, cfg: config.Config, v: View, month: str, now: datetime, scope: Scope,
-                    billing: Any | None) -> Section:
+                    billing: Any | None, energy: Any | None = None) -> Section:
     """Per tenant GPU-hours, utilisation while allocated and board energy (history.tenants), the
     top N and the rest, and each tenant's bill (queries/billing.py); for a tenant's scope, its own
     statement: its usage, its days, its GPUs, its bill and bill lines."""
@@ -294,6 +296,10 @@ def tenants_section(store: Store, cfg: config.Config, v: View, month: str, now: 
     else:
         blocks.append(Block("usage", "reports.tenants.usage", top_and_rest(table, cfg.reports.top_tenants)))
     notes: list[Msg] = []
+    if energy is not None:
+        blocks.append(Block("energy", "reports.tenants.energy",
+                            energy.energy_table(store, cfg, replace(v, tenant=scope.tenant), scope, by="tenant",
+                                                now=now)))
     if billing is None:
         notes.append(msg("reports.not_yet", what=msg("reports.module.billing")))
     else:
@@ -412,14 +418,15 @@ def gather(store: Store, cfg: config.Config, month: str, now: datetime | None = 
     v = View(start=start, end=end, tz=tz)
     energy, billing, capacity = area_module("energy"), area_module("billing"), area_module("capacity")
     if scope.tenant is not None:
-        sections = [tenants_section(store, cfg, v, month, now, scope, billing)]
+        sections = [tenants_section(store, cfg, v, month, now, scope, billing, energy)]
         headline = headline_block(tenant_figures(sections[0], scope.tenant))
         notes = [msg("reports.note.tenant_statement", tenant=scope.tenant)]
         return Report(month, start, end, tz, now, cfg.centre.name, [s.name for s in cfg.sites], scope,
                       headline, sections, notes)
     sections = [utilisation_section(store, cfg, v, now),
-                tenants_section(store, cfg, v, month, now, scope, billing),
-                pending_section("energy", "energy") if energy is None else energy_section(energy, store, cfg, v, now),
+                tenants_section(store, cfg, v, month, now, scope, billing, energy),
+                pending_section("energy", "energy") if energy is None
+                else energy_section(energy, store, cfg, v, month, now),
                 reliability_section(store, cfg, v, now),
                 pending_section("capacity", "capacity") if capacity is None
                 else capacity_section(capacity, store, cfg, v, now),
@@ -480,8 +487,75 @@ def cover_notes(cfg: config.Config, sections: list[Section]) -> list[Msg]:
 # Each is filled from its module's documented builders once it lands; until then
 # `pending_section` says plainly that the figures are not available yet.
 
-def energy_section(energy: Any, store: Store, cfg: config.Config, v: View, now: datetime) -> Section:
-    return pending_section("energy", "energy")
+def energy_section(energy: Any, store: Store, cfg: config.Config, v: View, month: str, now: datetime) -> Section:
+    """PUE for the month and by day (queries/energy.py pue_table: from energy, its category, the
+    grade and target), energy and cost by tariff period, carbon and coal (energy_table by site),
+    partial PUE per hall and cooling loop (ppue_table); the headline's energy figures."""
+    pue = energy.pue_table(store, cfg, v, now=now)
+    daily = energy.pue_table(store, cfg, replace(v, step="1d"), now=now)
+    by_site = energy.energy_table(store, cfg, v, by="site", now=now)
+    ppue = energy.ppue_table(store, cfg, v, now=now)
+    blocks = [Block("pue", "reports.energy.pue", pue),
+              Block("pue_daily", "reports.energy.pue_daily", daily),
+              Block("tariff", "reports.energy.tariff", by_site),
+              Block("ppue", "reports.energy.ppue", ppue)]
+    notes: list[Msg] = []
+    for r in pue.records():
+        cat = r.get("category")
+        notes.append(msg("reports.note.pue_category", site=r["site"],
+                         category=msg("reports.pue.category_n", n=int(cat)) if not _missing(cat)
+                         else msg("reports.pue.below_3")))
+        if r.get("it_estimated"):
+            notes.append(msg("reports.note.it_estimated", site=r["site"]))
+        if (r.get("excluded_hours") or 0) > 0:
+            notes.append(msg("reports.note.pue_excluded", site=r["site"], hours=int(r["excluded_hours"]),
+                             total=int(r["hours"] or 0) + int(r["excluded_hours"])))
+    figures = energy_figures(energy, store, cfg, v, month, now, pue, by_site)
+    return Section("energy", blocks, notes, figures=figures)
+
+
+def _energy_totals(pue: HistoryTable, by_site: HistoryTable) -> dict[str, float | None]:
+    """The month's PUE (one site: its own; several: only when every site has one category, as
+    facility / IT summed) and the sites' facility energy, cost, carbon and coal summed."""
+    def total(df: pd.DataFrame, col: str, scale: float = 1.0) -> float | None:
+        if df.empty or col not in df or df[col].isna().all():
+            return None
+        return float(df[col].astype(float).sum()) * scale
+
+    p, e = pue.rows, by_site.rows
+    value: float | None = None
+    if len(p) == 1:
+        value = _num(p["pue"].iloc[0])
+    elif len(p) > 1 and p["category"].nunique(dropna=False) == 1:
+        fac, it = total(p, "facility_kwh"), total(p, "it_kwh")
+        value = fac / it if fac is not None and it else None
+    return {"pue": value, "facility_kwh": total(e, "facility_kwh"), "cost_cny": total(e, "cost_cny"),
+            "carbon_t": total(e, "carbon_kg", 1e-3), "coal_tce": total(e, "coal_kgce", 1e-3)}
+
+
+def energy_figures(energy: Any, store: Store, cfg: config.Config, v: View, month: str, now: datetime,
+                   pue: HistoryTable, by_site: HistoryTable) -> list[Figure]:
+    this = _energy_totals(pue, by_site)
+    before: dict[str, dict[str, float | None]] = {}
+    for name, shift in (("last_month", -1), ("last_year", -12)):
+        a, b, _ = month_bounds(cfg, shift_month(month, shift), now)
+        w = replace(v, start=a, end=b)
+        before[name] = _energy_totals(energy.pue_table(store, cfg, w, now=now),
+                                      energy.energy_table(store, cfg, w, by="site", now=now))
+    target = energy.pue_target(cfg, cfg.sites[0].id) if len(cfg.sites) == 1 else energy.pue_target(cfg)
+    cats = sorted({str(int(c)) for c in pue.rows.get("category", pd.Series(dtype=object)).dropna()})
+    if pue.rows.get("it_estimated", pd.Series(dtype=object)).fillna(False).astype(bool).any():
+        cats.append("estimated")
+    spec = (("pue", "", target, "pct"), ("facility_kwh", "kWh", None, "pct"), ("cost_cny", "CNY", None, "pct"),
+            ("carbon_t", "t CO2", None, "pct"), ("coal_tce", "tce", None, "pct"))
+    out = []
+    for k, unit, t, change in spec:
+        f = Figure(k, _round(this[k], 4 if k == "pue" else 3), unit, t, _round(before["last_month"][k], 4),
+                   _round(before["last_year"][k], 4), change)
+        if k == "pue":
+            f.detail = ", ".join(cats)
+        out.append(f)
+    return out
 
 
 def capacity_section(capacity: Any, store: Store, cfg: config.Config, v: View, now: datetime) -> Section:

@@ -43,6 +43,14 @@ PDF_COLUMNS: dict[str, tuple[str, ...]] = {
               "no_data_gpu_hours", "delivered_pflops", "energy_kwh"),
     "reclaim_devices": ("host", "gpu_index", "cluster", "tenant", "allocated_gpu_hours", "idle_allocated_gpu_hours",
                         "util_pct", "idle_cost_cny"),
+    "energy": ("tenant", "board_kwh", "it_kwh", "facility_kwh", "energy_cny", "demand_cny", "cost_cny", "carbon_kg"),
+    "tariff": ("site", "facility_kwh", "sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh", "energy_cny", "demand_kw",
+               "demand_cny", "cost_cny", "carbon_kg", "coal_kgce"),
+    "pue": ("site", "pue", "category", "it_estimated", "facility_kwh", "it_kwh", "cooling_share_pct", "hours",
+            "excluded_hours", "cue", "target", "grade"),
+    "pue_daily": ("bucket", "site", "pue", "facility_kwh", "it_kwh", "cooling_share_pct", "hours", "excluded_hours",
+                  "grade"),
+    "ppue": ("site", "level", "part", "ppue", "it_kwh", "infrastructure_kwh", "category", "hours", "excluded_hours"),
     "devices": ("host", "gpu_index", "cluster", "allocated_gpu_hours", "busy_gpu_hours", "idle_allocated_gpu_hours",
                 "util_pct", "energy_kwh"),
 }
@@ -88,6 +96,8 @@ def headline_rows(report: Report, lang: str) -> tuple[list[str], list[list[str]]
     rows = []
     for r in report.headline.table.records():
         name = i18n.t(f"reports.figure.{r['figure']}", lang)
+        if r.get("detail"):
+            name = f"{name} ({figure_detail(str(r['detail']), lang)})"
         unit = r["unit"]
 
         def num(v: Any) -> str:
@@ -99,6 +109,13 @@ def headline_rows(report: Report, lang: str) -> tuple[list[str], list[list[str]]
         rows.append([f"{name} ({unit})" if unit else name, num(r["value"]), num(r["target"]), num(r["last_month"]),
                      change(r["change_last_month"]), num(r["last_year"]), change(r["change_last_year"])])
     return headers, rows
+
+
+def figure_detail(detail: str, lang: str) -> str:
+    """A headline figure's detail in words: a PUE's measurement categories ("1", "estimated")."""
+    words = [i18n.t("reports.pue.below_3", lang) if d == "estimated"
+             else i18n.t("reports.pue.category_n", lang, n=d) for d in detail.split(", ")]
+    return ", ".join(words)
 
 
 def payload(report: Report, lang: str, charts: dict[str, bytes]) -> dict[str, Any]:

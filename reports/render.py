@@ -21,7 +21,7 @@ from reports.data import OTHERS, Block, Report
 _FORMATS = {
     "hours": "{:,.1f}", "pct": "{:.1f} %", "share": "{:.1f} %", "pflops": "{:,.2f}", "kwh": "{:,.1f}",
     "money": "{:,.0f}", "cny": "{:,.2f}", "count": "{:,.0f}", "gpus": "{:,.1f}", "delta": "{:+.1f} %",
-    "points": "{:+.1f}",
+    "points": "{:+.1f}", "ratio": "{:.3f}", "kw": "{:,.1f}", "kg": "{:,.1f}",
 }
 
 
@@ -58,6 +58,8 @@ def word(block: Block, col: Col, v: Any, lang: str) -> str | None:
         return i18n.t(prefix + str(v), lang)
     if col.name in ("tenant", "key"):
         return tenant_label(str(v), block.table.names, lang)
+    if col.kind == "flag":
+        return i18n.t("reports.page.yes" if v else "reports.page.no", lang)
     if col.kind == "word":
         return i18n.t(f"billing.word.{v}", lang)
     if col.kind == "programme" and hasattr(block.table, "programme_name"):
