@@ -187,3 +187,19 @@ def test_a_signed_in_tenant_sees_its_own_bill_and_cannot_issue(page_db):
     assert summary["Tenant"].tolist() == ["Idle Co (idle-co)"]
     assert not at.button
     assert "Budget used (year)" not in [c for df in at.dataframe for c in df.value.columns]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_page_renders_with_no_billing_configured(tmp_path, lang):
+    db = tmp_path / "empty.duckdb"
+    Store(db).close()
+    d = history_centre(database={"path": str(db)})
+    d["billing"] = {}
+    at = AppTest.from_function(_page_script, args=(str(db), json.dumps(d), "pages.billing", False, None),
+                               default_timeout=60)
+    at.query_params["lang"] = lang
+    at.run()
+    assert not at.exception and not at.error
+    assert at.title[0].value == WORDS[lang]["title"]
+    assert any(s.value == {"en": "No tenant has a contract or a bill in this month.",
+                           "zh-CN": "本月没有租户有合同或账单。"}[lang] for s in at.info)
