@@ -52,6 +52,8 @@ class Contract(Strict):
     currency: Currency = "CNY"
     amount: Money | None = None                  # the contract amount (vouchers paid on it)
     gpus: Annotated[int, Field(gt=0, le=1_000_000)] | None = None          # lease: GPUs leased
+    hosts: list[str] = []                        # lease: whole hosts (each its cluster's gpus_per_node)
+    devices: list[str] = []                      # lease: single devices (one GPU each)
     per_gpu_month: Money | None = None           # lease price; default: the price list's
     per_gpu_hour: Money | None = None            # usage price; default: the price list's
     committed_gpus: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] = 0.0
@@ -153,6 +155,26 @@ def price_on(section: Section, model: str, day: date, field: str) -> float | Non
     return None if best is None else getattr(best, field)
 
 
+def host_cluster(clusters: Any, host: str) -> Any:
+    """The cluster whose host_prefix names `host` (the simulator's and the config's convention:
+    trn-a-001 is in the cluster with host_prefix trn-a), else None."""
+    for cl in clusters:
+        if host == cl.host_prefix or host.startswith(f"{cl.host_prefix}-"):
+            return cl
+    return None
+
+
+def lease_gpus(c: Contract, clusters: Any) -> int:
+    """The GPUs a lease rents: `gpus`, or its devices plus each host's cluster's gpus_per_node."""
+    if c.gpus is not None:
+        return c.gpus
+    total = len(c.devices)
+    for host in c.hosts:
+        cl = host_cluster(clusters, host)
+        total += cl.gpus_per_node if cl is not None else 0
+    return total
+
+
 def check(problems: Problems, path: Path, key: str, section: Section, cf: Any, catalogue: Any) -> None:
     """Cross-checks against the rest of the centre (`cf`: the validated centre file). `key` is the
     prefix of this section's keys in messages ("billing." inside centre.toml, "" in its own file)."""
@@ -196,8 +218,14 @@ def check(problems: Problems, path: Path, key: str, section: Section, cf: Any, c
                 add(f"{here}.clusters[{j}]", f"unknown cluster {cl!r}; expected one of {sorted(clusters)}")
         own = c.currency != section.currency
         if c.kind == "lease":
-            if c.gpus is None:
-                add(f"{here}.gpus", "a lease needs the number of GPUs it rents")
+            if c.gpus is None and not c.hosts and not c.devices:
+                add(f"{here}.gpus", "a lease needs the GPUs it rents: gpus, hosts or devices")
+            if c.gpus is not None and (c.hosts or c.devices):
+                add(f"{here}.gpus", "give gpus, or hosts and devices (whose GPUs are counted), not both")
+            for j, host in enumerate(c.hosts):
+                if host_cluster(cf.clusters, host) is None:
+                    add(f"{here}.hosts[{j}]", f"host {host!r} is in no cluster (no cluster's host_prefix starts it: "
+                        f"{sorted(cl.host_prefix for cl in cf.clusters)})")
             if c.per_gpu_month is None and (own or price_on(section, c.model, c.start, "per_gpu_month") is None):
                 add(f"{here}.per_gpu_month", f"no lease price for {c.model} on {c.start}: give per_gpu_month here "
                     f"or a [[prices]] entry with per_gpu_month effective by then"
@@ -206,9 +234,9 @@ def check(problems: Problems, path: Path, key: str, section: Section, cf: Any, c
                 if getattr(c, name) not in (None, 0.0):
                     add(f"{here}.{name}", "is a usage contract's key; a lease is billed by the month")
         else:
-            if c.gpus is not None or c.per_gpu_month is not None:
-                add(f"{here}.{'gpus' if c.gpus is not None else 'per_gpu_month'}",
-                    "is a lease's key; a usage contract is billed by the GPU-hour")
+            for name in ("gpus", "per_gpu_month", "hosts", "devices"):
+                if getattr(c, name) not in (None, []):
+                    add(f"{here}.{name}", "is a lease's key; a usage contract is billed by the GPU-hour")
             if c.per_gpu_hour is None and (own or price_on(section, c.model, c.start, "per_gpu_hour") is None):
                 add(f"{here}.per_gpu_hour", f"no GPU-hour price for {c.model} on {c.start}: give per_gpu_hour here "
                     f"or a [[prices]] entry with per_gpu_hour effective by then"

@@ -52,7 +52,7 @@ import pyarrow as pa
 
 import config
 import i18n
-from config.billing import Contract, Programme, add_months, price_on
+from config.billing import Contract, Programme, add_months, lease_gpus, price_on
 from queries import measures
 from queries.catalogue import arrow_schema, table as catalogue_table
 from queries.history import Col, HistoryTable, ParamError, tenant_names
@@ -230,12 +230,12 @@ def _contract_charges(cfg: config.Config, c: Contract, m: Month, usage: _Usage, 
     lines: list[dict[str, Any]] = []
     tz = m.tz
     if c.kind == "lease":
-        assert c.gpus is not None
+        gpus = lease_gpus(c, cfg.clusters)
         for a, b, price in _segments(cfg, c, first, until, "per_gpu_month", c.per_gpu_month):
             s, e = local_midnight(a, tz), min(local_midnight(b, tz), now)
             if e <= s:
                 continue
-            qty = c.gpus * ((e - s) / timedelta(hours=1)) / m.hours       # GPU-months, pro-rated by the hour
+            qty = gpus * ((e - s) / timedelta(hours=1)) / m.hours       # GPU-months, pro-rated by the hour
             lines.append(_line(c.tenant, "lease", c.currency, qty * price, contract=c.id, model=c.model,
                                period_start=s, period_end=e, quantity=round(qty, 6), unit="GPU-month",
                                unit_price=price))

@@ -88,6 +88,16 @@ def test_a_lease_starting_on_the_tenth_of_a_30_day_month_is_pro_rated_by_the_hou
     assert kinds(dec, "acme") == [("lease", round(8 * 35 / 744, 6), 22_580.65)]
 
 
+def test_a_lease_of_hosts_and_devices_counts_their_gpus(store):
+    # c1's nodes have 2 GPUs, c2's 4: hosts n1-001 and n2-001 plus one device = 2 + 4 + 1 = 7 GPUs
+    c = {"id": "L1", "tenant": "acme", "kind": "lease", "model": H100, "hosts": ["n1-001", "n2-001"],
+         "devices": ["GPU-x"], "start": date(2026, 1, 1), "end": date(2027, 1, 1)}
+    b = billing.bills(store, make({"contracts": [c]}), "2026-11", now=NOW)
+    assert kinds(b, "acme") == [("lease", 7.0, 420_000.0)]             # 7 x 60,000
+    with pytest.raises(config.ConfigError, match=r"hosts\[0\]': host 'zz-001' is in no cluster"):
+        make({"contracts": [{**c, "hosts": ["zz-001"]}]})
+
+
 def test_a_usage_contract_with_an_underused_commitment_bills_the_shortfall(store):
     cfg = make({"contracts": [usage_contract("U1", "acme", date(2026, 1, 1), date(2027, 1, 1), committed_gpus=4)]})
     for day in range(1, 11):
