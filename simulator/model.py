@@ -62,6 +62,32 @@ BJT = 8 * HOUR                    # Beijing time offset from UTC
 # Energy/facility registers start at the centre's commissioning (2026-01-01 00:00 Beijing).
 COMMISSIONED_AT = datetime(2025, 12, 31, 16, 0, tzinfo=timezone.utc).timestamp()
 
+# Demand (issue 16, docs/capacity.md): the floor's demand grows DEMAND_GROWTH a month to
+# DEMAND_AT_REF at DEMAND_REF (and on, until every job runs): further back, a training job or an
+# inference pod is left out with the missing share. The last training tenant ramps up from
+# RAMP_FROM to RAMP_TO (its weight in the job draw from RAMP_LOW to RAMP_HIGH times its own), so
+# the capacity forecasts have a true trend to find. Pure functions of time, as everything here.
+DEMAND_REF = datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp()
+DEMAND_AT_REF = 0.88
+DEMAND_GROWTH = 0.03
+MONTH_S = 30.4375 * DAY
+RAMP_FROM = datetime(2026, 7, 1, tzinfo=timezone.utc).timestamp()
+RAMP_TO = datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp()
+RAMP_LOW, RAMP_HIGH = 0.2, 2.5
+INFER_HELD_AT_REF = 0.92          # share of inference pod slots deployed at DEMAND_REF
+
+
+def demand_level(t: float) -> float:
+    """The share of the floor's jobs and pods that run at t (1 once demand has grown to all)."""
+    return min(1.0, DEMAND_AT_REF * (1.0 + DEMAND_GROWTH) ** ((t - DEMAND_REF) / MONTH_S))
+
+
+def ramp_weight(t: float) -> float:
+    """The ramping tenant's weight multiplier at t."""
+    x = min(1.0, max(0.0, (t - RAMP_FROM) / (RAMP_TO - RAMP_FROM)))
+    return RAMP_LOW + (RAMP_HIGH - RAMP_LOW) * x
+
+
 # Event rates, tuned for the default centre (64 nodes): at a typical instant about one
 # exporter is down, a handful of GPUs throttle, an XID or a lost GPU is often showing.
 P_XID_PER_HOST_HOUR = 0.03
@@ -585,12 +611,13 @@ class Floor:
         jobs = []
         k = 0
         tenants = self._train_tenants
-        weights = [1.0 / (1 + 0.5 * i) for i in range(len(tenants))]
-        wsum = sum(weights)
+        base = [1.0 / (1 + 0.5 * i) for i in range(len(tenants))]
         while cursor < b1:
             z = _hk(zc, k)
             z2 = _mix(z)
             dur = 2 * HOUR * math.exp(math.log(36.0) * _u(z, 0))           # log-uniform 2..72 h
+            weights = base[:-1] + [base[-1] * ramp_weight(cursor)] if len(base) > 1 else base
+            wsum = sum(weights)
             pick = _u(z, 1) * wsum
             ti = 0
             while ti < len(tenants) - 1 and pick >= weights[ti]:
@@ -604,9 +631,10 @@ class Floor:
             period = (20 + 40 * _u(z2, 1)) * 60
             dip = 60 + 120 * _u(z2, 2)
             slug = _TRAIN_JOBS[(z2 >> 48) % len(_TRAIN_JOBS)]
-            jobs.append(_Job(cursor, cursor + dur, cursor + init, hang_at, period, dip, ns,
-                             f"{slug}-{_suffix(_mix(z2), 5)}", _mix(z ^ 0x5A5A), tid))
             z3 = _mix(z2 ^ 0xA5)
+            if _u(z3, 3) < demand_level(cursor):            # else the gang idles: demand not yet grown
+                jobs.append(_Job(cursor, cursor + dur, cursor + init, hang_at, period, dip, ns,
+                                 f"{slug}-{_suffix(_mix(z2), 5)}", _mix(z ^ 0x5A5A), tid))
             gap = (5 + 55 * _u(z3, 1)) * 60 if _u(z3, 0) < 0.75 else (2 + 18 * _u(z3, 2)) * HOUR
             cursor += dur + gap
             k += 1
@@ -655,7 +683,7 @@ class Floor:
             deploy = _INFER_DEPLOYS[(z >> 44) % len(_INFER_DEPLOYS)]
             u = _u(z, 0)
             scale = 0.0 if u < 0.07 else 0.55 + 0.5 * _u(z, 1)
-            free = _u(z, 2) < 0.08
+            free = _u(z, 2) >= INFER_HELD_AT_REF * demand_level(b0) / DEMAND_AT_REF
             fb = int(h.fb_total * (0.40 + 0.52 * _u(z, 3)))
             slots.append((first, size, tid, ns, deploy, scale, fb, free, z))
             first += size
