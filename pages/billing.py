@@ -23,7 +23,6 @@ from queries import billing, quotas
 from queries.billing import BillTable, Bills
 from queries.history import HistoryTable, ParamError, View, tenant_names
 
-ISSUERS = (None, "manager", "admin")          # roles that may issue (None: sign-in off)
 
 
 def show(ctx: PageContext, table: HistoryTable, name: str, *, max_rows: int = 12) -> None:
@@ -130,7 +129,7 @@ def detail_section(ctx: PageContext, b: Bills) -> None:
 def issue_section(ctx: PageContext, b: Bills, now: datetime) -> None:
     t = ctx.t
     st.subheader(t("billing.issue.title"))
-    if ctx.scope.tenant is not None or ctx.scope.role not in ISSUERS:
+    if ctx.scope.tenant is not None or ctx.scope.role not in billing.ISSUERS:
         st.caption(t("billing.issue.tenant_scope"))
         return
     st.caption(t("billing.issue.help"))

@@ -63,6 +63,7 @@ ENGINE_VERSION = "billing-1"       # the rules' code: bump when the arithmetic c
 CHARGES = ("lease", "usage", "shortfall", "overage", "energy")
 SUBSIDIES = ("voucher",)
 ADJUSTMENTS = ("adjustment", "voucher_adjustment")
+ISSUERS = (None, "manager", "admin")    # roles that may issue bills (None: sign-in off)
 UTC = timezone.utc
 _MONTH_RE = re.compile(r"(\d{4})-(\d{2})\Z")
 _YEAR_RE = re.compile(r"(\d{4})\Z")
@@ -904,13 +905,16 @@ def issue_month(store: Store, cfg: config.Config, month_name: str, who: Scope | 
     """Freeze the month's draft bills (every tenant's, or one tenant's) as issued: their lines,
     totals, the rules version, who and when; bills already issued stay as they are. Refused
     (BillingError) for a month not yet over and on a read-only store. Recorded in the audit
-    trail. Returns the tenants whose bills were issued."""
+    trail. Only managers and admins issue (a Scope of another role, or a tenant's, is refused);
+    `who` as a plain name is a job's or a script's. Returns the tenants whose bills were issued."""
     now = now or datetime.now(UTC)
     m = month(cfg, month_name)
     if m.end > now:
         raise BillingError("billing.error.month_open", month=m.name)
     if store.read_only:
         raise BillingError("billing.error.read_only")
+    if isinstance(who, Scope) and (who.tenant is not None or who.role not in ISSUERS):
+        raise BillingError("billing.error.not_allowed", role=who.role or "-")
     scope = who if isinstance(who, Scope) else EVERYTHING
     b = bills(store, cfg, month_name, now=now, scope=scope, tenant=tenant, energy=energy)
     drafts = b.summary[b.summary["status"] == "draft"]

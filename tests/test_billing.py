@@ -288,6 +288,9 @@ def test_issuing_is_refused_for_an_open_month_and_recorded_in_the_audit(store):
     cfg = make({"contracts": [lease("L1", "acme", 1, date(2026, 1, 1), date(2027, 1, 1))]})
     with pytest.raises(billing.BillingError, match="2026-12 is not over"):
         billing.issue_month(store, cfg, "2026-12", "finance", now=NOW)
+    for role, tenant in (("tenant", "acme"), ("noc", None), ("planner", None)):
+        with pytest.raises(billing.BillingError, match="managers and admins"):
+            billing.issue_month(store, cfg, "2026-11", Scope(role=role, tenant=tenant, who="x"), now=NOW)
     issued = billing.issue_month(store, cfg, "2026-11", Scope(role="manager", who="li.wei"), now=NOW)
     assert issued == ["acme"]
     assert billing.issue_month(store, cfg, "2026-11", "finance", now=NOW) == []       # issued once
