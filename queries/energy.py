@@ -296,19 +296,6 @@ def _configured(cfg: config.Config) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["site", "meter", "series", "sub", "hall", "loop"])
 
 
-def it_category(cfg: config.Config, site: str, quarters: pd.DataFrame | None = None) -> int | None:
-    """The IT category a site's PUE uses: energy.sites[].it_category, else the highest category
-    of its configured IT meters or of the IT meters in `quarters`; None: no IT meter (estimate)."""
-    own = cfg.energy.site(site).it_category
-    if own is not None:
-        return own
-    cats = {m.category for m in cfg.energy.meters if m.site == site and m.scope == "it" and m.category}
-    if quarters is not None and len(quarters):
-        q = quarters[(quarters["site"] == site) & (quarters["scope"] == "it")]
-        cats |= {int(c) for c in q["pue_category"].dropna().unique()}
-    return max(cats) if cats else None
-
-
 def _local_months(cfg: config.Config, rows: pd.DataFrame) -> pd.Series:
     """Each row's site-local month ("YYYY-MM") of its UTC `hour`."""
     out = pd.Series("", index=rows.index, dtype=object)
@@ -317,39 +304,6 @@ def _local_months(cfg: config.Config, rows: pd.DataFrame) -> pd.Series:
         if m.any():
             out[m] = pd.DatetimeIndex(rows.loc[m, "hour"]).tz_convert(s.timezone).strftime("%Y-%m")
     return out
-
-
-def _hour_frame(q: pd.DataFrame, cfg: config.Config, sites: list[str]) -> pd.DataFrame:
-    """Per site, series and UTC hour of the quarters `q`: kWh (site level: sub-meters left out)
-    and ok (every quarter covered by every meter reporting, and by every listed meter)."""
-    if q.empty:
-        return pd.DataFrame(columns=["site", "series", "hour", "kwh", "ok"])
-    conf = _configured(cfg)
-    series = pd.Series(None, index=q.index, dtype=object)
-    series[q["scope"] == "facility"] = "facility"
-    series[q["scope"] == "cooling"] = "cooling"
-    it = (q["scope"] == "it") & q["pue_category"].notna()
-    series[it] = "it" + q.loc[it, "pue_category"].astype(int).astype(str)
-    q = q.assign(series=series)
-    subs = set(zip(conf.loc[conf["sub"], "site"], conf.loc[conf["sub"], "meter"])) if len(conf) else set()
-    keep = q["series"].notna()
-    if subs:
-        keep &= ~pd.Series([(a, b) in subs for a, b in zip(q["site"], q["meter"])], index=q.index)
-    q = q[keep]
-    listed_set = set(zip(conf.loc[~conf["sub"], "site"], conf.loc[~conf["sub"], "meter"])) if len(conf) else set()
-    expected = (conf[~conf["sub"]].groupby(["site", "series"]).size().to_dict() if len(conf) else {})
-    complete = q["covered_s"] >= QUARTER_S - COVER_TOLERANCE_S
-    listed = pd.Series([(a, b) in listed_set for a, b in zip(q["site"], q["meter"])], index=q.index, dtype=bool)
-    q = q.assign(complete=complete.astype(int), listed_ok=(complete & listed).astype(int))
-    per_q = q.groupby(["site", "series", "quarter"]).agg(kwh=("kwh", "sum"), n=("kwh", "size"),
-                                                          n_complete=("complete", "sum"),
-                                                          n_listed=("listed_ok", "sum")).reset_index()
-    want = pd.Series([expected.get((a, b), 0) for a, b in zip(per_q["site"], per_q["series"])], index=per_q.index)
-    per_q["ok"] = (per_q["n_complete"] == per_q["n"]) & (per_q["n_listed"] >= want)
-    per_q["hour"] = per_q["quarter"].dt.floor("h")
-    hours = per_q.groupby(["site", "series", "hour"]).agg(kwh=("kwh", "sum"), ok_q=("ok", "sum")).reset_index()
-    hours["ok"] = hours["ok_q"] >= 4
-    return hours[["site", "series", "hour", "kwh", "ok"]]
 
 
 def _hours(first: datetime, end: datetime, now: datetime) -> pd.DatetimeIndex:
@@ -370,67 +324,106 @@ class SiteHours:
     estimated: dict[str, bool]
 
 
+def _hierarchy_params(cfg: config.Config) -> tuple[list[dict] | None, list[dict] | None]:
+    """energy_site_hours.sql's $subs and $listed from the configured meters."""
+    subs = [{"site": m.site, "meter": m.meter} for m in cfg.energy.meters if m.submeter_of is not None]
+    listed = [{"site": m.site, "meter": m.meter, "series": _series_of(m.scope, m.category)}
+              for m in cfg.energy.meters if m.submeter_of is None and _series_of(m.scope, m.category)]
+    return subs or None, listed or None
+
+
+_MEMO: dict[tuple, SiteHours] = {}
+_MEMO_SIZE = 16
+
+
 def site_hours(store: Store, cfg: config.Config, first: datetime, end: datetime, now: datetime,
                sites: list[str] | None = None, *, category: int | None = None) -> SiteHours:
     """facility_kwh, facility_ok, it_kwh, it_ok, cooling_kwh, cooling_ok, board_kwh, node_h, valid
     (facility and IT covered) and demand_kw (the hour's largest covered quarter's facility kWh x 4)
-    per site and complete hour in [first, end). `category` asks for another IT category than the
-    site's own."""
+    per site and complete hour in [first, end); it_peak_kw and cooling_peak_kw likewise. `category`
+    asks for another IT category than the site's own. The tables of one page render ask for the
+    same hours at the same `now`: the answer is kept for them (complete hours do not change
+    without a new `now`, but for a late import, which the next render sees)."""
     sites = sites or [s.id for s in cfg.sites]
+    key = (id(store), id(cfg), first, end, now, tuple(sites), category)
+    got = _MEMO.get(key)
+    if got is not None:
+        return got
+    out = _site_hours(store, cfg, first, end, now, sites, category)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = out
+    return out
+
+
+def _site_hours(store: Store, cfg: config.Config, first: datetime, end: datetime, now: datetime,
+                sites: list[str], category: int | None) -> SiteHours:
     hours = _hours(first, end, now)
-    q = store.query("energy_quarters", lo=first, hi=end, site=sites[0] if len(sites) == 1 else None)
-    if len(q):
-        q = q[q["site"].isin(sites)]
-        q["quarter"] = pd.to_datetime(q["quarter"], utc=True)
-    hf = _hour_frame(q, cfg, sites)
-    board = store.query("energy_board_hours", first_hour=first, end_ts=end, site=sites[0] if len(sites) == 1 else None,
-                        cluster=None, tenant=None)
+    one = sites[0] if len(sites) == 1 else None
+    subs, listed = _hierarchy_params(cfg)
+    hf = store.query("energy_site_hours", lo=first, hi=end, site=one, subs=subs, listed=listed)
+    if len(hf):
+        hf = hf[hf["site"].isin(sites)]
+        hf["hour"] = pd.to_datetime(hf["hour"], utc=True)
+    board = store.query("energy_board_site_hours", first_hour=first, end_ts=end, site=one)
     if len(board):
         board["hour"] = pd.to_datetime(board["hour"], utc=True)
-    gpn = {c.id: c.gpus_per_node for c in cfg.clusters}
-    idx = pd.MultiIndex.from_product([sites, hours], names=["site", "hour"])
-    out = pd.DataFrame(index=idx)
+        gpn = {c.id: c.gpus_per_node for c in cfg.clusters}
+        board["node_s"] = board["observed_s"].astype(float) / board["cluster"].map(gpn).fillna(8).astype(float)
     cats: dict[str, int | None] = {}
     est: dict[str, bool] = {}
     parts = []
     for site in sites:
-        cat = category if category is not None else it_category(cfg, site, q if len(q) else None)
+        metered = set(hf.loc[hf["site"] == site, "series"]) if len(hf) else set()
+        cat = category if category is not None else energy_category(cfg, site, metered)
         has_it = cat is not None and (
             any(m.site == site and m.scope == "it" and m.category == cat for m in cfg.energy.meters)
-            or (len(hf) and ((hf["site"] == site) & (hf["series"] == f"it{cat}")).any()))
+            or f"it{cat}" in metered)
         cats[site] = cat if has_it else None
         est[site] = not has_it
         f = pd.DataFrame(index=hours)
-        for name, series in (("facility", "facility"), ("it", f"it{cat}" if has_it else None), ("cooling", "cooling")):
-            s = hf[(hf["site"] == site) & (hf["series"] == series)].set_index("hour") if len(hf) else hf
-            f[f"{name}_kwh"] = s["kwh"].reindex(hours).astype(float) if len(s) else np.nan
-            f[f"{name}_ok"] = s["ok"].reindex(hours).fillna(False).astype(bool) if len(s) else False
+        mine = hf[hf["site"] == site] if len(hf) else hf
+        for name, series in (("facility", "facility"), ("it", f"it{cat}" if has_it else None),
+                             ("cooling", "cooling")):
+            s = mine[mine["series"] == series].set_index("hour") if len(mine) else mine
+            if len(s):
+                f[f"{name}_kwh"] = s["kwh"].reindex(hours).astype(float).to_numpy()
+                f[f"{name}_ok"] = s["ok"].reindex(hours).astype("boolean").fillna(False).astype(bool).to_numpy()
+                f[f"{name}_peak_kw"] = s["peak_kw"].reindex(hours).astype(float).to_numpy()
+            else:
+                f[f"{name}_kwh"] = np.nan
+                f[f"{name}_ok"] = False
+                f[f"{name}_peak_kw"] = np.nan
         b = board[board["site"] == site] if len(board) else board
         if len(b):
-            bsum = b.groupby("hour")["energy_j"].sum() / 3.6e6
-            nodes = (b["observed_s"] / b["cluster"].map(gpn).fillna(8)).groupby(b["hour"]).sum() / 3600.0
-            f["board_kwh"] = bsum.reindex(hours).fillna(0.0).to_numpy()
-            f["node_h"] = nodes.reindex(hours).fillna(0.0).to_numpy()
+            g = b.groupby("hour")[["energy_j", "node_s"]].sum()
+            f["board_kwh"] = (g["energy_j"] / 3.6e6).reindex(hours).fillna(0.0).to_numpy()
+            f["node_h"] = (g["node_s"] / 3600.0).reindex(hours).fillna(0.0).to_numpy()
         else:
             f["board_kwh"] = 0.0
             f["node_h"] = 0.0
         if not has_it:
             f["it_kwh"] = f["board_kwh"] + f["node_h"] * cfg.energy.pue.per_node_overhead_w / 1000.0
             f["it_ok"] = f["node_h"] > 0
-        if len(q):
-            fq = q[(q["site"] == site) & (q["scope"] == "facility")]
-            fq = fq[~fq["meter"].isin([m.meter for m in cfg.energy.meters if m.site == site and m.submeter_of])]
-            per = fq.groupby("quarter").agg(kwh=("kwh", "sum"), cov=("covered_s", "min"))
-            per = per[per["cov"] >= QUARTER_S - COVER_TOLERANCE_S]
-            dem = (per["kwh"] * 4.0).groupby(per.index.floor("h")).max()
-            f["demand_kw"] = dem.reindex(hours).astype(float).to_numpy()
-        else:
-            f["demand_kw"] = np.nan
+            f["it_peak_kw"] = f["it_kwh"].where(f["it_ok"])
+        f["demand_kw"] = f["facility_peak_kw"]
         f["valid"] = f["facility_ok"] & f["it_ok"]
         f.index.name = "hour"
-        parts.append(f.assign(site=site).reset_index().set_index(["site", "hour"]))
-    out = pd.concat(parts) if parts else out
+        f.insert(0, "site", site)
+        parts.append(f.reset_index().set_index(["site", "hour"]))
+    out = pd.concat(parts) if parts else pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["site", "hour"]))
     return SiteHours(out, cats, est)
+
+
+def energy_category(cfg: config.Config, site: str, metered: Iterable[str] = ()) -> int | None:
+    """The IT category a site's PUE uses: energy.sites[].it_category, else the highest category of
+    its configured IT meters or of the series metered (it1..it3); None: no IT meter (estimate)."""
+    own = cfg.energy.site(site).it_category
+    if own is not None:
+        return own
+    cats = {m.category for m in cfg.energy.meters if m.site == site and m.scope == "it" and m.category}
+    cats |= {int(x[2:]) for x in metered if x.startswith("it") and x[2:].isdigit()}
+    return max(cats) if cats else None
 
 
 # ---- tables for people -------------------------------------------------------------------
@@ -469,22 +462,23 @@ class EnergyTable(HistoryTable):
 
 # ---- buckets ---------------------------------------------------------------------------------
 
-def _bucket_of(hours: pd.Series | pd.DatetimeIndex, step: str, tz: str, label: datetime) -> pd.Series:
-    h = pd.Series(pd.DatetimeIndex(hours).tz_convert(UTC))
+def _bucket_of(hours: pd.Series | pd.DatetimeIndex, step: str, tz: str, label: datetime) -> pd.DatetimeIndex:
+    """Each UTC hour's bucket start (UTC): the hour, or the local day, week (Monday) or month in
+    `tz` (wall-clock arithmetic, so a DST day is still one day), or `label` for step all."""
+    h = pd.DatetimeIndex(hours).tz_convert(UTC)
     if step == "1h":
         return h
     if step == "all":
-        return pd.Series([pd.Timestamp(label)] * len(h), dtype="datetime64[us, UTC]") if len(h) else h
-    local = h.dt.tz_convert(tz)
-    if step == "1d":
-        b = local.dt.normalize()
-    elif step == "1w":
-        b = local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D")
+        return pd.DatetimeIndex(np.full(len(h), pd.Timestamp(label).tz_convert(UTC).as_unit("us").asm8),
+                                dtype="datetime64[us, UTC]") if len(h) else h
+    wall = h.tz_convert(tz).tz_localize(None).normalize()
+    if step == "1w":
+        wall = wall - pd.to_timedelta(wall.weekday, unit="D")
     elif step == "1mo":
-        b = local.dt.normalize() - pd.to_timedelta(local.dt.day - 1, unit="D")
-    else:
+        wall = wall - pd.to_timedelta(wall.day - 1, unit="D")
+    elif step != "1d":
         raise ValueError(f"a step is one of 1h, 1d, 1w, 1mo, all, not {step!r}")
-    return b.dt.tz_convert(UTC)
+    return wall.tz_localize(tz, ambiguous=False, nonexistent="shift_forward").tz_convert(UTC)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -531,7 +525,7 @@ def pue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERY
         return EnergyTable(PUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PUE_COLUMNS]), tz=view.tz)
     sh = site_hours(store, cfg, view.first_hour, view.end, now, sites, category=category)
     f = sh.frame.reset_index()
-    f["bucket"] = _bucket_of(f["hour"], view.step, view.tz, view.start).to_numpy()
+    f["bucket"] = _bucket_of(f["hour"], view.step, view.tz, view.start)
     f["month"] = f["hour"].dt.tz_convert(view.tz).dt.strftime("%Y-%m")
     v = f["valid"]
     f["fac_v"] = f["facility_kwh"].where(v, 0.0).fillna(0.0)
@@ -614,35 +608,24 @@ def ppue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVER
     empty = EnergyTable(PPUE_COLUMNS, pd.DataFrame(columns=[c.name for c in PPUE_COLUMNS]), tz=view.tz)
     if not parts:
         return empty
-    hours = _hours(view.first_hour, view.end, now)
-    q = store.query("energy_quarters", lo=view.first_hour, hi=view.end, site=None)
-    if not len(q) or not len(hours):
+    spec = [{"part": f"{p['level']}:{p['part']}", "side": side, "site": p["site"], "meter": m, "meters": len(p[side])}
+            for p in parts for side in ("it", "infra") for m in p[side]]
+    g = store.query("energy_ppue", lo=view.first_hour, hi=view.end, now=now, parts=spec, step=view.step, tz=view.tz,
+                    start_label=view.start)
+    if not len(g):
         return empty
-    q["quarter"] = pd.to_datetime(q["quarter"], utc=True)
-    q["hour"] = q["quarter"].dt.floor("h")
-    q["complete"] = q["covered_s"] >= QUARTER_S - COVER_TOLERANCE_S
-    rows = []
-    for p in parts:
-        def side(meters: list[str], site: str = p["site"]) -> pd.DataFrame:
-            s = q[(q["site"] == site) & q["meter"].isin(meters)]
-            per = s.groupby("hour").agg(kwh=("kwh", "sum"), ok=("complete", "sum"))
-            per["ok"] = per["ok"] >= 4 * len(meters)
-            return per.reindex(hours)
-        it, infra = side(p["it"]), side(p["infra"])
-        ok = it["ok"].fillna(False).astype(bool) & infra["ok"].fillna(False).astype(bool)
-        f = pd.DataFrame({"hour": hours, "it": it["kwh"].where(ok, 0.0).fillna(0.0).to_numpy(),
-                          "infra": infra["kwh"].where(ok, 0.0).fillna(0.0).to_numpy(), "ok": ok.to_numpy()})
-        f["bucket"] = _bucket_of(f["hour"], view.step, view.tz, view.start).to_numpy()
-        g = f.groupby("bucket").agg(it_kwh=("it", "sum"), infra=("infra", "sum"), hours=("ok", "sum"),
-                                    total=("ok", "size")).reset_index()
-        num = g["infra"] if p["total"] else g["it_kwh"] + g["infra"]
-        g["ppue"] = (num / g["it_kwh"].where(g["it_kwh"] > 0)).round(4)
-        g["infrastructure_kwh"] = (g["infra"] - g["it_kwh"] if p["total"] else g["infra"]).round(3)
-        g["it_kwh"] = g["it_kwh"].round(3)
-        g["excluded_hours"] = (g["total"] - g["hours"]).astype(int)
-        g["hours"] = g["hours"].astype(int)
-        g = g.assign(site=p["site"], level=p["level"], part=p["part"], category=p["category"])
-        rows.append(g[[c.name for c in PPUE_COLUMNS]])
+    meta = pd.DataFrame([{"part": f"{p['level']}:{p['part']}", "site": p["site"], "level": p["level"],
+                          "name": p["part"], "total_meter": p["total"], "category": p["category"]} for p in parts])
+    g = g.merge(meta, on="part", how="inner")
+    num = np.where(g["total_meter"], g["infra_kwh"], g["it_kwh"] + g["infra_kwh"])
+    g["ppue"] = (pd.Series(num, index=g.index) / g["it_kwh"].where(g["it_kwh"] > 0)).round(4)
+    g["infrastructure_kwh"] = np.where(g["total_meter"], g["infra_kwh"] - g["it_kwh"], g["infra_kwh"]).round(3)
+    g["it_kwh"] = g["it_kwh"].round(3)
+    g["excluded_hours"] = (g["total"] - g["hours"]).astype(int)
+    g["hours"] = g["hours"].astype(int)
+    g["bucket"] = pd.to_datetime(g["bucket"], utc=True)
+    g = g.drop(columns=["part"]).rename(columns={"name": "part"})
+    rows = [g[[c.name for c in PPUE_COLUMNS]]]
     out = pd.concat(rows).sort_values(["bucket", "site", "level", "part"]).reset_index(drop=True)
     return EnergyTable(PPUE_COLUMNS, out, tz=view.tz)
 
@@ -804,54 +787,36 @@ def _summarise(store: Store, cfg: config.Config, a: pd.DataFrame, key: str, sh: 
 def site_power_daily(store: Store, cfg: config.Config, start: datetime, end: datetime, *,
                      now: datetime | None = None) -> pd.DataFrame:
     """Per site and site-local day in [start, end): IT, facility and cooling power in kW, the
-    day's mean (kWh over the covered hours / hours) and peak (the largest covered quarter hour's
-    mean power; NaN where unmetered). `day` is the local day's start (tz-aware, site zone)."""
+    day's mean (kWh over the covered hours / those hours) and peak (the largest covered quarter
+    hour's mean power); NaN where unmetered. `day` is the local day's start (tz-aware, the
+    site's zone). IT is the site's PUE category (or the estimate, whose peak is hourly)."""
     now = _now(now)
     cols = ["day", "site", "it_kw_mean", "it_kw_peak", "facility_kw_mean", "facility_kw_peak",
             "cooling_kw_mean", "cooling_kw_peak"]
-    out = []
     first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    q = store.query("energy_quarters", lo=first, hi=end, site=None)
     sh = site_hours(store, cfg, first, end, now)
-    if len(q):
-        q["quarter"] = pd.to_datetime(q["quarter"], utc=True)
+    out = []
     for s in cfg.sites:
-        tz = s.timezone
-        fr = sh.frame.loc[s.id].reset_index() if s.id in sh.frame.index.get_level_values(0) else pd.DataFrame()
+        if s.id not in sh.frame.index.get_level_values(0):
+            continue
+        fr = sh.frame.loc[s.id]
         if fr.empty:
             continue
-        fr["day"] = fr["hour"].dt.tz_convert(tz).dt.normalize()
-        res = pd.DataFrame({"day": sorted(fr["day"].unique())})
+        day = pd.DatetimeIndex(fr.index).tz_convert(s.timezone).normalize()
+        res = pd.DataFrame(index=pd.DatetimeIndex(sorted(set(day))))
         for name in ("it", "facility", "cooling"):
-            ok = fr[f"{name}_ok"]
-            kwh = fr[f"{name}_kwh"].where(ok)
-            mean = kwh.groupby(fr["day"]).sum(min_count=1) / ok.groupby(fr["day"]).sum().where(lambda x: x > 0)
-            res[f"{name}_kw_mean"] = mean.reindex(res["day"]).to_numpy()
-            res[f"{name}_kw_peak"] = np.nan
-        if len(q):
-            sq = q[q["site"] == s.id]
-            subs = {m.meter for m in cfg.energy.meters if m.site == s.id and m.submeter_of}
-            sq = sq[~sq["meter"].isin(subs)]
-            cat = sh.category.get(s.id)
-            for name, mask in (("facility", sq["scope"] == "facility"),
-                               ("it", (sq["scope"] == "it") & (sq["pue_category"] == (cat or -1))),
-                               ("cooling", sq["scope"] == "cooling")):
-                per = sq[mask].groupby("quarter").agg(kwh=("kwh", "sum"), cov=("covered_s", "min"))
-                per = per[per["cov"] >= QUARTER_S - COVER_TOLERANCE_S]
-                if per.empty:
-                    continue
-                day = per.index.tz_convert(tz).normalize()
-                peak = (per["kwh"] * 4.0).groupby(day).max()
-                res[f"{name}_kw_peak"] = peak.reindex(res["day"]).to_numpy()
-        if sh.estimated.get(s.id):
-            it_h = fr["it_kwh"].where(fr["it_ok"])
-            res["it_kw_peak"] = it_h.groupby(fr["day"]).max().reindex(res["day"]).to_numpy()
+            ok = fr[f"{name}_ok"].to_numpy()
+            kwh = pd.Series(np.where(ok, fr[f"{name}_kwh"].to_numpy(), np.nan), index=day)
+            n = pd.Series(ok.astype(float), index=day).groupby(level=0).sum()
+            res[f"{name}_kw_mean"] = kwh.groupby(level=0).sum(min_count=1) / n.where(n > 0)
+            peak = pd.Series(np.where(ok, fr[f"{name}_peak_kw"].to_numpy(), np.nan), index=day)
+            res[f"{name}_kw_peak"] = peak.groupby(level=0).max()
+        res = res.rename_axis("day").reset_index()
         res["site"] = s.id
         out.append(res)
     if not out:
         return pd.DataFrame(columns=cols)
-    df = pd.concat(out, ignore_index=True)
-    return df[cols]
+    return pd.concat(out, ignore_index=True)[cols]
 
 
 # ---- energy, cost and carbon per site, cluster and tenant (tables) ---------------------
@@ -955,22 +920,23 @@ def energy_table(store: Store, cfg: config.Config, view: View, scope: Scope = EV
     if rows.empty:
         return empty
     rows = _priced(store, cfg, rows, sh, now)
-    rows["bucket"] = _bucket_of(rows["hour"], view.step, view.tz, view.start).to_numpy()
+    rows["bucket"] = _bucket_of(rows["hour"], view.step, view.tz, view.start)
     for p in ("sharp", "peak", "flat", "valley"):
         sel = rows["period"] == p
         rows[f"{p}_kwh"] = rows["facility_kwh"].where(sel, 0.0)
         rows[f"{p}_cny"] = rows["energy_cny"].where(sel, 0.0)
-    agg: dict[str, Any] = {c: (c, lambda s: s.sum(min_count=1)) for c in (
-        "it_kwh", "overhead_kwh", "facility_kwh", "energy_cny")}
-    agg.update({c: (c, "sum") for c in ("sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh", "sharp_cny", "peak_cny",
-                                         "flat_cny", "valley_cny", "demand_cny", "carbon_kg", "coal_kgce")})
-    agg["gap_hours"] = ("gap", "sum")
-    if by != "site":
-        agg["board_kwh"] = ("board_kwh", "sum")
-    g = rows.groupby(["bucket", "key"]).agg(**agg).reset_index()
+    nullable = ("it_kwh", "overhead_kwh", "facility_kwh", "energy_cny")
+    for c in nullable:
+        rows[f"n_{c}"] = rows[c].notna().astype(int)
+    sums = [*nullable, *(f"n_{c}" for c in nullable), "sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh", "sharp_cny",
+            "peak_cny", "flat_cny", "valley_cny", "demand_cny", "carbon_kg", "coal_kgce", "gap",
+            *(("board_kwh",) if by != "site" else ())]
+    g = rows.groupby(["bucket", "key"])[sums].sum().reset_index().rename(columns={"gap": "gap_hours"})
+    for c in nullable:                  # a bucket with no value at all is missing, not 0
+        g[c] = g[c].where(g[f"n_{c}"] > 0)
     if by == "site":
         dem = sh.frame.reset_index()
-        dem["bucket"] = _bucket_of(dem["hour"], view.step, view.tz, view.start).to_numpy()
+        dem["bucket"] = _bucket_of(dem["hour"], view.step, view.tz, view.start)
         peak = dem.groupby(["bucket", "site"])["demand_kw"].max().rename("demand_kw").reset_index()
         g = g.merge(peak.rename(columns={"site": "key"}), on=["bucket", "key"], how="left")
     has_tariff = {s: cfg.energy.tariff(cfg.energy.site(s).tariff) is not None for s in sites}
