@@ -160,7 +160,8 @@ def sign_out(page) -> None:
 def shoot(page, url: str, path: str, heading: str, name: str) -> None:
     page.goto(url + path, wait_until="domcontentloaded")
     page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
-    page.wait_for_timeout(2500)                  # let plotly finish drawing
+    page.locator('[data-testid="stDataFrame"] canvas').first.wait_for(timeout=60_000)
+    page.wait_for_timeout(3500)                  # let plotly and the tables finish drawing
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"access-{name}.png"), full_page=True)
 
