@@ -45,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 import config
-from config.energy import hour_range
+from config.energy import PERIODS, hour_range
 from queries.catalogue import arrow_schema
 import i18n
 from queries.history import Col, HistoryTable, View, tenant_names
@@ -358,61 +358,44 @@ def site_hours(store: Store, cfg: config.Config, first: datetime, end: datetime,
 
 def _site_hours(store: Store, cfg: config.Config, first: datetime, end: datetime, now: datetime,
                 sites: list[str], category: int | None) -> SiteHours:
-    hours = _hours(first, end, now)
     one = sites[0] if len(sites) == 1 else None
     subs, listed = _hierarchy_params(cfg)
-    hf = store.query("energy_site_hours", lo=first, hi=end, site=one, subs=subs, listed=listed)
-    if len(hf):
-        hf = hf[hf["site"].isin(sites)]
-        hf["hour"] = pd.to_datetime(hf["hour"], utc=True)
-    board = store.query("energy_board_site_hours", first_hour=first, end_ts=end, site=one)
-    if len(board):
-        board["hour"] = pd.to_datetime(board["hour"], utc=True)
-        gpn = {c.id: c.gpus_per_node for c in cfg.clusters}
-        board["node_s"] = board["observed_s"].astype(float) / board["cluster"].map(gpn).fillna(8).astype(float)
+    nodes = [{"cluster": c.id, "gpus_per_node": c.gpus_per_node} for c in cfg.clusters]
+    df = store.query("energy_site_hours", lo=first, hi=end, now=now, site=one, subs=subs, listed=listed, nodes=nodes)
+    df["hour"] = pd.to_datetime(df["hour"], utc=True)
+    hours = _hours(first, end, now)
     cats: dict[str, int | None] = {}
     est: dict[str, bool] = {}
     parts = []
     for site in sites:
-        metered = set(hf.loc[hf["site"] == site, "series"]) if len(hf) else set()
+        f = df[df["site"] == site].set_index("hour").reindex(hours)
+        metered = {x for x in ("it1", "it2", "it3") if f[f"{x}_kwh"].notna().any()}
         cat = category if category is not None else energy_category(cfg, site, metered)
         has_it = cat is not None and (
             any(m.site == site and m.scope == "it" and m.category == cat for m in cfg.energy.meters)
             or f"it{cat}" in metered)
         cats[site] = cat if has_it else None
         est[site] = not has_it
-        f = pd.DataFrame(index=hours)
-        mine = hf[hf["site"] == site] if len(hf) else hf
-        for name, series in (("facility", "facility"), ("it", f"it{cat}" if has_it else None),
-                             ("cooling", "cooling")):
-            s = mine[mine["series"] == series].set_index("hour") if len(mine) else mine
-            if len(s):
-                f[f"{name}_kwh"] = s["kwh"].reindex(hours).astype(float).to_numpy()
-                f[f"{name}_ok"] = s["ok"].reindex(hours).astype("boolean").fillna(False).astype(bool).to_numpy()
-                f[f"{name}_peak_kw"] = s["peak_kw"].reindex(hours).astype(float).to_numpy()
-            else:
-                f[f"{name}_kwh"] = np.nan
-                f[f"{name}_ok"] = False
-                f[f"{name}_peak_kw"] = np.nan
-        b = board[board["site"] == site] if len(board) else board
-        if len(b):
-            g = b.groupby("hour")[["energy_j", "node_s"]].sum()
-            f["board_kwh"] = (g["energy_j"] / 3.6e6).reindex(hours).fillna(0.0).to_numpy()
-            f["node_h"] = (g["node_s"] / 3600.0).reindex(hours).fillna(0.0).to_numpy()
-        else:
-            f["board_kwh"] = 0.0
-            f["node_h"] = 0.0
+        out = pd.DataFrame(index=hours)
+        for name in ("facility", "cooling", *((f"it{cat}",) if has_it else ())):
+            short = "it" if name.startswith("it") else name
+            out[f"{short}_kwh"] = f[f"{name}_kwh"].astype(float)
+            out[f"{short}_ok"] = f[f"{name}_ok"].astype("boolean").fillna(False).astype(bool)
+            out[f"{short}_peak_kw"] = f[f"{name}_peak_kw"].astype(float)
+        out["board_kwh"] = f["board_kwh"].astype(float).fillna(0.0)
+        out["node_h"] = f["node_h"].astype(float).fillna(0.0)
         if not has_it:
-            f["it_kwh"] = f["board_kwh"] + f["node_h"] * cfg.energy.pue.per_node_overhead_w / 1000.0
-            f["it_ok"] = f["node_h"] > 0
-            f["it_peak_kw"] = f["it_kwh"].where(f["it_ok"])
-        f["demand_kw"] = f["facility_peak_kw"]
-        f["valid"] = f["facility_ok"] & f["it_ok"]
-        f.index.name = "hour"
-        f.insert(0, "site", site)
-        parts.append(f.reset_index().set_index(["site", "hour"]))
-    out = pd.concat(parts) if parts else pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["site", "hour"]))
-    return SiteHours(out, cats, est)
+            out["it_kwh"] = out["board_kwh"] + out["node_h"] * cfg.energy.pue.per_node_overhead_w / 1000.0
+            out["it_ok"] = out["node_h"] > 0
+            out["it_peak_kw"] = out["it_kwh"].where(out["it_ok"])
+        out["demand_kw"] = out["facility_peak_kw"]
+        out["valid"] = out["facility_ok"] & out["it_ok"]
+        out.index.name = "hour"
+        out.insert(0, "site", site)
+        parts.append(out.reset_index().set_index(["site", "hour"]))
+    frame = (pd.concat(parts) if parts
+             else pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["site", "hour"])))
+    return SiteHours(frame, cats, est)
 
 
 def energy_category(cfg: config.Config, site: str, metered: Iterable[str] = ()) -> int | None:
@@ -632,16 +615,42 @@ def ppue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVER
 
 # ---- energy per cluster and tenant -------------------------------------------------------
 
-def _prices(cfg: config.Config, site: str, hours: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Price (CNY/kWh, NaN without a tariff) and period of each UTC hour at the site."""
+def _tariff_grid(cfg: config.Config, site: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The site's tariff as two 12 x 24 arrays (month - 1, local hour): price (CNY/kWh) and
+    period (an index into PERIODS); None without a tariff."""
     tariff = cfg.energy.tariff(cfg.energy.site(site).tariff)
     if tariff is None:
-        return np.full(len(hours), np.nan), [""] * len(hours)
+        return None
+    price = np.zeros((12, 24))
+    period = np.zeros((12, 24), dtype=int)
+    for m in range(1, 13):
+        season = _season(tariff, m)
+        for h, p in enumerate(_hour_periods(season)):
+            price[m - 1, h] = season.prices[p]
+            period[m - 1, h] = PERIODS.index(p)
+    return price, period
+
+
+def _prices(cfg: config.Config, site: str, hours: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Price (CNY/kWh, NaN without a tariff) and period (sharp | peak | flat | valley, "" without)
+    of each UTC hour at the site."""
+    grid = _tariff_grid(cfg, site)
+    if grid is None:
+        return np.full(len(hours), np.nan), np.full(len(hours), "", dtype=object)
     local = pd.DatetimeIndex(hours).tz_convert(_site(cfg, site).timezone)
-    table = {m: (_hour_periods(_season(tariff, m)), _season(tariff, m).prices) for m in range(1, 13)}
-    periods = [table[m][0][h] for m, h in zip(local.month, local.hour)]
-    prices = np.array([table[m][1][p] for m, p in zip(local.month, periods)], dtype=float)
-    return prices, periods
+    m, h = local.month.to_numpy() - 1, local.hour.to_numpy()
+    return grid[0][m, h], np.array(PERIODS, dtype=object)[grid[1][m, h]]
+
+
+def _set_prices(cfg: config.Config, rows: pd.DataFrame) -> None:
+    """Adds each row's price and period (its site's tariff at its UTC `hour`)."""
+    price = np.full(len(rows), np.nan)
+    period = np.full(len(rows), "", dtype=object)
+    for site in rows["site"].unique():
+        m = (rows["site"] == site).to_numpy()
+        price[m], period[m] = _prices(cfg, str(site), rows.loc[m, "hour"])
+    rows["price"] = price
+    rows["period"] = period
 
 
 def _apportioned(store: Store, cfg: config.Config, first: datetime, end: datetime, now: datetime,
@@ -676,13 +685,7 @@ def _apportioned(store: Store, cfg: config.Config, first: datetime, end: datetim
     b["k_fac"] = b["k_fac"].fillna(b["site"].map(lambda s: ratios.get(s, (np.nan, np.nan))[1]))
     b["it_kwh"] = b["board_kwh"] * b["k_it"]
     b["facility_kwh"] = b["board_kwh"] * b["k_fac"]
-    b["price"] = np.nan
-    b["period"] = ""
-    for site in b["site"].unique():
-        m = b["site"] == site
-        prices, periods = _prices(cfg, site, b.loc[m, "hour"])
-        b.loc[m, "price"] = prices
-        b.loc[m, "period"] = periods
+    _set_prices(cfg, b)
     return b[cols]
 
 
@@ -700,21 +703,24 @@ def _month_facility(store: Store, cfg: config.Config, site: str, months: Iterabl
 
 
 def _demand(cfg: config.Config, sh: SiteHours) -> pd.DataFrame:
-    """Per site and site-local month touched: the max 15-minute demand (kW) and its charge."""
+    """Per site and site-local month the hours touch: the maximum 15-minute demand (kW) among
+    them and the month's demand charge on it (or the capacity charge on contracted kVA),
+    prorated by the share of the month's hours the range holds (a whole month: the charge)."""
     rows = []
     fr = sh.frame.reset_index()
     for site, g in fr.groupby("site"):
         e = cfg.energy.site(str(site))
         tariff = cfg.energy.tariff(e.tariff)
-        tz = _site(cfg, str(site)).timezone
-        g = g.assign(month=g["hour"].dt.tz_convert(tz).dt.strftime("%Y-%m"))
+        g = g.assign(month=_local_months(cfg, g))
         for month, gm in g.groupby("month"):
             peak = gm["demand_kw"].max()
+            a, b = month_bounds(cfg, str(site), str(month))
+            share = len(gm) / ((b - a) / HOUR)
             charge = None
             if tariff is not None and tariff.demand_cny_per_kw_month is not None and pd.notna(peak):
-                charge = float(peak) * tariff.demand_cny_per_kw_month
+                charge = float(peak) * tariff.demand_cny_per_kw_month * share
             elif tariff is not None and tariff.capacity_cny_per_kva_month is not None and e.contracted_kva:
-                charge = e.contracted_kva * tariff.capacity_cny_per_kva_month
+                charge = e.contracted_kva * tariff.capacity_cny_per_kva_month * share
             rows.append({"site": site, "month": month, "demand_kw": None if pd.isna(peak) else float(peak),
                          "demand_cny": charge})
     return pd.DataFrame(rows, columns=["site", "month", "demand_kw", "demand_cny"])
@@ -853,13 +859,7 @@ def _site_hour_rows(cfg: config.Config, sh: SiteHours) -> pd.DataFrame:
                         "it_kwh": fr["it_kwh"].where(fr["valid"]),
                         "gap": ~fr["facility_ok"]})
     out["overhead_kwh"] = fr["facility_kwh"].where(fr["valid"]) - out["it_kwh"]
-    out["price"] = np.nan
-    out["period"] = ""
-    for site in out["site"].unique():
-        m = out["site"] == site
-        prices, periods = _prices(cfg, str(site), out.loc[m, "hour"])
-        out.loc[m, "price"] = prices
-        out.loc[m, "period"] = periods
+    _set_prices(cfg, out)
     return out
 
 

@@ -123,7 +123,7 @@ def test_known_load_profile_costs_exactly_with_demand_charge(store):
     it = readings("pdu-1", "it", start, 180, kwh_per_min=80 / 60, category=2) + readings(
         "pdu-2", "it", start, 180, kwh_per_min=0.0, category=2)
     write(store, fac + it)
-    now = start + timedelta(days=1)
+    now = datetime(2026, 8, 2, tzinfo=UTC)
     energy.build(store, cfg, now)
     # one tenant used every board kWh of the hours
     _seed_boards(store, start, 3, {"acme": 10.0})
@@ -132,8 +132,13 @@ def test_known_load_profile_costs_exactly_with_demand_charge(store):
     assert row["facility_kwh"] == pytest.approx(500.0)            # all of the site's facility energy
     # cost: 100 x 1.5 + 100 x 1.5 + 300 x 1.0 = 600 CNY
     assert row["cost_cny"] == pytest.approx(600.0)
-    # demand: the largest quarter hour is 75 kWh -> 300 kW; 300 x 40 CNY/kW-month
-    assert row["demand_cny"] == pytest.approx(12_000.0)
+    # demand: the largest quarter hour is 75 kWh -> 300 kW; 300 x 40 CNY/kW-month = 12,000 for July,
+    # of which a 3-hour range carries 3 of July's 744 hours
+    assert row["demand_cny"] == pytest.approx(12_000.0 * 3 / 744)
+    # the whole month (as a bill asks): the whole charge
+    month = energy.tenant_energy(store, cfg, *energy.month_bounds(cfg, "s1", "2026-07"), now=now)
+    assert month.set_index("tenant").loc["acme", "demand_cny"] == pytest.approx(12_000.0)
+    assert month.set_index("tenant").loc["acme", "cost_cny"] == pytest.approx(600.0)
     assert row["it_kwh"] == pytest.approx(240.0) and row["overhead_kwh"] == pytest.approx(260.0)
 
 

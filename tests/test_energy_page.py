@@ -70,8 +70,8 @@ def test_tables_agree_with_hand_computed_figures(seeded):
     assert site["facility_kwh"] == 390.0 and site["overhead_kwh"] == 90.0
     # 08:00-11:00 Shanghai in November: peak hours at 1.0 CNY/kWh
     assert site["peak_kwh"] == 390.0 and site["energy_cny"] == 390.0
-    # demand 130 kW x 40 CNY/kW-month, all of it on the 3 hours (the month's only energy)
-    assert site["demand_kw"] == 130.0 and site["demand_cny"] == 5200.0
+    # demand 130 kW x 40 CNY/kW-month = 5,200 for November; the 3 hours carry 3 of its 720
+    assert site["demand_kw"] == 130.0 and site["demand_cny"] == pytest.approx(5200.0 * 3 / 720, abs=0.01)
     assert site["coal_kgce"] == pytest.approx(390 * 0.1229, abs=1e-3)
     tenants = {r["tenant"]: r for r in energy.energy_table(store, cfg, v, by="tenant", now=NOW).records()}
     assert tenants["acme"]["facility_kwh"] == pytest.approx(292.5)       # 390 x 30 / 40
