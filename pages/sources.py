@@ -25,6 +25,7 @@ import i18n
 from collectors.meter_csv import conflict_msg, parse_readings
 from pages import context, ui
 from pages.context import PageContext
+from queries import audit
 
 BACKFILL_STATES = ("off", "running", "done", "paused", "failed")
 
@@ -299,6 +300,9 @@ def import_readings(ctx: PageContext, data: bytes, name: str) -> None:
         st.error(_said(ctx, parsed.error_msg, parsed.error))
         return
     result = ctx.store.import_facility_readings(parsed.rows)
+    audit.record(ctx.store, ctx.scope, "meter_import", name,
+                 {"inserted": len(result["inserted"]), "unchanged": len(result["unchanged"]),
+                  "conflicts": len(result["conflicts"]), "rejected": len(parsed.rejected)})
     st.success(t("meters.result", imported=len(result["inserted"]), unchanged=len(result["unchanged"]),
                  conflicts=len(result["conflicts"]), rejected=len(parsed.rejected)))
     problems = [{t("meters.col.line"): r.line, t("meters.col.reason"): _said(ctx, r.msg, r.reason)}
@@ -315,7 +319,8 @@ def page(ctx: PageContext) -> None:
     st.title(ctx.t("sources.title"))
     st.caption(ctx.t("sources.caption"))
     st.fragment(ui.guarded(sources_view), run_every=ctx.cfg.ui.refresh_s)(ctx)
-    meter_import(ctx)
+    if ctx.scope.role in (None, "admin"):           # meter imports are the admin's (docs/access.md)
+        meter_import(ctx)
 
 
 if __name__ == "__main__":          # st.navigation runs a page file as __main__; tests import its functions

@@ -6,6 +6,7 @@ tokens, and the banner and switch while sign-in is off. Both languages.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -220,3 +221,20 @@ def test_view_as_never_exists_with_real_sources(local):
     at = run_local(view_as="tenant:alpha")
     assert not [s for s in at.selectbox if s.key == "view_as"]
     assert listed(at) == sorted(p.script for p in existing_pages())          # the URL's view_as is ignored
+
+
+def test_a_meter_import_is_audited_and_only_an_admin_sees_it(site):
+    at = app_as(ROLE_GROUPS["admin"])
+    at.switch_page("pages/sources.py").run()
+    at.file_uploader[0].set_value(("october.csv", b"site,meter,category,period_start,period_end,kwh\n"
+                                   b"sh-lingang,grid-main,facility,2026-10-01,2026-11-01,612345.5\n"
+                                   b"sh-lingang,grid-b,facility,2026-10-01,2026-11-01,lots\n", "text/csv"))
+    at.run()
+    at.button(key="meter_import").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    row = events(site, "meter_import").iloc[0]
+    assert (row["who"], row["role"], row["target"]) == ("ann@alpha.example", "admin", "october.csv")
+    assert json.loads(row["detail"]) == {"inserted": 1, "unchanged": 0, "conflicts": 0, "rejected": 1}
+    noc = app_as(ROLE_GROUPS["noc"])
+    noc.switch_page("pages/sources.py").run()
+    assert not noc.file_uploader and not [b for b in noc.button if b.key == "meter_import"]
