@@ -31,6 +31,7 @@ import csv
 import io
 import math
 import re
+import weakref
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
@@ -41,9 +42,9 @@ import pandas as pd
 
 import config
 import i18n
-from queries import measures
+from queries import measures, rollup
 from queries.scope import EVERYTHING, Scope
-from queries.store import Store
+from queries.store import Store, named_query
 
 STEPS = ("1h", "1d", "1w", "1mo", "all")
 BYS = ("fleet", "site", "cluster", "model", "tenant")
@@ -166,8 +167,21 @@ def _one_of(param: str, value: str | None, options: Iterable[str], default: str 
     return value
 
 
-def _filters(params: Mapping[str, str], allowed: Mapping[str, list[str]]) -> dict[str, str | None]:
-    return {name: _one_of(name, params.get(name), allowed[name]) for name in FILTERS}
+def _filters(params: Mapping[str, str], cfg: config.Config, store: Store | None,
+             scope: Scope) -> dict[str, str | None]:
+    """The filters asked for, each checked against `choices`: a value the config lists costs no
+    read, one it does not is looked up in the tier (one short query, not the tier's every key:
+    an API answer without filters reads nothing here)."""
+    listed = choices(cfg, None, scope=scope)
+    out: dict[str, str | None] = {}
+    for name in FILTERS:
+        value = params.get(name) or None
+        if value is not None and value not in listed[name] and not (
+                store is not None and bool(store.query("history_key_held", key_name=name, key_value=value,
+                                                       tenant=scope.tenant)["held"].iloc[0])):
+            _one_of(name, value, choices(cfg, store, scope=scope)[name])      # raises, naming what is accepted
+        out[name] = value
+    return out
 
 
 def _check_span(v: View) -> View:
@@ -203,8 +217,8 @@ def api_view(params: Mapping[str, str], cfg: config.Config, store: Store | None,
             raise ParamError("step", "history.expect.one_of", options=", ".join(STEPS))
         step = _one_of("step", step, STEPS)
         by = _one_of("by", params.get("by"), BYS, "fleet")
-    allowed = choices(cfg, store, scope=scope)
-    f = _filters({k: v for k, v in params.items() if not (k == "tenant" and scope.tenant is not None)}, allowed)
+    f = _filters({k: v for k, v in params.items() if not (k == "tenant" and scope.tenant is not None)},
+                 cfg, store, scope)
     f["tenant"] = scope.tenants(f["tenant"])
     tz = parse_tz(params.get("tz"), default_tz(cfg, f["site"]))
     v = View(start=start, end=end, step=step or "all", by=by or "tenant", tz=tz, **f)
@@ -469,23 +483,131 @@ def inventory(cfg: config.Config, v: View) -> list[dict[str, Any]]:
             for k, n in gpus.items()]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+_HOUR_US = 3_600_000_000
+_UTIL_SUMS = ("observed_s", "available_s", "allocated_s", "busy_s", "useful_s", "alloc_idle_s", "util_s",
+              "util_obs_s", "tflop_s", "energy_j")
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // _US
+
+
+def _fetch(store: Store, name: str, **params: Any) -> dict[str, np.ndarray]:
+    """A named query's columns as numpy arrays (NULL as NaN, or None in a text column): what a
+    table built column by column needs, without a DataFrame in between. Parameters as
+    queries.store.run checks them."""
+    q = named_query(name)
+    if set(params) != set(q.params):
+        raise TypeError(f"query {name!r} takes {', '.join(q.params)}; got {', '.join(sorted(params))}")
+    with store.cursor() as cur:
+        cols = cur.execute(q.text, params).fetchnumpy()
+    return {k: _unmasked(a) for k, a in cols.items()}
+
+
+def _unmasked(a: np.ndarray) -> np.ndarray:
+    if not isinstance(a, np.ma.MaskedArray):
+        return a
+    text = a.dtype == object
+    out = np.array(a.data, dtype=object if text else float)
+    out[np.ma.getmaskarray(a)] = None if text else np.nan
+    return out
+
+
+def buckets(v: View, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Every output bucket of the view, data or not: its start (epoch microseconds, UTC; 'all':
+    the view's start) and the seconds it covers, those of its UTC hours whose start lies in the
+    range and before `now`, each up to `now`. A calendar bucket holds the hours whose start its
+    local day, week or month holds (queries/measures.py bucket_start, as the SQL's bucket_local);
+    a bucket none of the view's hours fall in is not one."""
+    first, stop = v.first_hour, min(v.end, now)
+    if stop <= first:
+        return np.empty(0, np.int64), np.empty(0)
+    n = math.ceil((stop - first) / HOUR)
+    last_span = min(3600.0, (now - (first + (n - 1) * HOUR)).total_seconds())
+    if v.step == "1h":
+        spans = np.full(n, 3600.0)
+        spans[-1] = last_span
+        return _us(first) + np.arange(n, dtype=np.int64) * _HOUR_US, spans
+    if v.step == "all":
+        return np.array([_us(v.start)], np.int64), np.array([3600.0 * (n - 1) + last_span])
+    starts: list[int] = []
+    covered: list[float] = []
+    b, last = measures.bucket_start(first, v.step, v.tz), first + (n - 1) * HOUR
+    while b <= last:
+        after = measures.next_bucket(b, v.step, v.tz)
+        k0, k1 = max(0, math.ceil((b - first) / HOUR)), min(n, math.ceil((after - first) / HOUR))
+        if k1 > k0:
+            starts.append(_us(b))
+            covered.append(3600.0 * (k1 - k0) - (3600.0 - last_span if k1 == n else 0.0))
+        b = after
+    return np.array(starts, np.int64), np.array(covered)
+
+
+def _key_order(k: str | None) -> tuple[bool, str]:
+    return (k is not None, k or "")
+
+
 def utilisation(store: Store, cfg: config.Config, v: View, now: datetime, *,
                 scope: Scope = EVERYTHING) -> HistoryTable:
     """The ladder per bucket and `by` key: the API's /utilisation rows and every ladder,
     utilisation and PFLOPS table of the utilisation page. For a tenant's scope: its own held
-    time alone, FLEET_FIGURES empty."""
+    time alone, FLEET_FIGURES empty.
+
+    Every bucket of the range (`buckets`) and every key of the inventory (and any other the
+    data holds) gets a row, data or not, ordered by bucket, then key (the fleet's None first):
+    the SQL sums the tier per bucket and key; the grid, each bucket's span, owned time and the
+    measures (queries/measures.py's array forms) are laid here, column by column."""
     v = scoped(v, scope)
-    df = store.query("history_utilisation", **_view_params(v, now), start_label=v.start, step=v.step, tz=v.tz,
-                     by=v.by, owned=inventory(cfg, v), **v.filters)
+    starts, spans = buckets(v, now)
+    data = _fetch(store, "history_utilisation", **_view_params(v, now), start_label=v.start, step=v.step, tz=v.tz,
+                  by=v.by, **v.filters)
+    inv = inventory(cfg, v)
+    gpus = {o["key"]: o["gpus"] for o in inv}
+    tflops = {o["key"]: o["tflops"] for o in inv}
+    data_keys = data["key"].tolist()
+    keys = sorted(set(gpus) | set(data_keys), key=_key_order)
+    nb, nk = len(starts), len(keys)
+    at = np.searchsorted(starts, data["bucket_us"])
+    if len(at) and (at.max() >= nb or (starts[np.minimum(at, nb - 1)] != data["bucket_us"]).any()):
+        raise RuntimeError(f"history_utilisation gave a bucket outside the view's calendar ({v.step}, {v.tz})")
+    index = {k: i for i, k in enumerate(keys)}
+    cell = at * nk + np.array([index[k] for k in data_keys], dtype=np.int64)
+    sums = {}
+    for c in _UTIL_SUMS:
+        sums[c] = np.zeros(nb * nk)
+        sums[c][cell] = data[c]
+    basis = np.full(nb * nk, None, dtype=object)
+    basis[cell] = data["useful_basis"]
+    span_s = np.repeat(spans, nk)
+    owned_s = np.tile(np.array([np.nan if gpus.get(k) is None else gpus[k] for k in keys], dtype=float), nb) * span_s
+    installed = np.tile(np.array([np.nan if tflops.get(k) is None else tflops[k] for k in keys], dtype=float), nb)
+    hours = {f"{c.removesuffix('_s')}_gpu_hours": np.round(sums[c] / 3600, 4)
+             for c in ("observed_s", "available_s", "allocated_s", "busy_s", "useful_s")}
+    cols_data: dict[str, Any] = {"bucket": pd.to_datetime(np.repeat(starts, nk), unit="us", utc=True)}
+    if v.by != "fleet":
+        cols_data[v.by] = np.tile(np.array(keys, dtype=object), nb)
+    cols_data.update({
+        "util_pct": np.round(measures.util_pct_array(sums["util_s"], sums["util_obs_s"]), 3),
+        "observed_gpu_hours": hours["observed_gpu_hours"],
+        "owned_gpu_hours": np.round(owned_s / 3600, 4),
+        **{k: hours[k] for k in ("available_gpu_hours", "allocated_gpu_hours", "busy_gpu_hours",
+                                 "useful_gpu_hours")},
+        "no_data_gpu_hours": np.round(measures.no_data_s_array(owned_s, sums["observed_s"]) / 3600, 4),
+        "useful_basis": basis,
+        "idle_allocated_gpu_hours": np.round(sums["alloc_idle_s"] / 3600, 4),
+        "delivered_pflops": np.round(measures.delivered_pflops_array(sums["tflop_s"], span_s), 4),
+        "installed_pflops": np.round(installed / 1000, 4),
+        "energy_kwh": np.round(sums["energy_j"] / 3.6e6, 4),
+    })
+    if scope.tenant is not None:
+        for name in FLEET_FIGURES:
+            cols_data[name] = np.full(nb * nk, np.nan)
     cols = (Col("bucket", "", "history.col.bucket", "time"),
             *((BY_COL[v.by],) if v.by != "fleet" else ()), *UTIL_COLUMNS)
-    out = df.rename(columns={"key": v.by})[[c.name for c in cols]].copy()
-    _round(out, [c.name for c in UTIL_COLUMNS if c.kind in ("hours", "kwh", "pflops")], 4)
-    _round(out, ["util_pct"], 3)
-    if scope.tenant is not None:
-        out[list(FLEET_FIGURES)] = np.nan
     names = tenant_names(cfg, scope=scope) if v.by == "tenant" else {}
-    return HistoryTable(cols, out.reset_index(drop=True), tz=v.tz, names=names)
+    return HistoryTable(cols, pd.DataFrame(cols_data), tz=v.tz, names=names)
 
 
 LADDER_STEPS = ("owned", "observed", "available", "allocated", "busy", "useful")
@@ -547,9 +669,28 @@ TREND_COLUMNS = (
 )
 
 
+_TENANT_TIER_FILLED: "weakref.WeakSet[Store]" = weakref.WeakSet()
+
+
+def _tenant_tier(store: Store) -> bool:
+    """Whether rollup_tenant_1h is filled (queries/rollup.py: the rollup job fills it over the
+    group tiers' span once, then builds it with them): the per-tenant answers without a site,
+    cluster or model filter read it instead of the group tiers. Asked of the store until it
+    says yes (a store written by hand, as tests do, never does), then remembered."""
+    if store in _TENANT_TIER_FILLED:
+        return True
+    if store.get_kv(rollup.TENANT_KEY) == rollup.TENANT_FILLED:
+        _TENANT_TIER_FILLED.add(store)
+        return True
+    return False
+
+
 def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime, scope: Scope) -> pd.DataFrame:
-    df = store.query("history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster, model=v.model,
-                     tenant=scope.tenant)
+    if v.site is None and v.cluster is None and v.model is None and _tenant_tier(store):
+        df = store.query("history_tenants_all", **_view_params(v, now), tenant=scope.tenant)
+    else:
+        df = store.query("history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster,
+                         model=v.model, tenant=scope.tenant)
     every = [t.id for t in cfg.tenants] + [UNATTRIBUTED] if scope.tenant is None else [scope.tenant]
     keys = every + [k for k in df["tenant"] if k not in every]
     df = df.set_index("tenant").reindex(keys)

@@ -26,6 +26,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 import i18n
 from config import Cluster, Config
 
@@ -140,6 +142,29 @@ def delivered_pflops(tflop_s: float, bucket_s: float) -> float:
 
 def gpu_hours(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 3600.0
+
+
+# The same measures over a table's columns at once (numpy arrays of GPU-seconds; NaN where a
+# value is missing), for tables built outside SQL (queries/history.py utilisation): each states
+# its scalar twin's arithmetic in the same order, so the two give the same floats.
+
+def util_pct_array(util_s: np.ndarray, util_obs_s: np.ndarray) -> np.ndarray:
+    """`util_pct` of each pair; NaN where nothing was observed."""
+    observed = util_obs_s > 0
+    out = np.full(np.shape(util_s), np.nan)
+    np.divide(100.0 * util_s, util_obs_s, out=out, where=observed)
+    return out
+
+
+def delivered_pflops_array(tflop_s: np.ndarray, bucket_s: np.ndarray) -> np.ndarray:
+    """`delivered_pflops` of each pair."""
+    return tflop_s / 1000.0 / bucket_s
+
+
+def no_data_s_array(owned_s: np.ndarray, observed_s: np.ndarray) -> np.ndarray:
+    """No data: owned less observed, never below 0 (devices the inventory does not list); NaN
+    where owned is not defined (per tenant, under a tenant filter)."""
+    return np.maximum(owned_s - observed_s, 0.0)
 
 
 def combine_basis(bases: Iterable[str | None]) -> str | None:

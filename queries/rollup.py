@@ -24,6 +24,8 @@ Why the steps are where they are:
   built (leases by device, then host, at the bucket's start; then the rules and namespaces on
   the distinct label tuples, in Python with collectors.attribution). A changed attribution
   config (its fingerprint in kv) rebuilds the group tiers of every hour the device tiers hold.
+  rollup_tenant_1h (per tenant per hour, with the hour's peak of GPUs held at once) is made
+  from the two group tiers in the same transaction, so it always matches them.
   rollup_device_tenant_1h (the hourly device tier per device and tenant, for the pages' device
   lists) is attributed in the same pass as rollup_group_1h, so no page view attributes; its own
   fingerprint key fills it alone on a store whose device tiers predate it (migration 013).
@@ -71,6 +73,12 @@ TIERS = ("rollup_device_5m", "rollup_device_1h", "rollup_group_5m", "rollup_grou
 # tenant's drill-down): not in TIERS, whose four the status and benchmarks report.
 DEVICE_TENANT_TIER = "rollup_device_tenant_1h"
 DEVICE_TENANT_KEY = "rollup.device_tenant"
+# Per tenant per hour with the hour's peak (migration 019), built from the group tiers with
+# them: the per-tenant answers without a site, cluster or model filter read it. Its key in kv
+# says it has been filled over the group tier's span (a store whose group tiers predate it).
+TENANT_TIER = "rollup_tenant_1h"
+TENANT_KEY = "rollup.tenant_1h"
+TENANT_FILLED = "filled"
 UNATTRIBUTED = "_unattributed"     # a label held the device but no lease or rule names a tenant
 UNALLOCATED = "_unallocated"       # nobody held it
 
@@ -268,6 +276,26 @@ FROM held
 GROUP BY ALL
 """
 
+# The tenant tier: the hourly group tier's sums per tenant, and the hour's peak of GPUs held at
+# once: the largest 5-minute sum(allocated_s) / 300, or the hourly mean when that is larger (it
+# cannot be, with the 5-minute rows present) or the 5-minute tier holds none (retired).
+_TENANTS = """
+WITH hourly AS (
+    SELECT bucket, tenant, sum(devices) AS devices, {sums},
+           basis_of(count(DISTINCT useful_basis), any_value(useful_basis)) AS useful_basis
+    FROM rollup_group_1h WHERE bucket >= $a AND bucket < $b
+    GROUP BY bucket, tenant
+),
+five AS (
+    SELECT bucket_1h(bucket) AS bucket, tenant, max(gpus) AS peak FROM (
+        SELECT bucket, tenant, sum(allocated_s) / 300.0 AS gpus FROM rollup_group_5m
+        WHERE bucket >= $a AND bucket < $b GROUP BY bucket, tenant
+    ) GROUP BY ALL
+)
+SELECT h.*, greatest(coalesce(f.peak, 0), h.allocated_s / 3600.0) AS peak_gpus
+FROM hourly h LEFT JOIN five f USING (bucket, tenant)
+"""
+
 # The device-tenant tier: the hourly device tier's sums as it counts them (busy, useful and
 # idle time whether held or not: the tenant column says whether it was), per device and tenant.
 _DEVICE_TENANT = _ATTRIBUTED + """
@@ -327,7 +355,15 @@ def _build_groups(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: d
             n += _insert_device_tenants(cur, a, b)
         cur.unregister("rollup_labels")
     cur.unregister("rollup_leases")
-    return n
+    return n + _build_tenants(cur, a, b)
+
+
+def _build_tenants(cur: duckdb.DuckDBPyConnection, a: datetime, b: datetime) -> int:
+    """Rebuild the tenant tier for [a, b) (whole hours) from the group tiers."""
+    cur.execute(f"DELETE FROM {TENANT_TIER} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
+    sums = ", ".join(f"sum({c}) AS {c}" for c in _SUMS)
+    return int(cur.execute(f"INSERT INTO {TENANT_TIER} BY NAME {_TENANTS.format(sums=sums)}",
+                           {"a": a, "b": b}).fetchall()[0][0])
 
 
 def _insert_device_tenants(cur: duckdb.DuckDBPyConnection, a: datetime, b: datetime) -> int:
@@ -406,6 +442,10 @@ def build(store: Store, cfg: Config, now: datetime | None = None, *, chunk_hours
         elif store.get_kv(DEVICE_TENANT_KEY) != fingerprint:
             rows += attribute_devices(store, cfg)      # a store from before the tier (migration 013)
             store.set_kv(DEVICE_TENANT_KEY, fingerprint)
+        if regrouped:
+            store.set_kv(TENANT_KEY, TENANT_FILLED)     # regroup rebuilt it with the group tiers
+        elif store.get_kv(TENANT_KEY) != TENANT_FILLED:
+            rows += fill_tenants(store)                # a store from before the tier (migration 019)
         backfill = backfill_span(store, cfg)
         store.return_dirty()                   # a build that stopped half-way: its hours again
         after: datetime | None = None
@@ -441,6 +481,26 @@ def attribute_devices(store: Store, cfg: Config, *, chunk: timedelta = timedelta
     device tier holds, a day of buckets a transaction: how a store that has the device tiers
     but not this one (migration 013) gets it."""
     return _over_device_span(store, chunk, lambda cur, a, b: _build_device_tenants(cur, cfg, a, b))
+
+
+def fill_tenants(store: Store, *, chunk: timedelta = timedelta(days=7)) -> int:
+    """Rebuild the tenant tier alone over the hourly group tier's span, a week of buckets a
+    transaction, and mark it filled (TENANT_KEY: the reads use it from then on): how a store
+    whose group tiers predate the tier (migration 019) gets it."""
+    with _cursor(store) as cur:
+        span = cur.execute("SELECT min(bucket), max(bucket) FROM rollup_group_1h").fetchall()[0]
+    rows = 0
+    if span[0] is None:
+        store.set_kv(TENANT_KEY, TENANT_FILLED)
+        return 0
+    a, end = span[0], span[1] + HOUR
+    while a < end:
+        b = min(a + chunk, end)
+        with _cursor(store) as cur, transaction(cur):
+            rows += _build_tenants(cur, a, b)
+        a = b
+    store.set_kv(TENANT_KEY, TENANT_FILLED)
+    return rows
 
 
 def _over_device_span(store: Store, chunk: timedelta,

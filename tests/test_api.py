@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 import api
 import config
-from queries import Store, history
+from queries import Store, history, rollup
 from queries.history import View
 from helpers import HISTORY_T0, history_centre, seed_history
 
@@ -32,6 +32,7 @@ def served():
     cfg = config.from_dict(history_centre())
     store = Store(":memory:")
     seed_history(store)
+    rollup.fill_tenants(store)                  # the seed writes the group tiers, not the tenant one
     box = {"store": store}
     client = TestClient(Starlette(routes=api.routes(lambda: box["store"], cfg, clock=lambda: NOW)),
                         raise_server_exceptions=False)

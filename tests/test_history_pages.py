@@ -32,6 +32,7 @@ def hist():
     store = Store(":memory:")
     seed_history(store)
     rollup.attribute_devices(store, cfg)        # the seed writes the tiers, not the device-tenant one
+    rollup.fill_tenants(store)                  # nor the tenant one
     yield cfg, store
     store.close()
 
@@ -266,6 +267,7 @@ def page_db(tmp_path):
     seed_history(store)
     centre = history_centre(database={"path": str(db)})
     rollup.attribute_devices(store, config.from_dict(centre))
+    rollup.fill_tenants(store)
     store.close()
     return str(db), json.dumps(centre)
 
@@ -338,3 +340,24 @@ def test_tenants_page_shows_every_tenant_and_drills_down(page_db, lang):
     # the site filter from the URL is kept, and an unknown tenant to drill into falls back to the first
     at = run(page_db, "pages.tenants", lang=lang, drill="nobody", site="s1", **DAY)
     assert at.selectbox(key="tenant_drill").value == "acme"
+
+
+def test_tenants_read_from_the_tenant_tier_as_from_the_group_tiers():
+    """history_tenants_all.sql (rollup_tenant_1h) answers as history_tenants.sql (the group tiers)."""
+    cfg = config.from_dict(history_centre())
+    store = Store(":memory:")
+    seed_history(store)
+    views = [view(), view(start=T0 + timedelta(hours=1)), view(end=T0 + timedelta(hours=2)),
+             view(start=T0 + timedelta(minutes=30), end=NOW + timedelta(hours=5))]
+
+    def answers(scope=history.EVERYTHING):
+        return [history.tenants(store, cfg, v, NOW, scope=scope).records() for v in views]
+
+    mine = history.Scope(role="tenant", tenant="acme")
+    before, before_mine = answers(), answers(mine)
+    assert not history._tenant_tier(store)
+    rollup.fill_tenants(store)
+    assert history._tenant_tier(store)
+    assert answers() == before and answers(mine) == before_mine
+    assert [r["peak_gpus"] for r in before[0]] == [2.0, 0.0, 1.0]      # acme, idle-co, the pod's 5-minute peak
+    store.close()

@@ -40,7 +40,8 @@ def two():
                                                    "end": T0 + timedelta(hours=2)}]))
     store = Store(":memory:")
     seed_history(store)
-    rollup.regroup(store, cfg)          # the group and device-tenant tiers with the lease in force
+    rollup.regroup(store, cfg)          # the group, device-tenant and tenant tiers with the lease in force
+    rollup.fill_tenants(store)          # marked filled: the per-tenant answers read the tenant tier
     yield cfg, store
     store.close()
 
@@ -194,3 +195,26 @@ def test_api_routes_answer_within_the_scope(two):
     assert csv_text.splitlines()[1].startswith("acme,2.0,1.0,")
     for other in OTHERS:
         assert other not in r.text and other not in csv_text
+
+
+def test_a_filter_value_the_config_does_not_list_is_looked_up_in_the_tier(two):
+    """A Prometheus source may carry a cluster the config does not list: accepted when the tier
+    holds it (for a tenant, among its own rows), refused otherwise, naming what is accepted."""
+    cfg, store = two
+    import pyarrow as pa
+
+    from queries.catalogue import arrow_schema
+    row = {c: 0.0 for c in ("observed_s", "available_s", "allocated_s", "busy_s", "useful_s", "alloc_idle_s",
+                            "util_s", "util_obs_s", "tflop_s", "energy_j")}
+    row.update(bucket=T0, site="s1", cluster="c-prom", model="H100-SXM", tenant="idle-co", devices=1, samples=4,
+               useful_basis=None, observed_s=60.0)
+    store.insert("rollup_group_1h", pa.Table.from_pylist([row], schema=arrow_schema("rollup_group_1h")))
+    params = {"from": "2026-11-20T00:00:00Z", "to": "2026-11-20T03:00:00Z", "step": "all", "cluster": "c-prom"}
+    v, _ = history.api_view(params, cfg, store, route="utilisation")
+    assert v.cluster == "c-prom"
+    with pytest.raises(history.ParamError) as err:       # acme's rows never were in c-prom
+        history.api_view(params, cfg, store, route="utilisation", scope=A)
+    assert err.value.param == "cluster" and "c-prom" not in err.value.message()
+    with pytest.raises(history.ParamError) as err:
+        history.api_view({**params, "cluster": "c9"}, cfg, store, route="utilisation")
+    assert err.value.param == "cluster" and "c-prom" in err.value.message()       # c1, c2, c-prom

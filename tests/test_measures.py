@@ -172,3 +172,19 @@ def test_sql_macros_state_the_python_definitions(store):
     assert row[5:8] == (m.sample_available(None, None), m.sample_available(0, 0), m.sample_available(1, 79)) \
         == (True, False, False)
     assert row[8:] == (False, True, "mixed", "sm")
+
+
+def test_array_forms_give_their_scalar_twins_floats():
+    import numpy as np
+
+    util_s, obs = np.array([1260.0, 0.0, 2880.0, 5.0]), np.array([3600.0, 0.0, 3600.0, 3.0])
+    arr = m.util_pct_array(util_s, obs)
+    assert arr[0] == m.util_pct(1260.0, 3600.0) == 35.0 and arr[2] == 80.0      # 1,260 / 3,600 s; 2,880 / 3,600 s
+    assert np.isnan(arr[1]) and m.util_pct(0.0, 0.0) is None                   # nothing observed
+    assert arr[3] == m.util_pct(5.0, 3.0)
+    tflop, span = np.array([1800.0 * 989, 0.0]), np.array([3600.0, 1800.0])
+    assert m.delivered_pflops_array(tflop, span).tolist() == [m.delivered_pflops(1800.0 * 989, 3600.0), 0.0]
+    # 6 GPUs x 3 h owned, 4.5 GPU-h observed: 13.5 GPU-h no data; more observed than owned: 0;
+    # owned not defined (per tenant): missing
+    no_data = m.no_data_s_array(np.array([64800.0, 3600.0, np.nan]), np.array([16200.0, 7200.0, 100.0]))
+    assert no_data[:2].tolist() == [48600.0, 0.0] and np.isnan(no_data[2])

@@ -502,3 +502,42 @@ def test_a_write_marks_each_hour_once(store):
     rollup.build(store, cfg, T10 + timedelta(hours=1))
     floor.scrape(T10 + 2 * MINUTE, [{"uuid": "GPU-0000", "util": 100}])    # after the build took it
     assert dirty(store) == [T10]
+
+
+def tenant_tier(store: Store) -> list[tuple]:
+    """rollup_tenant_1h as (bucket, tenant, devices, allocated_s, busy_s, peak_gpus)."""
+    with store.cursor() as cur:
+        return cur.execute(f"""SELECT bucket, tenant, devices, allocated_s, busy_s, peak_gpus
+                               FROM {rollup.TENANT_TIER} ORDER BY ALL""").fetchall()
+
+
+def test_the_tenant_tier_keeps_each_hours_peak_and_is_filled_on_an_older_store(store):
+    cfg = cfg_with()
+    floor = Floor(store, cfg)
+    for k in range(61):          # GPU-0000 held by lab-ns 10:00-11:00; GPU-0001 unheld, then held from 10:30
+        floor.scrape(T10 + k * MINUTE, [{"uuid": "GPU-0000", "util": 100, "ns": "lab-ns"},
+                                        {"uuid": "GPU-0001", "util": 0, "ns": "lab-ns" if k >= 30 else None}])
+    rollup.build(store, cfg, T10 + timedelta(hours=3))
+    built = tenant_tier(store)
+    # 10:00: lab held GPU-0000 60 x 60 s and GPU-0001 30 x 60 s: 5,400 s, busy 3,600 s; from
+    # 10:30 both at once: a 5-minute bucket of 600 s = 2.0 GPUs, more than the hour's mean 1.5.
+    # The 11:00 samples (the newest) stand 60 s each: 120 s, in a 5-minute bucket 0.4 GPUs.
+    # Nobody held GPU-0001 10:00-10:30: nobody's time, never allocated, so no GPUs held at once.
+    assert built == [(T10, "_unallocated", 1, 0.0, 0.0, 0.0),
+                     (T10, "lab", 2, 5400.0, 3600.0, 2.0),
+                     (T10 + HOUR, "lab", 2, 120.0, 60.0, 0.4)]
+    with store.cursor() as cur:          # the group tier holds the same sums
+        assert cur.execute("""SELECT sum(allocated_s), sum(busy_s) FROM rollup_group_1h
+                              WHERE tenant = 'lab'""").fetchall() == [(5520.0, 3660.0)]
+    with store.cursor() as cur:          # as migration 019 leaves a store with history
+        cur.execute(f"DELETE FROM {rollup.TENANT_TIER}").fetchall()
+        cur.execute("DELETE FROM kv WHERE key = ?", [rollup.TENANT_KEY]).fetchall()
+    result = rollup.build(store, cfg, T10 + timedelta(hours=3))
+    assert "regrouped" not in result.detail and result.rows == 3
+    assert tenant_tier(store) == built
+    assert rollup.build(store, cfg, T10 + timedelta(hours=3)).rows == 0      # filled once
+    # the 5-minute tier retired (retention): a rebuild falls back to the hourly mean
+    with store.cursor() as cur:
+        cur.execute("DELETE FROM rollup_group_5m").fetchall()
+    rollup.fill_tenants(store)
+    assert [row[-1] for row in tenant_tier(store)] == [0.0, 1.5, 120 / 3600]
