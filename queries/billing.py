@@ -13,7 +13,8 @@ The non-obvious rules, each documented in docs/billing.md:
 
 - Price changes take effect at their date: a month is split at every effective date of the
   contract's model, each part priced (and its commitment pro-rated) on its own. A month in
-  progress is billed to `now`: leases and commitments accrue by the hour up to it.
+  progress is billed to the last complete hour before `now`: leases and commitments accrue by
+  the hour.
 - Vouchers: a programme's base is the contract's fees in the line kinds it pays for, less what
   programmes applied before it this month already paid (fees actually paid), or the contract
   amount. The subsidy is rate x base, cut to the first limit it meets: what is left of the
@@ -228,6 +229,7 @@ def _contract_charges(cfg: config.Config, c: Contract, m: Month, usage: _Usage, 
     first, until = max(c.start, m.first), min(c.end, m.next_first)
     if until <= first or local_midnight(first, m.tz) >= now:
         return []
+    now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)     # by the hour: complete hours
     lines: list[dict[str, Any]] = []
     tz = m.tz
     if c.kind == "lease":
