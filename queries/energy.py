@@ -253,15 +253,20 @@ def build_quarters(store: Store, cfg: config.Config, lo: datetime, hi: datetime)
 def build(store: Store, cfg: config.Config, now: datetime | None = None, *, full: bool | None = None) -> Any:
     """The `energy` job: rebuild the quarter hours whose readings changed (new, late or the
     quarter still filling), with their neighbours within max_gap_s (an interval crossing into
-    them changes too). It compares the last two days each run and everything once a day
-    (`full`), so readings imported late into old hours are counted too."""
+    them changes too). It compares the last two days each run, and everything once a day or
+    when the readings before those two days are not the ones the tier counted (a back-fill or an
+    import wrote into older hours), so late readings are counted too."""
     from collectors.jobs import JobResult
 
     now = now or datetime.now(UTC)
+    recent = datetime.fromtimestamp(math.floor((now - RECENT_CHECK).timestamp() / QUARTER_S) * QUARTER_S, UTC)
     if full is None:
         last = store.get_kv(KV_FULL_CHECK)
         full = last is None or now - datetime.fromisoformat(last) >= FULL_CHECK_EVERY
-    lo = datetime(2000, 1, 1, tzinfo=UTC) if full else now - RECENT_CHECK
+        if not full:            # older readings arrived (a back-fill, an import): look at everything
+            counts = store.query("energy_older_counts", before=recent).iloc[0]
+            full = int(counts["raw"]) != int(counts["built"])
+    lo = datetime(2000, 1, 1, tzinfo=UTC) if full else recent
     changed = store.query("energy_meter_counts", lo=lo, hi=now + timedelta(days=1))
     pad = int(math.ceil(cfg.energy.pue.max_gap_s / QUARTER_S))
     rows = 0

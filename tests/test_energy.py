@@ -259,3 +259,29 @@ def test_the_simulated_centre_meters_pue_at_two_categories_and_ppue(cfg, store):
     ppue = {r["part"]: r for r in energy.ppue_table(store, cfg, v, now=start + timedelta(days=1)).records()}
     assert set(ppue) == {"hall-a", "hall-b", "chw-a", "chw-b"}
     assert all(1.05 < r["ppue"] < 1.4 and r["excluded_hours"] == 0 for r in ppue.values())
+
+
+def test_bad_energy_settings_are_named_with_their_key():
+    bad_tariff = {"id": "t", "seasons": [{"name": "all", "months": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                                          "prices": {"peak": 1.0, "valley": 0.3},
+                                          "hours": {"peak": ["08-20"], "valley": ["19-08"], "noon": ["12-13"]}}]}
+    with pytest.raises(config.ConfigError) as err:
+        make(sites=[{"site": "nowhere", "tariff": "missing"}],
+             meters=[{"site": "s1", "meter": "ups", "scope": "it"},
+                     {"site": "s1", "meter": "c", "scope": "cooling", "submeter_of": "ups"},
+                     {"site": "s1", "meter": "f", "scope": "facility", "category": 1}],
+             tariffs=[bad_tariff], green=[{"site": "s1", "month": "2026-11", "kwh": 5.0, "share_pct": 3.0}])
+    text = str(err.value)
+    for key, words in (("energy.sites[0].site", "unknown site 'nowhere'"),
+                       ("energy.sites[0].tariff", "unknown tariff 'missing'"),
+                       ("energy.meters[0].category", "needs its ISO/IEC 30134-2 category"),
+                       ("energy.meters[1].submeter_of", "measures it, this one cooling"),
+                       ("energy.meters[2].category", "only IT meters"),
+                       ("energy.tariffs[0].seasons[0].hours.valley", "hour 19:00 is also in period 'peak'"),
+                       ("energy.tariffs[0].seasons[0]", "unknown period 'noon'"),
+                       ("energy.tariffs[0].seasons", "months [12] have no season"),
+                       ("energy.green[0]", "either kwh or share_pct")):
+        assert f"key '{key}'" in text and words in text, (key, text)
+    with pytest.raises(config.ConfigError) as err:
+        make(pue={"target": 0.9})
+    assert "energy.pue.target" in str(err.value)

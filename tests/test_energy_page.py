@@ -129,6 +129,12 @@ def test_the_job_rebuilds_only_changed_quarters_and_late_readings(seeded):
     # its two quarters, and the quarter its last reading (00:30) opens, which covers nothing yet
     assert len(after) == len(before) + 3
     assert after[after["meter"] == "ups"]["kwh"].sum() == pytest.approx(60.0)
+    # readings written into hours three days before now (a back-fill): found though older than
+    # the recent check's two days
+    write(store, readings("ups", "it", T0 - timedelta(days=2), 30, kwh_per_min=1.0, category=1))
+    energy.build(store, cfg, NOW)
+    old = store.query("energy_quarters", lo=T0 - timedelta(days=2), hi=T0 - timedelta(days=1), site=None)
+    assert old["kwh"].sum() == pytest.approx(30.0)
 
     class Runner:
         def __init__(self):
