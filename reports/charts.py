@@ -190,6 +190,35 @@ def tariff(report: Report, lang: str) -> go.Figure | None:
     return _layout(fig, height=300, yaxis={"title": i18n.t("reports.chart.kwh", lang)})
 
 
+def exhaustion(report: Report, lang: str) -> go.Figure | None:
+    """The fleet's peak concurrent GPUs: the measured days, the forecast's median with its 80 % and
+    95 % bands, and the owned GPUs it runs out against."""
+    try:
+        s = report.section("capacity")
+        fc, measured = s.block("forecast").table, s.block("measured").table.rows
+    except KeyError:
+        return None
+    df = fc.rows
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=list(df["day"]) + list(df["day"])[::-1],
+                             y=list(df["hi95"].astype(float)) + list(df["lo95"].astype(float))[::-1], fill="toself",
+                             fillcolor="rgba(31,119,180,0.12)", line={"width": 0},
+                             name=i18n.t("reports.chart.band95", lang)))
+    fig.add_trace(go.Scatter(x=list(df["day"]) + list(df["day"])[::-1],
+                             y=list(df["hi80"].astype(float)) + list(df["lo80"].astype(float))[::-1], fill="toself",
+                             fillcolor="rgba(31,119,180,0.25)", line={"width": 0},
+                             name=i18n.t("reports.chart.band80", lang)))
+    fig.add_trace(go.Scatter(x=df["day"], y=df["median"].astype(float), mode="lines", line={"color": BLUE},
+                             name=i18n.t("reports.chart.median", lang)))
+    fig.add_trace(go.Scatter(x=measured["day"], y=measured["measured"].astype(float), mode="lines",
+                             line={"color": "#333333"}, name=i18n.t("reports.col.measured", lang)))
+    cap = (getattr(fc, "about", None) or {}).get("capacity")
+    if cap is not None:
+        fig.add_hline(y=float(cap), line={"color": RED, "dash": "dash"},
+                      annotation_text=i18n.t("reports.chart.capacity", lang), annotation_position="top left")
+    return _layout(fig, yaxis={"title": "GPUs", "rangemode": "tozero"}, legend={"orientation": "h", "y": -0.2})
+
+
 def figures(report: Report, lang: str, cfg: Any = None) -> dict[str, go.Figure]:
     """Every chart the report has data for, by name (the PDF template places them by name)."""
     if report.tenant is not None:
@@ -202,7 +231,8 @@ def figures(report: Report, lang: str, cfg: Any = None) -> dict[str, go.Figure]:
                   "heatmap": lambda: heatmap(report, lang),
                   "tenants": lambda: tenants(report, lang),
                   "incidents": lambda: incidents(report, lang),
-                  "tariff": lambda: tariff(report, lang)}
+                  "tariff": lambda: tariff(report, lang),
+                  "exhaustion": lambda: exhaustion(report, lang)}
         if cfg is not None and _energy(report) is not None:
             grades = [(g.grade, g.max_pue) for g in cfg.energy.pue.grades]
             heads = report.headline.table.rows.set_index("figure")

@@ -37,6 +37,9 @@ SECTIONS = ("utilisation", "tenants", "energy", "reliability", "capacity", "vouc
 TENANT_SECTIONS = ("statement",)
 INCIDENT_KINDS = ("xid", "ecc", "lost", "unhealthy", "thermal")
 OTHERS = "_others"
+# a tenant's days: its own figures (the fleet's owned, available and installed are not its)
+TENANT_DAILY = ("bucket", "tenant", "util_pct", "allocated_gpu_hours", "busy_gpu_hours", "useful_gpu_hours",
+                "idle_allocated_gpu_hours", "delivered_pflops", "energy_kwh")
 
 
 class ReportError(ValueError):
@@ -69,6 +72,10 @@ class Block:
     table: HistoryTable
     words: dict[str, str] = field(default_factory=dict)
     note: Msg | None = None
+    by_lang: dict[str, HistoryTable] = field(default_factory=dict)   # a table its module words itself
+
+    def table_for(self, lang: str) -> HistoryTable:
+        return self.by_lang.get(lang, self.table)
 
 
 @dataclass
@@ -202,11 +209,34 @@ def headline_block(figures: list[Figure]) -> Block:
                  words={"figure": "reports.figure."})
 
 
+COMPARABLE_NO_DATA_PCT = 50.0     # an earlier month with more no-data time than this is no comparison
+
+
 def _fleet_row(store: Store, cfg: config.Config, v: View, now: datetime) -> dict[str, Any] | None:
     """The month's fleet utilisation row, or None when the history holds nothing for it (a month
     before the history begins is no comparison)."""
     row = history.utilisation(store, cfg, v, now).records()[0]
     return row if (_num(row.get("observed_gpu_hours")) or 0) > 0 else None
+
+
+def earlier_months(store: Store, cfg: config.Config, v: View, month: str,
+                   now: datetime) -> tuple[dict[str, dict[str, Any] | None], list[Msg]]:
+    """Last month's and the same month's a year ago fleet rows, each only when the history holds
+    most of it (no data below COMPARABLE_NO_DATA_PCT % of its owned GPU-hours): a month the history
+    barely reaches (it began on the month's last day) would make every change meaningless. The
+    notes say which month was left out and why."""
+    out: dict[str, dict[str, Any] | None] = {}
+    notes: list[Msg] = []
+    for name, shift in (("last_month", -1), ("last_year", -12)):
+        other = shift_month(month, shift)
+        a, b, _ = month_bounds(cfg, other, now)
+        row = _fleet_row(store, cfg, replace(v, start=a, end=b), now)
+        no_data = history.ladder_shares(row)["no_data"] if row is not None else None
+        if row is not None and no_data is not None and no_data > COMPARABLE_NO_DATA_PCT:
+            notes.append(msg("reports.note.no_comparison", month=other, pct=f"{100.0 - no_data:.1f}"))
+            row = None
+        out[name] = row
+    return out, notes
 
 
 def _compute_figures(row: dict[str, Any] | None) -> dict[str, float | None]:
@@ -288,8 +318,10 @@ def tenants_section(store: Store, cfg: config.Config, v: View, month: str, now: 
         rows = table.rows[table.rows["tenant"] == scope.tenant].reset_index(drop=True)
         blocks.append(Block("usage", "reports.tenants.usage", HistoryTable(table.columns, rows, tz=v.tz,
                                                                            names=table.names)))
+        daily = history.tenant_daily(store, cfg, v, scope.tenant, now, scope=scope)
+        keep = tuple(c for c in daily.columns if c.name in TENANT_DAILY)
         blocks.append(Block("daily", "reports.tenants.daily",
-                            history.tenant_daily(store, cfg, v, scope.tenant, now, scope=scope)))
+                            HistoryTable(keep, daily.rows[[c.name for c in keep]], tz=daily.tz, names=daily.names)))
         blocks.append(Block("devices", "reports.tenants.devices",
                             history.devices(store, cfg, v, now, tenant=scope.tenant, limit=cfg.reports.reclaim_rows,
                                             scope=scope)))
@@ -417,6 +449,7 @@ def gather(store: Store, cfg: config.Config, month: str, now: datetime | None = 
     start, end, tz = month_bounds(cfg, month, now)
     v = View(start=start, end=end, tz=tz)
     energy, billing, capacity = area_module("energy"), area_module("billing"), area_module("capacity")
+    earlier, compare_notes = earlier_months(store, cfg, v, month, now) if scope.tenant is None else ({}, [])
     if scope.tenant is not None:
         sections = [tenants_section(store, cfg, v, month, now, scope, billing, energy)]
         headline = headline_block(tenant_figures(sections[0], scope.tenant))
@@ -426,26 +459,23 @@ def gather(store: Store, cfg: config.Config, month: str, now: datetime | None = 
     sections = [utilisation_section(store, cfg, v, now),
                 tenants_section(store, cfg, v, month, now, scope, billing, energy),
                 pending_section("energy", "energy") if energy is None
-                else energy_section(energy, store, cfg, v, month, now),
+                else energy_section(energy, store, cfg, v, month, now, earlier),
                 reliability_section(store, cfg, v, now),
                 pending_section("capacity", "capacity") if capacity is None
                 else capacity_section(capacity, store, cfg, v, now),
                 pending_section("vouchers", "billing") if billing is None
                 else vouchers_section(billing, store, cfg, month, now)]
-    figures = centre_figures(store, cfg, v, month, now, sections)
-    notes = cover_notes(cfg, sections)
+    figures = centre_figures(store, cfg, v, month, now, sections, earlier)
+    notes = cover_notes(cfg, sections) + compare_notes
     return Report(month, start, end, tz, now, cfg.centre.name, [s.name for s in cfg.sites], scope,
                   headline_block(figures), sections, notes)
 
 
 def centre_figures(store: Store, cfg: config.Config, v: View, month: str, now: datetime,
-                   sections: list[Section]) -> list[Figure]:
+                   sections: list[Section], earlier: dict[str, dict[str, Any] | None]) -> list[Figure]:
     """The headline: this month's fleet figures, last month's and the same month's a year ago."""
     this = _compute_figures(_fleet_row(store, cfg, v, now))
-    before: dict[str, dict[str, float | None]] = {}
-    for name, shift in (("last_month", -1), ("last_year", -12)):
-        a, b, _ = month_bounds(cfg, shift_month(month, shift), now)
-        before[name] = _compute_figures(_fleet_row(store, cfg, replace(v, start=a, end=b), now))
+    before = {name: _compute_figures(row) for name, row in earlier.items()}
     target = cfg.utilisation.target_pct
     spec = (("util_pct", "%", target, "pp"), ("available_share", "%", None, "pp"),
             ("allocated_share", "%", None, "pp"), ("busy_share", "%", None, "pp"),
@@ -487,7 +517,8 @@ def cover_notes(cfg: config.Config, sections: list[Section]) -> list[Msg]:
 # Each is filled from its module's documented builders once it lands; until then
 # `pending_section` says plainly that the figures are not available yet.
 
-def energy_section(energy: Any, store: Store, cfg: config.Config, v: View, month: str, now: datetime) -> Section:
+def energy_section(energy: Any, store: Store, cfg: config.Config, v: View, month: str, now: datetime,
+                   earlier: dict[str, dict[str, Any] | None]) -> Section:
     """PUE for the month and by day (queries/energy.py pue_table: from energy, its category, the
     grade and target), energy and cost by tariff period, carbon and coal (energy_table by site),
     partial PUE per hall and cooling loop (ppue_table); the headline's energy figures."""
@@ -510,7 +541,7 @@ def energy_section(energy: Any, store: Store, cfg: config.Config, v: View, month
         if (r.get("excluded_hours") or 0) > 0:
             notes.append(msg("reports.note.pue_excluded", site=r["site"], hours=int(r["excluded_hours"]),
                              total=int(r["hours"] or 0) + int(r["excluded_hours"])))
-    figures = energy_figures(energy, store, cfg, v, month, now, pue, by_site)
+    figures = energy_figures(energy, store, cfg, v, month, now, pue, by_site, earlier)
     return Section("energy", blocks, notes, figures=figures)
 
 
@@ -534,10 +565,16 @@ def _energy_totals(pue: HistoryTable, by_site: HistoryTable) -> dict[str, float 
 
 
 def energy_figures(energy: Any, store: Store, cfg: config.Config, v: View, month: str, now: datetime,
-                   pue: HistoryTable, by_site: HistoryTable) -> list[Figure]:
+                   pue: HistoryTable, by_site: HistoryTable,
+                   earlier: dict[str, dict[str, Any] | None]) -> list[Figure]:
+    """PUE (with its category), facility energy, cost, carbon and coal of the month, and of the
+    earlier months the history holds (earlier_months)."""
     this = _energy_totals(pue, by_site)
     before: dict[str, dict[str, float | None]] = {}
     for name, shift in (("last_month", -1), ("last_year", -12)):
+        if earlier.get(name) is None:
+            before[name] = {k: None for k in this}
+            continue
         a, b, _ = month_bounds(cfg, shift_month(month, shift), now)
         w = replace(v, start=a, end=b)
         before[name] = _energy_totals(energy.pue_table(store, cfg, w, now=now),
@@ -558,8 +595,42 @@ def energy_figures(energy: Any, store: Store, cfg: config.Config, v: View, month
     return out
 
 
+FLEET_GPUS = "peak_gpus:fleet"
+HISTORY_DAYS = 60               # measured days drawn before a forecast
+
+
 def capacity_section(capacity: Any, store: Store, cfg: config.Config, v: View, now: datetime) -> Section:
-    return pending_section("capacity", "capacity")
+    """Time to exhaustion of GPUs, power and cooling with its bands (queries/capacity.py
+    exhaustion_table: the forecast job's newest run, worded by its module in each language) and
+    the fleet's peak-GPU forecast with its 80 % and 95 % bands, for the chart."""
+    langs: list[str] = [str(x) for x in cfg.reports.languages]
+    tables: dict[str, HistoryTable] = {lang: capacity.exhaustion_table(store, cfg, lang=lang) for lang in langs}
+    ex = Block("exhaustion", "reports.capacity.exhaustion", tables[langs[0]], by_lang=tables,
+               words={"resource": "reports.resource."})
+    fits = capacity.latest_fits(store)
+    if fits.empty:
+        return Section("capacity", [ex], [msg("reports.capacity.no_run")])
+    run_at = pd.Timestamp(fits["run_at"].max()).tz_convert(v.tz).strftime("%Y-%m-%d %H:%M")
+    notes = [msg("reports.capacity.as_of", at=run_at)]
+    blocks = [ex]
+    if FLEET_GPUS in set(fits["series"]):
+        fc = capacity.forecast_table(store, cfg, FLEET_GPUS)
+        if not fc.rows.empty:
+            blocks.append(Block("forecast", "reports.capacity.forecast", fc))
+            measured = capacity.actuals(store, cfg, FLEET_GPUS, HISTORY_DAYS, now)
+            hist = pd.DataFrame({"day": [d.isoformat() if hasattr(d, "isoformat") else str(d) for d in measured.index],
+                                 "measured": measured.astype(float).round(3).to_numpy()})
+            blocks.append(Block("measured", "reports.capacity.measured",
+                                HistoryTable((Col("day", "", "capacity.col.day"),
+                                              Col("measured", "GPUs", "reports.col.measured", "gpus")), hist)))
+            if fc.about:
+                notes.append(msg("reports.capacity.fleet", capacity=fc.about.get("capacity"),
+                                 median=fc.about.get("exhaust_median") or "—",
+                                 upper=fc.about.get("exhaust_upper") or "—"))
+        else:
+            why = fc.about.get("why_not") if fc.about else None
+            notes.append(msg("reports.capacity.untrusted", why=why or "—"))
+    return Section("capacity", blocks, notes)
 
 
 PROGRAMME_COLUMNS = (Col("programme", "", "reports.col.programme", "programme"),

@@ -15,6 +15,7 @@ cannot break the document.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from datetime import datetime
@@ -58,6 +59,8 @@ PDF_COLUMNS: dict[str, tuple[str, ...]] = {
 CHART_AT = {"util_daily": "daily", "ladder": "ladder", "by_cluster": "by_cluster", "by_model": "by_model",
             "heatmap": "heatmap", "tenants": "usage", "tenant_daily": "daily", "incidents": "incidents",
             "pue_daily": "pue_daily", "tariff": "tariff", "exhaustion": "exhaustion"}
+# tables the PDF leaves to the XLSX (their chart shows them)
+PDF_SKIP = {"forecast", "measured"}
 
 
 def _block_json(block: Block, lang: str, chart: str | None) -> dict[str, Any]:
@@ -66,9 +69,10 @@ def _block_json(block: Block, lang: str, chart: str | None) -> dict[str, Any]:
         size = 6.0
     else:
         wanted = PDF_COLUMNS.get(block.name)
-        cols = [c for c in block.table.columns if wanted is None or c.name in wanted]
-        sub = Block(block.name, block.title, type(block.table)(tuple(cols), block.table.rows, tz=block.table.tz,
-                                                               names=block.table.names), block.words, block.note)
+        table = block.table_for(lang)
+        cols = [c for c in table.columns if wanted is None or c.name in wanted]
+        # the same kind of table (a bill's keeps its programme headers), fewer columns
+        sub = Block(block.name, block.title, dataclasses.replace(table, columns=tuple(cols)), block.words, block.note)
         headers, rows = render.cells(sub, lang)
         size = 7.5 if len(cols) <= 8 else 6.8
     return {"title": i18n.t(block.title, lang), "headers": headers, "rows": rows, "chart": chart,
@@ -128,8 +132,9 @@ def payload(report: Report, lang: str, charts: dict[str, bytes]) -> dict[str, An
                      "blocks": [{"title": i18n.t("reports.headline.title", lang), "headers": head_headers,
                                  "rows": head_rows, "chart": None, "note": None, "size": 7.5}]})
     for s in report.sections:
+        blocks = [_block_json(b, lang, chart_for.get(b.name)) for b in s.blocks if b.name not in PDF_SKIP]
         sections.append({"title": render.section_title(s.key, lang), "notes": [n.render(lang) for n in s.notes],
-                         "blocks": [_block_json(b, lang, chart_for.get(b.name)) for b in s.blocks]})
+                         "blocks": blocks})
     last = report.end.astimezone(zone)
     first = report.start.astimezone(zone)
     facts = [

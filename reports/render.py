@@ -82,13 +82,29 @@ def cell(block: Block, col: Col, v: Any, lang: str, zone: ZoneInfo) -> str:
     return str(v)
 
 
+def _days_only(values: pd.Series, zone: ZoneInfo) -> bool:
+    """A time column of local midnights (daily buckets): shown as dates."""
+    times = pd.to_datetime(values.dropna(), utc=True)
+    if times.empty:
+        return False
+    local = times.dt.tz_convert(zone)
+    return bool(((local.dt.hour == 0) & (local.dt.minute == 0)).all())
+
+
 def cells(block: Block, lang: str) -> tuple[list[str], list[list[str]]]:
     """The block's headers and rows as text, in `lang`."""
+    table = block.table_for(lang)
+    if table is not block.table:
+        block = Block(block.name, block.title, table, block.words, block.note)
     zone = ZoneInfo(block.table.tz)
     cols = block.table.columns
     rows = block.table.rows
     data = [[cell(block, c, v, lang, zone) for c, v in zip(cols, values)]
             for values in zip(*(rows[c.name] if c.name in rows else [None] * len(rows) for c in cols))]
+    for j, c in enumerate(cols):
+        if c.kind == "time" and c.name in rows and _days_only(rows[c.name], zone):
+            for r in data:
+                r[j] = r[j][:10]
     return [header(c, lang, block.table) for c in cols], data
 
 

@@ -60,7 +60,7 @@ class _Book:
 
     def write_block(self, ws: Worksheet, row: int, block: Block) -> tuple[int, int, int]:
         """The block's title, header and rows from `row`; (first data row, last data row, next free row)."""
-        lang, t = self.lang, block.table
+        lang, t = self.lang, block.table_for(self.lang)
         ws.write_string(row, 0, i18n.t(block.title, lang), self.title)
         row += 1
         if block.note is not None:
@@ -74,23 +74,26 @@ class _Book:
         data = t.rows
         for values in zip(*(data[c.name] if c.name in data else [None] * len(data) for c in t.columns)):
             for j, (col, v) in enumerate(zip(t.columns, values)):
-                self._cell(ws, row, j, block, col, v, zone)
+                self._cell(ws, row, j, block, col, v, zone, t)
             row += 1
         if row == first:
             ws.write_string(row, 0, i18n.t("reports.no_rows", lang))
             row += 1
         return first, row - 1, row + 1
 
-    def _cell(self, ws: Worksheet, r: int, c: int, block: Block, col: Any, v: Any, zone: ZoneInfo) -> None:
+    def _cell(self, ws: Worksheet, r: int, c: int, block: Block, col: Any, v: Any, zone: ZoneInfo,
+              table: Any) -> None:
         if render.missing(v):
             ws.write_blank(r, c, None)
             return
-        words = render.word(block, col, v, self.lang)
+        words = render.word(Block(block.name, block.title, table, block.words), col, v, self.lang)
         if words is not None:
             ws.write_string(r, c, words)
         elif col.kind == "time":
             ws.write_datetime(r, c, pd.Timestamp(v).tz_convert(zone).tz_localize(None).to_pydatetime(), self.when)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) or hasattr(v, "dtype"):
+        elif isinstance(v, bool):
+            ws.write_string(r, c, i18n.t("reports.page.yes" if v else "reports.page.no", self.lang))
+        elif isinstance(v, (int, float)) or hasattr(v, "dtype"):
             try:
                 ws.write_number(r, c, float(v))
             except (TypeError, ValueError):
