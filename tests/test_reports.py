@@ -93,9 +93,9 @@ def test_headline_is_hand_computed(hist):
     cfg, store = hist
     # October (744 hours, Shanghai): all 6 GPUs reported every hour at 50 % utilisation
     first = datetime(2026, 9, 30, 16, tzinfo=timezone.utc)
-    store.insert("rollup_group_1h", pa.Table.from_pylist([group_row(
-        first + timedelta(hours=h), devices=6, observed_s=21600.0, available_s=21600.0, allocated_s=21600.0,
-        busy_s=21600.0, util_s=10800.0, util_obs_s=21600.0) for h in range(744)], schema=arrow_schema("rollup_group_1h")))
+    october = [group_row(first + timedelta(hours=h), devices=6, observed_s=21600.0, available_s=21600.0,
+                         allocated_s=21600.0, busy_s=21600.0, util_s=10800.0, util_obs_s=21600.0) for h in range(744)]
+    store.insert("rollup_group_1h", pa.Table.from_pylist(october, schema=arrow_schema("rollup_group_1h")))
     report = data.gather(store, cfg, MONTH, NOW)
     assert (report.start, report.end) == (datetime(2026, 10, 31, 16, tzinfo=timezone.utc),
                                           datetime(2026, 11, 30, 16, tzinfo=timezone.utc))
