@@ -280,11 +280,72 @@ def build(store: Store, cfg: config.Config, now: datetime | None = None, *, full
 
 
 def add_jobs(runner: Any, store: Store, cfg: config.Config) -> None:
-    """Register the `energy` job (every collection interval, at start) on a JobRunner."""
+    """Register the `energy` job (every collection interval, at least a minute; at start) on a
+    JobRunner and, for the simulated centre, `energy-history` (every minute until done): the
+    simulated meters' quarter hours before the back-fill, `simulated_history_chunk`."""
     from collectors.jobs import Every
 
     runner.add("energy", Every(max(60.0, cfg.collection.interval_s), at_start=True),
                lambda now: build(store, cfg, now))
+    if cfg.simulated and cfg.capacity.simulated_history_days > cfg.simulator.backfill_days:
+        runner.add("energy-history", Every(60.0, at_start=True),
+                   lambda now: simulated_history_chunk(store, cfg, now))
+
+
+KV_HISTORY = "energy.simulated_history"          # kv: how far back the simulated history is written
+HISTORY_CHUNK = timedelta(days=30)
+
+
+def simulated_history(store: Store, cfg: config.Config, floor: Any, start: datetime, end: datetime) -> int:
+    """The simulated meters' quarter hours in [start, end) straight into energy_meter_15m from
+    the floor's noise-free readings at each quarter's edges (registers' deltas; a power-only
+    meter's trapezoid): what the job makes of readings every 15 minutes. Only quarters the tier
+    holds nothing for at that site (measured readings win), none before the floor's
+    commissioning; `samples` 0 (no reading was stored). Returns rows written."""
+    from simulator.model import COMMISSIONED_AT
+
+    step = timedelta(seconds=QUARTER_S)
+    lo = datetime.fromtimestamp(max(start.timestamp(), COMMISSIONED_AT), UTC)
+    lo = datetime.fromtimestamp(math.ceil(lo.timestamp() / QUARTER_S) * QUARTER_S, UTC)
+    hi = datetime.fromtimestamp(math.floor(end.timestamp() / QUARTER_S) * QUARTER_S, UTC)
+    if hi <= lo:
+        return 0
+    n = int((hi - lo) / step)
+    rows: list[dict] = []
+    for s in cfg.sites:
+        held = store.query("energy_quarters", lo=lo, hi=hi, site=s.id)
+        have = set(pd.to_datetime(held["quarter"], utc=True)) if len(held) else set()
+        edges = [floor.facility_values(s.id, (lo + k * step).timestamp())["meters"] for k in range(n + 1)]
+        for k in range(n):
+            q = lo + k * step
+            if pd.Timestamp(q) in have:
+                continue
+            for (name, scope, cat, w0, e0), (_, _, _, w1, e1) in zip(edges[k], edges[k + 1]):
+                register = e0 is not None and e1 is not None
+                kwh = e1 - e0 if register else (w0 + w1) / 2 * QUARTER_S / 3.6e6
+                rows.append({"quarter": q, "site": s.id, "meter": name, "scope": scope, "pue_category": cat,
+                             "kwh": kwh, "covered_s": QUARTER_S, "samples": 0,
+                             "register_s": QUARTER_S if register else 0.0, "resets": 0})
+    if rows:
+        store.insert("energy_meter_15m", pa.Table.from_pylist(rows, schema=arrow_schema("energy_meter_15m")))
+    return len(rows)
+
+
+def simulated_history_chunk(store: Store, cfg: config.Config, now: datetime) -> Any:
+    """One step of `energy-history`: the next HISTORY_CHUNK back of the simulated meters' history
+    before the back-fill, newest first, until capacity.simulated_history_days are written."""
+    from collectors.jobs import JobResult
+    from simulator.model import Floor
+
+    oldest = now - timedelta(days=cfg.capacity.simulated_history_days)
+    done = store.get_kv(KV_HISTORY)
+    end = datetime.fromisoformat(done) if done else now - timedelta(days=cfg.simulator.backfill_days)
+    if end <= oldest:
+        return JobResult(rows=0, detail="done")
+    start = max(oldest, end - HISTORY_CHUNK)
+    rows = simulated_history(store, cfg, Floor(cfg), start, end)
+    store.set_kv(KV_HISTORY, start.isoformat())
+    return JobResult(rows=rows, detail=f"{start:%Y-%m-%d}..{end:%Y-%m-%d}")
 
 
 # ---- site hours: facility, IT, cooling per UTC hour ---------------------------------------

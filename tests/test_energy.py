@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pandas as pd
 import pytest
 
 import config
@@ -285,3 +286,65 @@ def test_bad_energy_settings_are_named_with_their_key():
     with pytest.raises(config.ConfigError) as err:
         make(pue={"target": 0.9})
     assert "energy.pue.target" in str(err.value)
+
+
+def test_simulated_history_is_what_the_job_makes_of_quarter_hour_readings(cfg, store):
+    """energy.simulated_history writes the simulator's older quarters straight into the tier: the
+    same kWh as the facility collector's readings every 15 minutes through the job (registers
+    exactly; power-only loops within the readings' 0.2 % noise), and never over measured ones."""
+    from collectors.facility import FacilityCollector
+    from collectors.targets import Target
+    from queries import Store
+    from simulator import Floor
+
+    floor = Floor(cfg)
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    col = FacilityCollector(cfg)
+    target = Target(url="sim://facility", source="sim-facility", kind="facility", site="sh-lingang",
+                    cluster="train-a", host=None)
+    for k in range(3 * 4 + 1):
+        at = start + timedelta(minutes=15 * k)
+        text = floor.facility_text("sh-lingang", at.timestamp())
+        store.write_scrape(facility=col.from_text(text, target, at).facility)
+    energy.build(store, cfg, start + timedelta(days=1))
+    measured = store.query("energy_quarters", lo=start, hi=start + timedelta(hours=3), site=None)
+    other = Store(":memory:")
+    assert energy.simulated_history(other, cfg, floor, start, start + timedelta(hours=3)) == len(measured)
+    made = other.query("energy_quarters", lo=start, hi=start + timedelta(hours=3), site=None)
+    a, b = measured.set_index(["meter", "quarter"]), made.set_index(["meter", "quarter"])
+    for meter in {m.meter for m in cfg.energy.meters}:
+        got, want = b.loc[meter, "kwh"].to_numpy(), a.loc[meter, "kwh"].to_numpy()
+        if meter.startswith("chw"):         # power only: the printed readings carry +-0.2 % noise
+            assert got == pytest.approx(want, rel=5e-3), meter
+        else:                               # registers, printed to 0.001 kWh: a delta within 0.001
+            assert got == pytest.approx(want, abs=1.001e-3), meter
+    assert (made["samples"] == 0).all() and (made["covered_s"] == 900).all()
+    # measured quarters are kept: nothing written over them
+    assert energy.simulated_history(store, cfg, floor, start, start + timedelta(hours=3)) == 0
+    other.close()
+
+
+def test_the_history_job_walks_back_a_chunk_at_a_time_until_done(store):
+    from tests.helpers import config_dict
+
+    d = config_dict()
+    d["simulator"] = {**d["simulator"], "backfill_days": 1.0}
+    d["capacity"] = {"simulated_history_days": 3}
+    cfg = config.from_dict(d)
+
+    class Runner:
+        def __init__(self):
+            self.jobs = {}
+
+        def add(self, name, schedule, fn):
+            self.jobs[name] = fn
+    r = Runner()
+    energy.add_jobs(r, store, cfg)
+    assert set(r.jobs) == {"energy", "energy-history"}
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    first = r.jobs["energy-history"](now)                 # 3 days back to 1 day back: one chunk (30 days)
+    assert first.rows == 2 * 96 * 3            # no energy.toml here: the classic three meters
+    assert r.jobs["energy-history"](now).detail == "done"
+    q = store.query("energy_quarters", lo=now - timedelta(days=3), hi=now, site=None)
+    assert q["quarter"].min() == pd.Timestamp(now - timedelta(days=3)) and q["quarter"].max() < pd.Timestamp(
+        now - timedelta(days=1))
