@@ -297,10 +297,38 @@ def fit_all(store: Store, cfg: config.Config, now: datetime,
     return JobResult(rows=rows, detail=f"{len(fits)} series fitted, {trusted} trusted")
 
 
+BASIS_KEY = "capacity.fit_basis"
+CHECK_EVERY_S = 900.0
+
+
+def _basis(store: Store, cfg: config.Config, now: datetime) -> str:
+    """What a fit depends on beyond the clock: the tier's first hour and the last complete day."""
+    with store.cursor() as cur:
+        row = cur.execute("SELECT min(bucket) FROM rollup_group_1h").fetchone()
+    first = row[0] if row else None
+    return json.dumps({"first": None if first is None else pd.Timestamp(first).isoformat(),
+                       "day": today(now, fleet_tz(cfg)).isoformat()})
+
+
+def forecast_job(store: Store, cfg: config.Config, now: datetime) -> JobResult:
+    """The scheduled job: refit when the last fit is `fit_every_hours` old, or when the history
+    it would read changed (a new complete day, older months generated or imported); else a
+    check that writes nothing."""
+    basis = _basis(store, cfg, now)
+    fits = latest_fits(store)
+    last = None if fits.empty else pd.Timestamp(fits["run_at"].max()).to_pydatetime()
+    due = last is None or now - last >= timedelta(hours=cfg.capacity.fit_every_hours)
+    if not due and store.get_kv(BASIS_KEY) == basis:
+        return JobResult(rows=0, detail="forecasts current")
+    res = fit_all(store, cfg, now)
+    store.set_kv(BASIS_KEY, basis)
+    return res
+
+
 def add_jobs(runner: Any, store: Store, cfg: config.Config) -> None:
-    """Register `forecast` on a collectors.jobs.JobRunner: at start, then every fit_every_hours."""
-    runner.add("forecast", Every(cfg.capacity.fit_every_hours * 3600.0, at_start=True),
-               lambda now: fit_all(store, cfg, now))
+    """Register `forecast` on a collectors.jobs.JobRunner: at start and every 15 minutes it checks,
+    and refits every series when its history changed or fit_every_hours have passed."""
+    runner.add("forecast", Every(CHECK_EVERY_S, at_start=True), lambda now: forecast_job(store, cfg, now))
 
 
 # ---- reading the results ----------------------------------------------------------------

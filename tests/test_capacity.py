@@ -136,7 +136,9 @@ def test_the_forecast_job_stores_its_newest_run_and_the_exhaustion_table(seeded)
     assert runner.jobs["forecast"].last.ok, runner.jobs["forecast"].last.error
     fits = cap.latest_fits(store)
     assert (fits["unit"] == "GPUs").sum() == 12 and fits["run_at"].nunique() == 1
-    runner.run_now("forecast")                                        # a second run replaces the first
+    assert runner.run_now("forecast").detail == "forecasts current"     # nothing changed: no refit
+    clock[0] += 7 * 3600                                              # fit_every_hours (6) passed: refit
+    assert "series fitted" in runner.run_now("forecast").detail
     assert len(store.query("capacity_fits_latest")) == len(fits)
     with store.cursor() as cur:
         assert cur.execute("SELECT count(DISTINCT run_at) FROM capacity_fits").fetchone()[0] == 1
