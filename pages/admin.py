@@ -17,9 +17,18 @@ import streamlit as st
 from pages import context, ui
 from pages.context import PageContext
 from queries import audit, measures, tokens
+from queries.history import HistoryTable
 from queries.scope import ROLES
 
 NEW_TOKEN = "admin_new_token"          # session state: (token id, text) of the token just made
+
+
+def _csv(table: HistoryTable) -> bytes:
+    """The table's CSV; its header alone when it has no rows (HistoryTable.to_csv cannot convert
+    an empty time column yet)."""
+    if table.rows.empty:
+        return (",".join(c.name for c in table.columns) + "\n").encode()
+    return table.to_csv().encode()
 
 
 def _zone(ctx: PageContext) -> str:
@@ -47,7 +56,7 @@ def audit_section(ctx: PageContext) -> None:
     shown[column] = [audit.action_label(a, ctx.lang) for a in table.rows["action"]]
     st.caption(t("access.admin.audit_rows", n=len(shown), max=audit.MAX_ROWS))
     st.dataframe(shown, hide_index=True, width="stretch", height=ui.table_height(len(shown), 15))
-    st.download_button(t("history.download_csv"), table.to_csv().encode(), file_name="audit.csv", mime="text/csv",
+    st.download_button(t("history.download_csv"), _csv(table), file_name="audit.csv", mime="text/csv",
                        key="csv_audit", icon=":material/download:")
 
 
@@ -85,7 +94,7 @@ def tokens_section(ctx: PageContext) -> None:
         return
     st.dataframe(table.for_people(ctx.lang), hide_index=True, width="stretch",
                  height=ui.table_height(len(table.rows), 10))
-    st.download_button(t("history.download_csv"), table.to_csv().encode(), file_name="api-tokens.csv",
+    st.download_button(t("history.download_csv"), _csv(table), file_name="api-tokens.csv",
                        mime="text/csv", key="csv_tokens", icon=":material/download:")
     valid = [r for r in table.records() if r["revoked_at"] is None]
     if not valid:

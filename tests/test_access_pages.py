@@ -238,3 +238,14 @@ def test_a_meter_import_is_audited_and_only_an_admin_sees_it(site):
     noc = app_as(ROLE_GROUPS["noc"])
     noc.switch_page("pages/sources.py").run()
     assert not noc.file_uploader and not [b for b in noc.button if b.key == "meter_import"]
+
+
+def test_the_admin_page_with_an_empty_audit_and_no_tokens(site):
+    """The admin page of a fresh store: an empty audit range is a table with no rows, no tokens a line."""
+    at = app_as(ROLE_GROUPS["admin"])
+    at.switch_page("pages/admin.py").run()
+    at.date_input(key="audit_from").set_value(datetime(2020, 1, 1).date())
+    at.date_input(key="audit_to").set_value(datetime(2020, 1, 2).date()).run()
+    assert not at.exception and not [e for e in at.error]
+    assert any(c.value.startswith("0 event(s)") for c in at.caption)
+    assert any(c.value == "No API tokens yet." for c in at.caption)
