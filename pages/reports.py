@@ -23,20 +23,26 @@ import i18n
 from pages import context, ui
 from pages.context import PageContext
 from queries import history
-from reports import archive, data, render
+from reports import archive, data, pdf, render
 
 RESULT_KEY = "reports_outputs"
 
 
+PREVIEW_PAGE = 3            # the headline figures (after the cover and the contents)
+PREVIEW_KEY = "reports_preview"
+PREVIEW_TTL_S = 300.0
+
+
 def _preview_png(pdf: bytes) -> bytes | None:
-    """The PDF's first page as PNG (pdftoppm, poppler-utils), or None without it."""
+    """The PDF's headline page as PNG (pdftoppm, poppler-utils), or None without it."""
     tool = shutil.which("pdftoppm")
     if tool is None:
         return None
     with tempfile.TemporaryDirectory(prefix="report-preview-") as tmp:
         src = Path(tmp) / "r.pdf"
         src.write_bytes(pdf)
-        done = subprocess.run([tool, "-png", "-r", "70", "-f", "1", "-l", "1", "-singlefile", str(src),
+        page = str(PREVIEW_PAGE)
+        done = subprocess.run([tool, "-png", "-r", "70", "-f", page, "-l", page, "-singlefile", str(src),
                                str(Path(tmp) / "p")], capture_output=True, timeout=60)
         out = Path(tmp) / "p.png"
         return out.read_bytes() if done.returncode == 0 and out.exists() else None
@@ -61,12 +67,25 @@ def _controls(ctx: PageContext, months: list[str]) -> tuple[str, str]:
     return month, lang
 
 
+def _report(ctx: PageContext, month: str) -> data.Report:
+    """The month's report data for the preview, kept in the session for PREVIEW_TTL_S (a month's
+    figures take seconds to gather at a thousand GPUs; a closed month's change only with late data)."""
+    key = (month, ctx.scope.tenant)
+    held = st.session_state.get(PREVIEW_KEY)
+    now = ui.now()
+    if held and held[0] == key and (now - held[1]).total_seconds() < PREVIEW_TTL_S:
+        return held[2]
+    report = data.gather(ctx.store, ctx.cfg, month, now, ctx.scope)
+    st.session_state[PREVIEW_KEY] = (key, now, report)
+    return report
+
+
 def preview_section(ctx: PageContext, month: str, lang: str) -> None:
     """The month's headline figures and what each section holds, from the report's own data."""
     t = ctx.t
-    report = data.gather(ctx.store, ctx.cfg, month, ui.now(), ctx.scope)
+    report = _report(ctx, month)
     st.subheader(t("reports.page.preview", month=render.month_title(report, lang)))
-    headers, rows = render.cells(report.headline, lang)
+    headers, rows = pdf.headline_rows(report, lang)          # as the PDF prints it
     st.dataframe(pd.DataFrame(rows, columns=headers), hide_index=True, width="stretch",
                  height=ui.table_height(len(rows), max_rows=16))
     for note in report.notes:
@@ -112,11 +131,11 @@ def generate_section(ctx: PageContext, month: str, lang: str) -> None:
         cols[i % 4].download_button(t(f"reports.page.download_{fmt}"), content, file_name=filename, mime=media,
                                     key=f"dl_{o_lang}_{fmt}", icon=":material/download:")
         i += 1
-    pdf = next((c for o_lang, fmt, _, _, c in made["outputs"] if o_lang == lang and fmt == "pdf"), None)
-    if pdf is not None:
-        png = _preview_png_cached(pdf)
+    pdf_bytes = next((c for o_lang, fmt, _, _, c in made["outputs"] if o_lang == lang and fmt == "pdf"), None)
+    if pdf_bytes is not None:
+        png = _preview_png_cached(pdf_bytes)
         if png is not None:
-            st.image(png, caption=t("reports.page.first_page"), width=520)
+            st.image(png, caption=t("reports.page.first_page"), width=620)
 
 
 def archive_section(ctx: PageContext) -> None:
