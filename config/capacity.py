@@ -14,6 +14,7 @@ share of fabric and storage), an idle one `idle_fraction` of that.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,14 @@ from config.base import Problems, Strict
 ModelName = Literal["AAA", "AAdA", "ANA"]
 # ETS(error, trend, season): additive error; additive, damped or no trend; weekly season
 MODEL_NAMES: tuple[ModelName, ...] = ("AAA", "AAdA", "ANA")
+
+
+class Arrival(Strict):
+    """A cluster of the simulated centre that arrived later: absent from the floor before `on`
+    (Beijing midnight), so the history shows it arrive; the inventory counts it as owned now."""
+
+    cluster: str
+    on: date
 
 
 class Section(Strict):
@@ -48,6 +57,7 @@ class Section(Strict):
     calculator_lookback_days: Annotated[int, Field(ge=1, le=365)] = 90
     # the simulated centre: months before the raw back-fill generated straight into the hourly tiers
     simulated_history_days: Annotated[int, Field(ge=0, le=3660)] = 365
+    simulated_arrivals: list[Arrival] = []
 
 
 def check(problems: Problems, path: Path, key: str, section: Section, cf: Any, catalogue: Any) -> None:
@@ -57,6 +67,11 @@ def check(problems: Problems, path: Path, key: str, section: Section, cf: Any, c
         problems.add(path, f"{key}models", f"a model is listed twice in {section.models}; list each once")
     if len(set(section.backtest_weeks)) != len(section.backtest_weeks):
         problems.add(path, f"{key}backtest_weeks", f"a hold-out is listed twice in {section.backtest_weeks}")
+    clusters = [c.id for c in cf.clusters]
+    for i, a in enumerate(section.simulated_arrivals):
+        if a.cluster not in clusters:
+            problems.add(path, f"{key}simulated_arrivals[{i}].cluster",
+                         f"unknown cluster {a.cluster!r}; expected one of {clusters}")
     longest = max(section.backtest_weeks) * 7 + section.min_seasonal_cycles * section.season_days
     if longest > section.history_days:
         problems.add(path, f"{key}history_days",

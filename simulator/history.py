@@ -12,7 +12,8 @@ What a generated hour holds, per (site, cluster, model, tenant): the GPU-seconds
 schedule segment puts there (training jobs, inference pods, idle time; simulator/model.py),
 with busy, useful, utilisation and tensor work from the same per-GPU levels the exporter text is
 drawn from, and the noise-free board energy (the closed-form integrals). Not generated: XIDs,
-lost GPUs and exporter outages (every GPU is observed and available), the device tiers and
+lost GPUs and exporter outages (every GPU of an arrived cluster is observed and available; a
+cluster's hours before its simulated arrival hold nothing), the device tiers and
 the 5-minute tier (so per-device drill-downs and peaks from 5-minute buckets start where the raw
 back-fill does), and no facility meter readings (the energy side's own). Attribution is by each
 job's or pod's namespace (the tenants' `namespaces`), as the simulator draws them; a later
@@ -83,7 +84,7 @@ def hour_rows(floor: Any, cfg: config.Config, a: float, b: float) -> dict[tuple,
         c = floor._chunk_of(h, a)
         while floor._chunk_start(h, c) < b:
             for s in floor._chunk(h, c).segs:
-                lo, hi = max(s.start, a), min(s.end, b)
+                lo, hi = max(s.start, a, h.since), min(s.end, b)        # nothing before the node arrived
                 if hi <= lo:
                     continue
                 if s.kind == TRAIN:

@@ -435,7 +435,7 @@ class _Host:
 
     __slots__ = ("info", "name", "key", "n", "model", "kind", "fb_total", "scale", "role", "gkey", "pos", "phase",
                  "boot_off", "site", "cluster", "uuid", "pci", "p_idle", "t_base", "mem_dt", "replay", "rr_c",
-                 "rr_u", "rr_f", "gk", "labels", "idle_sum")
+                 "rr_u", "rr_f", "gk", "labels", "idle_sum", "since")
     info: HostInfo
     name: str
     key: int
@@ -463,6 +463,7 @@ class _Host:
     gk: list[int]
     labels: dict
     idle_sum: float
+    since: float                  # when the node arrived (its cluster's simulated arrival), else -inf
 
 
 # ---------------------------------------------------------------- the floor
@@ -490,6 +491,9 @@ class Floor:
         for tid, _ in self._infer_tenants:
             z = _skey("curve", self.seed, tid)
             self._curves[tid] = _daily_curve(17.0 + 2.5 * _u(z, 0), 0.55, 0.34, -0.05, 0.04, 2 * math.pi * _u(z, 1))
+        # clusters that arrive later (config/capacity.toml simulated_arrivals): absent before
+        self._arrivals = {a.cluster: datetime(a.on.year, a.on.month, a.on.day, tzinfo=timezone.utc).timestamp() - BJT
+                          for a in cfg.capacity.simulated_arrivals}
         self._build_hosts()
         self._group_cache: dict = {}
         self._chunk_cache: dict = {}
@@ -580,6 +584,7 @@ class Floor:
                     h.rr_f.append(1 if _u(r2, 1) < 0.0005 else 0)
                 h.labels = {}
                 h.idle_sum = sum(h.p_idle)
+                h.since = self._arrivals.get(cl.id, -math.inf)
                 self.hosts.append(h.info)
                 self._hosts[name] = h
                 self._site_hosts.setdefault(cl.site, []).append(h)
@@ -632,7 +637,7 @@ class Floor:
             dip = 60 + 120 * _u(z2, 2)
             slug = _TRAIN_JOBS[(z2 >> 48) % len(_TRAIN_JOBS)]
             z3 = _mix(z2 ^ 0xA5)
-            if _u(z3, 3) < demand_level(cursor):            # else the gang idles: demand not yet grown
+            if _u(z3, 3) < demand_level(cursor) and cursor >= h.since:     # else the gang idles
                 jobs.append(_Job(cursor, cursor + dur, cursor + init, hang_at, period, dip, ns,
                                  f"{slug}-{_suffix(_mix(z2), 5)}", _mix(z ^ 0x5A5A), tid))
             gap = (5 + 55 * _u(z3, 1)) * 60 if _u(z3, 0) < 0.75 else (2 + 18 * _u(z3, 2)) * HOUR
@@ -694,7 +699,7 @@ class Floor:
             pods: list[_Pod | None] = [None] * n
             for (g0, size, tid, ns, deploy, scale, fb, free, z) in slots:
                 ze = _hk(z, c * 8 + e)
-                if free or _u(ze, 0) < 0.05:
+                if free or _u(ze, 0) < 0.05 or a < h.since:
                     continue
                 parts = (deploy, _hk(z, c * 8 + e, 1), _mix(ze))
                 held = _Pod(ns, parts, "triton-server", min(scale, 1.0), fb, self._curves[tid])
@@ -1013,6 +1018,8 @@ class Floor:
     def _outage(self, h: _Host, t: float):
         """(start, end, mode) of the node exporter's outage covering t, or None."""
         slot = math.floor(t / OUTAGE_SLOT_S)
+        if t < h.since:                                     # not arrived yet: nothing answers
+            return (-math.inf, h.since, "503")
         for s in (slot, slot - 1):
             o = self._outage_in_slot(h, s)
             if o is not None and o[0] <= t < o[1]:

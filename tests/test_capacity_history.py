@@ -102,3 +102,28 @@ def test_generation_stops_and_resumes(small):
         lo = cur.execute("SELECT min(bucket) FROM rollup_group_1h").fetchone()[0]
     assert lo == datetime(2026, 10, 27, 12, tzinfo=timezone.utc)
     store.close()
+
+
+def test_a_cluster_that_arrives_later_is_absent_before(small):
+    """infer-b arrives 2026-09-01 (Beijing midnight = 2026-08-31T16:00Z): before, its exporters
+    do not answer and the generated tier holds none of its hours; after, it is all there."""
+    cfg0, _ = small
+    raw = {"centre": {"name": "Small"}, "database": {"path": ":memory:"},
+           "sites": [s.model_dump() for s in cfg0.sites], "clusters": [c.model_dump() for c in cfg0.clusters],
+           "tenants": [t.model_dump() for t in cfg0.tenants], "simulator": cfg0.simulator.model_dump(),
+           "capacity": {"simulated_arrivals": [{"cluster": "infer-b", "on": datetime(2026, 9, 1).date()}]}}
+    cfg = config.from_dict(raw)
+    floor = Floor(cfg)
+    host = next(h.host for h in floor.hosts if h.cluster == "infer-b")
+    arrival = datetime(2026, 8, 31, 16, tzinfo=timezone.utc).timestamp()
+    assert not floor.exporter_up(host, arrival - 1) and floor.exporter_up(host, arrival + 3600)
+    with pytest.raises(model.ExporterDown):
+        floor.node_text(host, arrival - 600)
+    before = gen.hour_rows(floor, cfg, arrival - 3600, arrival)
+    after = gen.hour_rows(floor, cfg, arrival, arrival + 3600)
+    assert not any(k[2] == "infer-b" for k in before)
+    assert sum(v[0] for k, v in after.items() if k[2] == "infer-b") == pytest.approx(8 * 8 * 3600)
+    bad = dict(raw, capacity={"simulated_arrivals": [{"cluster": "nope", "on": datetime(2026, 9, 1).date()}]})
+    with pytest.raises(config.ConfigError) as e:
+        config.from_dict(bad)
+    assert "capacity.simulated_arrivals[0].cluster" in str(e.value)
