@@ -470,6 +470,10 @@ def _sequence(store: Store, cfg: config.Config, last: Month, now: datetime, tena
     for c in sorted(b.contracts, key=lambda c: c.id):
         by_tenant[c.tenant].append(c)
     history: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(dict)   # tenant -> month -> fresh
+    # an earlier month's energy changes nothing the month asked for unless a programme pays on it
+    # or the month is issued (its difference is recomputed): the energy reads are most of the time
+    issued_months = set(issued.summary["month"])
+    energy_paid = any("energy" in p.lines for p in b.programmes)
     out: list[MonthBills] = []
     for m in months:
         if m.start >= now:
@@ -478,8 +482,10 @@ def _sequence(store: Store, cfg: config.Config, last: Month, now: datetime, tena
         status: dict[str, str] = {}
         fresh_m: dict[str, list[dict[str, Any]]] = {}
         diff_m: dict[str, tuple[float, dict[str, float]]] = {}
+        month_energy = energy_fn if (m.name == last.name or m.name in issued_months or energy_paid) else _no_energy
         for t in wanted:
-            charges = [ln for c in by_tenant.get(t, []) for ln in _contract_charges(cfg, c, m, usage, energy_fn, now)]
+            charges = [ln for c in by_tenant.get(t, []) for ln in _contract_charges(cfg, c, m, usage, month_energy,
+                                                                                   now)]
             if issued.has(m.name, t):
                 fresh = charges + _vouchers(cfg, t, m, charges, caps)
                 frozen = issued.lines_of(m.name, t)
@@ -510,6 +516,10 @@ def _sequence(store: Store, cfg: config.Config, last: Month, now: datetime, tena
         out.append(MonthBills(m, lines_m, status, fresh_m, diff_m, _copy_caps(caps),
                               issued.summary[issued.summary["month"] == m.name]))
     return out
+
+
+def _no_energy(s: datetime, e: datetime) -> None:
+    return None
 
 
 def _copy_caps(c: _Caps) -> _Caps:

@@ -149,8 +149,17 @@ def test_energy_is_passed_through_or_surcharged_per_kwh(store):
     assert kinds(b, "acme") == [("lease", 1.0, 60_000.0), ("energy", 1000.0, 900.0)]
     assert kinds(b, "idle-co") == [("lease", 1.0, 60_000.0), ("energy", 500.0, 125.0)]      # 500 kWh x 0.25
     assert b.tenant_lines("acme").iloc[1]["unit_price"] == 0.9                               # 900 / 1000 kWh
-    # November's span, once (the months before it are computed too: caps need the year so far)
-    assert asked.count((datetime(2026, 10, 31, 16, tzinfo=UTC), datetime(2026, 11, 30, 16, tzinfo=UTC))) == 1
+    # November's span alone: the months before it are computed for the caps, but their energy
+    # changes nothing here unless a programme pays on energy
+    nov = (datetime(2026, 10, 31, 16, tzinfo=UTC), datetime(2026, 11, 30, 16, tzinfo=UTC))
+    assert asked == [nov]
+    paying = make({"contracts": [lease("L1", "acme", 1, date(2026, 1, 1), date(2027, 1, 1), energy="pass_through")],
+                   "programmes": [{**SZ, "lines": ["lease", "energy"]}],
+                   "enrolments": [{"tenant": "acme", "programmes": ["sz"]}]})
+    asked.clear()
+    b = billing.bills(store, paying, "2026-11", now=NOW, energy=energy)
+    assert len(asked) == 11 and asked[-1] == nov                        # the lease: January to November 2026
+    assert b.claims.iloc[0]["base"] == 60_900.0                         # 60,000 + 900 of energy
 
 
 # ---- vouchers -------------------------------------------------------------------------------
