@@ -485,3 +485,26 @@ def test_a_bad_month_is_a_parameter_error(store):
         with pytest.raises(ParamError) as err:
             billing.bills(store, cfg, bad, now=NOW)
         assert err.value.param == "month"
+
+
+def test_the_bills_route_over_http(store):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    import api
+
+    cfg = two_tenants(store)
+    client = TestClient(Starlette(routes=api.routes(lambda: store, cfg, clock=lambda: NOW)),
+                        raise_server_exceptions=False)
+    r = client.get("/api/v1/bills", params={"month": "2026-11"})
+    assert r.status_code == 200
+    assert [(row["tenant"], row["net"]) for row in r.json()["rows"]] == [("acme", 268_800.0), ("idle-co", 57_600.0)]
+    r = client.get("/api/v1/bills", params={"month": "2026-11", "tenant": "acme", "format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.text.splitlines()[1].startswith("acme,draft,CNY,336000.0,67200.0,67200.0,0.0,268800.0")
+    r = client.get("/api/v1/bills", params={"month": "November"})
+    assert r.status_code == 400 and r.json()["parameter"] == "month"
+    r = client.get("/api/v1/vouchers", params={"period": "2026"})
+    # the year so far: November's claim and December's, a draft of the month in progress
+    assert r.status_code == 200
+    assert [(row["month"], row["status"]) for row in r.json()["rows"]] == [("2026-11", "draft"), ("2026-12", "draft")]
