@@ -51,7 +51,9 @@ def summary_section(ctx: PageContext, view: View, now: datetime) -> None:
                  else t("energy.pue_metric", cat=row["category"] if not ui.missing(row["category"]) else "—"))
         target = float(row["target"])
         p = row["pue"]
-        cols[0].metric(f"{label} · {site}", "—" if ui.missing(p) else f"{float(p):.3f}",
+        if len(pue.rows) > 1:
+            label = f"{label} · {site}"
+        cols[0].metric(label, "—" if ui.missing(p) else f"{float(p):.3f}",
                        None if ui.missing(p) else t("energy.pue_vs_target", delta=f"{float(p) - target:+.3f}",
                                                     target=f"{target:g}"),
                        delta_color="inverse", help=t("energy.pue_help"))
@@ -104,9 +106,9 @@ def pue_figure(ctx: PageContext, df, cfg, site: str | None) -> go.Figure:
         fig.add_trace(go.Scatter(x=part["bucket"], y=part["pue"], mode="lines+markers", name=f"PUE · {s}",
                                  line={"color": PUE_COLOUR}, connectgaps=False))
         if part["cooling_share_pct"].notna().any():
-            fig.add_trace(go.Bar(x=part["bucket"], y=part["cooling_share_pct"],
-                                 name=t("energy.cooling_axis") + f" · {s}", marker={"color": COOLING_COLOUR},
-                                 opacity=0.35, yaxis="y2"))
+            fig.add_trace(go.Scatter(x=part["bucket"], y=part["cooling_share_pct"], mode="lines",
+                                     name=t("energy.cooling_axis") + f" · {s}",
+                                     line={"color": COOLING_COLOUR, "width": 1.5, "dash": "dot"}, yaxis="y2"))
     target = energy.pue_target(cfg, site)
     fig.add_hline(y=target, line={"color": "#d62728", "dash": "dash"},
                   annotation_text=t("energy.target_line", target=f"{target:g}"), annotation_position="top left")
@@ -188,7 +190,8 @@ def headroom_section(ctx: PageContext, view: View, now: datetime) -> None:
             st.caption(t("energy.headroom.none"))
             continue
         cols = st.columns(4)
-        cols[0].metric(t("energy.col.facility_kw") + f" · {row['site']} (kW)", _num(row["facility_kw"]))
+        where = f" · {row['site']}" if len(table.rows) > 1 else ""
+        cols[0].metric(t("energy.col.facility_kw") + f"{where} (kW)", _num(row["facility_kw"]))
         cols[1].metric(t("energy.col.it_kw") + " (kW)", _num(row["it_kw"]))
         cols[2].metric(t("energy.headroom.power") + " (kW)", _num(row["power_headroom_kw"]),
                        None if ui.missing(row["power_headroom_gpus"])

@@ -501,6 +501,10 @@ class EnergyTable(HistoryTable):
                 fmt = _FORMATS[c.kind]
                 rows[c.name] = [None if v is None or pd.isna(v) else fmt(float(v)) for v in rows[c.name]]
                 c = Col(c.name, c.unit, c.label)
+            elif c.kind == "level" and c.name in rows:
+                rows[c.name] = [None if v is None or pd.isna(v) else i18n.t(f"energy.level.{v}", lang)
+                                for v in rows[c.name]]
+                c = Col(c.name, c.unit, c.label)
             elif c.kind == "flag" and c.name in rows:
                 rows[c.name] = [None if v is None or pd.isna(v) else i18n.t("energy.yes" if v else "energy.no", lang)
                                 for v in rows[c.name]]
@@ -608,7 +612,7 @@ def pue_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERY
 PPUE_COLUMNS = (
     Col("bucket", "", "energy.col.bucket", "time"),
     Col("site", "", "energy.col.site"),
-    Col("level", "", "energy.col.level"),
+    Col("level", "", "energy.col.level", "level"),
     Col("part", "", "energy.col.part"),
     Col("ppue", "", "energy.col.ppue", "ratio"),
     Col("it_kwh", "kWh", "energy.col.it_kwh", "kwh"),
