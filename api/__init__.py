@@ -78,6 +78,7 @@ def _handler(build: Callable[..., tuple[measures_history.HistoryTable, str]], na
             return JSONResponse({"error": i18n.t("history.error.starting", "en")}, status_code=503)
         try:
             table, fmt = await run_in_threadpool(build, store, cfg, params, clock(), scope)
+            return await run_in_threadpool(_answer, table, fmt, name)      # converting may fail too
         except measures_history.ParamError as exc:
             return JSONResponse({"error": exc.message("en"), "parameter": exc.param}, status_code=400)
         except DatabaseUnavailable as exc:
@@ -86,7 +87,6 @@ def _handler(build: Callable[..., tuple[measures_history.HistoryTable, str]], na
         except Exception:          # a plain message to the caller, the traceback to the log
             log.exception("api %s failed", name)
             return JSONResponse({"error": i18n.t("history.error.internal", "en")}, status_code=500)
-        return _answer(table, fmt, name)
     return handle
 
 
