@@ -103,4 +103,4 @@ else:
     app = st.App(__file__, lifespan=lifespan, secrets=streamlit_secrets(CONFIG.access, CONFIG.directory),
                  middleware=api.middleware(lambda: STORE, CONFIG),
                  routes=[Route("/healthz", healthz), Route("/ui", to_dashboard), Route("/ui/{rest:path}", to_dashboard),
-                         *api.routes(lambda: STORE, CONFIG)])
+                         *api.routes(lambda: STORE, CONFIG, require_scope=True)])

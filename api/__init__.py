@@ -57,8 +57,11 @@ def _answer(table: measures_history.HistoryTable, fmt: str, name: str) -> Respon
 
 
 def _handler(build: Callable[..., tuple[measures_history.HistoryTable, str]], name: str, store_getter: StoreGetter,
-             cfg: config.Config, clock: Callable[[], datetime], roles: tuple[str, ...] = access.STAFF_EVERYWHERE):
+             cfg: config.Config, clock: Callable[[], datetime], roles: tuple[str, ...] = access.STAFF_EVERYWHERE,
+             require_scope: bool = False):
     async def handle(request: Request) -> Response:
+        if require_scope and not isinstance(request.scope.get(SCOPE_KEY), Scope):
+            return _unauthorised("access.api.no_token")      # the middleware did not run: refuse, never guess
         scope = _scope(request)
         if not access.may_open(scope, roles):
             store = store_getter()
@@ -118,7 +121,7 @@ class AccessMiddleware:
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not (path.startswith("/api/") or path == "/healthz"):
+        if scope["type"] != "http" or not ("/api/" in path or path.endswith("/healthz")):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -165,9 +168,12 @@ def _now() -> datetime:
 
 
 def routes(store_getter: StoreGetter, cfg: config.Config, *,
-           clock: Callable[[], datetime] = _now) -> list[Route]:
-    """The API's routes; `store_getter()` gives the store at each call (None while starting)."""
-    return [Route(path, _handler(build, name, store_getter, cfg, clock, access.route_roles(module)), methods=["GET"])
+           clock: Callable[[], datetime] = _now, require_scope: bool = False) -> list[Route]:
+    """The API's routes; `store_getter()` gives the store at each call (None while starting).
+    With `require_scope` (the server: app.py) a request the access middleware has not seen is
+    refused rather than answered as everything."""
+    return [Route(path, _handler(build, name, store_getter, cfg, clock, access.route_roles(module), require_scope),
+                  methods=["GET"])
             for module in modules() for path, name, build in module.ROUTES]
 
 

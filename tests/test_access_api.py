@@ -197,3 +197,16 @@ def test_view_as_scopes_exist_only_in_the_simulated_centre_with_sign_in_off(tmp_
         {"name": "floor", "kind": "dcgm", "targets": ["http://10.0.0.1:9400/metrics"], "site": "sh-lingang",
          "cluster": "train-a"}]})
     assert not access.view_as_available(real) and access.view_as_scope(real, "tenant:alpha") == EVERYTHING
+
+
+def test_the_servers_routes_refuse_a_request_the_middleware_did_not_see(seeded):
+    """app.py makes the routes with require_scope: were the middleware ever bypassed (another
+    mount path, a missing line), the API would refuse instead of answering everything."""
+    cfg = config.from_dict(history_centre())
+    bare = TestClient(Starlette(routes=api.routes(lambda: seeded, cfg, clock=lambda: NOW, require_scope=True)),
+                      raise_server_exceptions=False, client=("127.0.0.1", 50000))
+    assert bare.get("/api/v1/tenants", params=RANGE).status_code == 401
+    app = Starlette(routes=api.routes(lambda: seeded, cfg, clock=lambda: NOW, require_scope=True),
+                    middleware=api.middleware(lambda: seeded, cfg, clock=lambda: NOW))
+    local = TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000))
+    assert local.get("/api/v1/tenants", params=RANGE).status_code == 200
