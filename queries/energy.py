@@ -337,6 +337,7 @@ def simulated_history_chunk(store: Store, cfg: config.Config, now: datetime) -> 
     from collectors.jobs import JobResult
     from simulator.model import Floor
 
+    now = datetime.fromtimestamp(math.floor(now.timestamp() / QUARTER_S) * QUARTER_S, UTC)   # chunks meet on quarters
     oldest = now - timedelta(days=cfg.capacity.simulated_history_days)
     done = store.get_kv(KV_HISTORY)
     end = datetime.fromisoformat(done) if done else now - timedelta(days=cfg.simulator.backfill_days)

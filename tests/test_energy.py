@@ -324,12 +324,13 @@ def test_simulated_history_is_what_the_job_makes_of_quarter_hour_readings(cfg, s
     other.close()
 
 
-def test_the_history_job_walks_back_a_chunk_at_a_time_until_done(store):
+def test_the_history_job_walks_back_a_chunk_at_a_time_until_done(store, monkeypatch):
     from tests.helpers import config_dict
 
     d = config_dict()
     d["simulator"] = {**d["simulator"], "backfill_days": 1.0}
     d["capacity"] = {"simulated_history_days": 3}
+    monkeypatch.setattr(energy, "HISTORY_CHUNK", timedelta(hours=20))     # several chunks over the two days
     cfg = config.from_dict(d)
 
     class Runner:
@@ -341,10 +342,14 @@ def test_the_history_job_walks_back_a_chunk_at_a_time_until_done(store):
     r = Runner()
     energy.add_jobs(r, store, cfg)
     assert set(r.jobs) == {"energy", "energy-history"}
+    now = datetime(2026, 11, 20, 0, 7, 30, tzinfo=UTC)      # off a quarter: the chunks still meet on one
+    first = r.jobs["energy-history"](now)                 # 1 day back to 1 day 20 h back
+    assert first.rows == 20 * 4 * 3            # no energy.toml here: the classic three meters
+    while r.jobs["energy-history"](now).detail != "done":
+        pass
     now = datetime(2026, 11, 20, tzinfo=UTC)
-    first = r.jobs["energy-history"](now)                 # 3 days back to 1 day back: one chunk (30 days)
-    assert first.rows == 2 * 96 * 3            # no energy.toml here: the classic three meters
-    assert r.jobs["energy-history"](now).detail == "done"
     q = store.query("energy_quarters", lo=now - timedelta(days=3), hi=now, site=None)
     assert q["quarter"].min() == pd.Timestamp(now - timedelta(days=3)) and q["quarter"].max() < pd.Timestamp(
         now - timedelta(days=1))
+    # every quarter of the two days, no seam between chunks
+    assert q["quarter"].nunique() == 2 * 96
