@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import zipfile
 import subprocess
 import tomllib
 from datetime import datetime, timezone
@@ -103,7 +104,10 @@ def test_every_language_and_format_is_made_with_charts(month):
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
 def test_xlsx_figures_are_the_apis(month, lang):
     cfg, store, report, outs = month
-    book = openpyxl.load_workbook(io.BytesIO(outs[(lang, "xlsx")].content))
+    content = outs[(lang, "xlsx")].content
+    charts = [n for n in zipfile.ZipFile(io.BytesIO(content)).namelist() if n.startswith("xl/charts/chart")]
+    assert len(charts) == 3                  # utilisation by day, tenants' GPU-hours, GPU-hours lost: native charts
+    book = openpyxl.load_workbook(io.BytesIO(content))
     names = book.sheetnames
     assert names[:3] == [{"en": "Cover", "zh-CN": "封面"}[lang], {"en": "Headline", "zh-CN": "核心指标"}[lang],
                          {"en": "Utilisation", "zh-CN": "利用率"}[lang]]
