@@ -205,6 +205,17 @@ def headroom_section(ctx: PageContext, view: View, now: datetime) -> None:
         show_table(ctx, table, "headroom")
 
 
+def readings_section(ctx: PageContext, view: View, now: datetime) -> None:
+    t = ctx.t
+    st.subheader(t("energy.readings.title"))
+    st.caption(t("energy.readings.help"))
+    table = energy.readings_table(ctx.store, ctx.cfg, view, ctx.scope, now=now)
+    if table.rows.empty:
+        st.caption(t("energy.readings.none"))
+        return
+    show_table(ctx, table, "meter-readings")
+
+
 def method_section(ctx: PageContext, view: View, now: datetime) -> None:
     cfg = ctx.cfg
     with st.expander(ctx.t("energy.method.title")):
@@ -224,7 +235,7 @@ def page(ctx: PageContext) -> None:
     sections: tuple[Callable[[PageContext, View, datetime], None], ...]
     if ctx.scope.everything:
         sections = (summary_section, over_time_section, ppue_section, energy_section, headroom_section,
-                    method_section)
+                    readings_section, method_section)
     else:
         st.info(ctx.t("energy.tenant_scope"), icon=":material/info:")
         sections = (energy_section, method_section)

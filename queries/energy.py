@@ -1026,6 +1026,55 @@ def energy_table(store: Store, cfg: config.Config, view: View, scope: Scope = EV
     return EnergyTable(cols, out, tz=view.tz, names=tenant_names(cfg) if by == "tenant" else {})
 
 
+# ---- meter readings off the bill against the metered energy -------------------------------
+
+READING_COLUMNS = (
+    Col("site", "", "energy.col.site"),
+    Col("meter", "", "energy.col.meter"),
+    Col("category", "", "energy.col.reading_category"),
+    Col("period_start", "", "energy.col.period_start", "time"),
+    Col("period_end", "", "energy.col.period_end", "time"),
+    Col("read_kwh", "kWh", "energy.col.read_kwh", "kwh"),
+    Col("meter_kwh", "kWh", "energy.col.meter_kwh", "kwh"),
+    Col("covered_pct", "%", "energy.col.covered_pct", "share"),
+    Col("site_kwh", "kWh", "energy.col.site_kwh", "kwh"),
+    Col("difference_pct", "%", "energy.col.difference_pct", "delta"),
+)
+
+
+def readings_table(store: Store, cfg: config.Config, view: View, scope: Scope = EVERYTHING, *,
+                   now: datetime | None = None) -> HistoryTable:
+    """Each meter reading typed off the bill (facility_readings) whose period overlaps the view,
+    beside the energy metered over the same period: the same meter's kWh and how much of the
+    period its readings covered, the site's total of the same scope and IT category, and the
+    difference of the metered figure (the meter's own where it is metered, else the site's)
+    from the reading, in percent of the reading: what reconciles the dashboard with the bill.
+    Not tenant-facing."""
+    sites = _sites(cfg, view) if scope.everything else []
+    empty = EnergyTable(READING_COLUMNS, pd.DataFrame(columns=[c.name for c in READING_COLUMNS]), tz=view.tz)
+    if not sites:
+        return empty
+    subs, _ = _hierarchy_params(cfg)
+    df = store.query("energy_readings", lo=view.start, hi=view.end, site=sites[0] if len(sites) == 1 else None,
+                     subs=subs)
+    df = df[df["site"].isin(sites)]
+    if df.empty:
+        return empty
+    span = (pd.to_datetime(df["period_end"], utc=True)
+            - pd.to_datetime(df["period_start"], utc=True)).dt.total_seconds()
+    df["category"] = [s if s != "it" else f"it{int(c)}" if pd.notna(c) else "it"
+                      for s, c in zip(df["scope"], df["pue_category"])]
+    df["covered_pct"] = (100.0 * df["covered_s"].astype(float) / span).round(2)
+    metered = df["meter_kwh"].astype(float).where(df["meter_kwh"].notna(), df["site_kwh"].astype(float))
+    read = df["read_kwh"].astype(float)
+    df["difference_pct"] = (100.0 * (metered - read) / read.where(read > 0)).round(3)
+    for c in ("read_kwh", "meter_kwh", "site_kwh"):
+        df[c] = df[c].astype(float).round(3)
+    for c in ("period_start", "period_end"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return EnergyTable(READING_COLUMNS, df[[c.name for c in READING_COLUMNS]].reset_index(drop=True), tz=view.tz)
+
+
 # ---- headroom: power now against capacity ------------------------------------------------
 
 HEADROOM_COLUMNS = (

@@ -227,3 +227,24 @@ def test_energy_page_for_a_tenant_shows_only_its_own(page_db):
     table = table_with(at, "Tenant")
     assert list(table["Tenant"]) == ["Acme AI (acme)"]
     assert not any("PUE" in df.value.columns for df in at.dataframe)
+
+
+def test_meter_readings_off_the_bill_beside_the_metered_energy(seeded):
+    cfg, store = seeded
+    from collectors.meter_csv import parse_readings
+
+    csv_text = ("site,meter,category,period_start,period_end,kwh\n"
+                "s1,fac,facility,2026-11-20T00:00:00Z,2026-11-20T03:00:00Z,400\n"
+                "s1,grid-main,facility,2026-11-20T00:00:00Z,2026-11-20T03:00:00Z,390\n")
+    parsed = parse_readings(csv_text, cfg, source_file="bill.csv")
+    assert not parsed.rejected
+    store.import_facility_readings(parsed.rows)
+    v = View(start=T0, end=T0 + timedelta(hours=3), tz="Asia/Shanghai")
+    rows = {r["meter"]: r for r in energy.readings_table(store, cfg, v, now=NOW).records()}
+    # the meter itself: 390 kWh metered over the whole period against 400 read: (390 - 400) / 400
+    assert rows["fac"]["meter_kwh"] == pytest.approx(390.0) and rows["fac"]["covered_pct"] == 100.0
+    assert rows["fac"]["difference_pct"] == pytest.approx(-2.5)
+    # a bill meter the dashboard does not read: the site's facility total, 390 against 390
+    assert rows["grid-main"]["meter_kwh"] is None and rows["grid-main"]["site_kwh"] == pytest.approx(390.0)
+    assert rows["grid-main"]["difference_pct"] == pytest.approx(0.0)
+    assert energy.readings_table(store, cfg, v, Scope(role="tenant", tenant="acme"), now=NOW).records() == []
