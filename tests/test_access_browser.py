@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import config
-from queries import Store, audit
+from queries import Store, audit, tokens
 from helpers import config_dict, config_dir
 
 CHROMIUM = "/usr/bin/chromium"
@@ -83,6 +84,11 @@ client_secret_file = "client-secret"
 cookie_secret_file = "cookie-secret"
 redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
 """)
+    store = Store(db)                            # tokens made before the server owns the file
+    made = {"noc": tokens.create(store, name="noc-wall", role="noc", by="e2e")[1],
+            "moonlake": tokens.create(store, name="moonlake-grafana", role="tenant", tenant="moonlake", by="e2e",
+                                      tenants=[t["id"] for t in base["tenants"]])[1]}
+    store.close()
     log_path = tmp / "server.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([str(config.PROJECT_ROOT / "manage"), "start", "--server.port", str(port),
@@ -107,7 +113,7 @@ redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
     if status is None:
         os.killpg(proc.pid, signal.SIGTERM)
         pytest.fail(f"server did not come up; log:\n{log_path.read_text()[-3000:]}")
-    state = {"url": url, "health": status, "proc": proc, "db": db, "log": log_path}
+    state = {"url": url, "health": status, "proc": proc, "db": db, "log": log_path, "tokens": made}
     yield state
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -125,12 +131,26 @@ def browser():
         b.close()
 
 
+def get(url: str, token: str | None = None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def test_healthz_says_only_its_status_and_the_api_wants_a_token(dashboard):
     code, body = dashboard["health"]
     assert set(body) == {"status"}, body
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(dashboard["url"] + "/api/v1/tenants", timeout=5)
-    assert err.value.code == 401
+    url, made = dashboard["url"], dashboard["tokens"]
+    assert "targets" in get(url + "/healthz", made["noc"])[1]              # the NOC's token: all of it
+    assert get(url + "/api/v1/tenants")[0] == 401
+    now = datetime.now(timezone.utc)
+    span = urllib.parse.urlencode({"from": (now - timedelta(days=2)).isoformat(), "to": now.isoformat()})
+    status, body = get(f"{url}/api/v1/tenants?{span}", made["moonlake"])
+    assert status == 200 and [r["tenant"] for r in body["rows"]] == ["moonlake"], body
+    assert get(f"{url}/api/v1/tenants?{span}", made["noc"])[0] == 403
 
 
 def sign_in(page, url: str, sub: str) -> None:
