@@ -28,6 +28,31 @@ redirect_uri = "http://localhost:8501/oauth2callback"
 """
 
 
+BILLING_TOML = """# both tenants on platform usage of H100s, so each has a bill to keep from the other
+[[prices]]
+model = "H100-SXM"
+effective = 2026-01-01
+per_gpu_hour = 16.0
+per_gpu_month = 9200.0
+
+[[contracts]]
+id = "ALPHA-1"
+tenant = "alpha"
+kind = "usage"
+model = "H100-SXM"
+start = 2026-01-01
+end = 2028-01-01
+
+[[contracts]]
+id = "BRAVO-1"
+tenant = "bravo"
+kind = "usage"
+model = "H100-SXM"
+start = 2026-01-01
+end = 2028-01-01
+"""
+
+
 def write_access(cdir, text: str = ACCESS_TOML) -> None:
     (cdir / "client-secret").write_text("not-a-real-secret\n")
     (cdir / "cookie-secret").write_text("c" * 40 + "\n")

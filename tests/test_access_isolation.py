@@ -29,7 +29,7 @@ from queries import Store, audit, tokens
 from queries.scope import Scope
 from queries.store import set_shared_store
 from helpers import config_dict, config_dir
-from helpers_access import (TENANTS, app_as, drawn_text, existing_pages, navigation_only, open_page, seed,
+from helpers_access import (BILLING_TOML, TENANTS, app_as, drawn_text, existing_pages, navigation_only, open_page, seed,
                             write_access)
 
 B_MARKS = ("bravo", "Bravo Robotics", "node-b", "GPU-B00")       # bravo's id, name, host, device ids
@@ -45,6 +45,7 @@ def two_tenants(tmp_path_factory) -> Iterator[tuple[Any, config.Config, Any]]:
     centre.update(tenants=TENANTS, database={**centre["database"], "path": str(db)})
     cdir = config_dir(tmp / "config", centre)
     write_access(cdir)
+    (cdir / "billing.toml").write_text(BILLING_TOML)
     cfg = config.load(cdir)
     seed(db, cfg, datetime.now(timezone.utc))
     yield cdir, cfg, db
