@@ -346,6 +346,7 @@ def problems(ctx: PageContext, at) -> None:
 
 
 def live_view(ctx: PageContext) -> None:
+    ui.end_if_expired(ctx)             # a signed-in session's fragment reruns end with it
     at = ui.now()
     fleet_figures(ctx, at)
     by_model(ctx, at)

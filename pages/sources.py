@@ -213,6 +213,7 @@ def jobs_table(ctx: PageContext, at, status: dict[str, dict]) -> None:
 
 
 def sources_view(ctx: PageContext) -> None:
+    ui.end_if_expired(ctx)             # a signed-in session's fragment reruns end with it
     t = ctx.t
     at = ui.now()
     df = ctx.store.query("sources", now=at)

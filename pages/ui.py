@@ -274,6 +274,21 @@ def session_scope(ctx: context.PageContext) -> Scope:
     return scope
 
 
+def end_if_expired(ctx: context.PageContext) -> None:
+    """For auto-refreshing fragments, which rerun without `main` and are no one's activity: once
+    the session is idle or its sign-in too old, rerun the whole app so the gate signs it out (a
+    wall display stays up for `idle_timeout_min`, which a NOC may set up to a day)."""
+    a = ctx.cfg.access
+    if not a.enabled or not st.user.is_logged_in:
+        return
+    now = datetime.now(timezone.utc).timestamp()
+    seen = st.session_state.get(_SEEN)
+    issued = st.user.to_dict().get("iat")
+    if (isinstance(seen, float) and now - seen > a.idle_timeout_min * 60) or (
+            isinstance(issued, (int, float)) and now - issued > a.max_session_h * 3600):
+        st.rerun(scope="app")
+
+
 def view_as_switch(ctx: context.PageContext) -> Scope:
     """The simulated centre's demo switch (never with real sources or with sign-in on): show the
     pages as a role or a tenant sees them. Kept in the URL (`view_as`) so a demo view can be

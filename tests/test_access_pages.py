@@ -249,3 +249,26 @@ def test_the_admin_page_with_an_empty_audit_and_no_tokens(site):
     assert not at.exception and not [e for e in at.error]
     assert any(c.value.startswith("0 event(s)") for c in at.caption)
     assert any(c.value == "No API tokens yet." for c in at.caption)
+
+
+def _fragment_script() -> None:
+    import streamlit as st
+
+    from pages import context, ui
+    from queries import Store
+
+    ctx = context.PageContext(cfg=ui.cfg(), store=Store(":memory:"))
+    st.session_state["runs"] = st.session_state.get("runs", 0) + 1
+    if st.session_state["runs"] == 1:
+        st.session_state[ui._SEEN] = st.session_state.get("seen_at", 0.0)
+        ui.end_if_expired(ctx)
+    st.write(f"run {st.session_state['runs']}")
+
+
+@pytest.mark.parametrize("idle_s, runs", [(31 * 60, 2), (60, 1)])
+def test_an_auto_refresh_of_an_idle_session_reruns_the_app_so_the_gate_ends_it(site, idle_s, runs):
+    at = AppTest.from_function(_fragment_script, default_timeout=30)
+    at.user = claims(ROLE_GROUPS["noc"])
+    at.session_state["seen_at"] = datetime.now(timezone.utc).timestamp() - idle_s
+    at.run()
+    assert not at.exception and at.markdown[0].value == f"run {runs}"
