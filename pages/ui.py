@@ -200,8 +200,8 @@ def role_label(scope: Scope) -> str:
 
 @st.cache_resource(show_spinner=False)
 def _audited_sign_ins() -> set[tuple[str, ...]]:
-    """(subject, issued-at) of the sign-ins audited by this server: a reload opens a new session
-    with the same sign-in, which is not a new one."""
+    """(subject, issued-at) of the sign-ins (and refused ones) audited by this server: a reload
+    opens a new session with the same sign-in, which is not a new one."""
     return set()
 
 
@@ -248,7 +248,7 @@ def session_scope(ctx: context.PageContext) -> Scope:
         key = ("refused", str(claims.get("sub")), str(claims.get("iat")))
         if key not in _audited_sign_ins():
             _audited_sign_ins().add(key)
-            _audit(ctx, str(found.values.get("who")), "denied", "sign_in", t(found.key, **found.values))
+            _audit(ctx, str(found.values.get("who")), "denied", "sign_in", i18n.t(found.key, "en", **found.values))
         if st.button(t("access.sign_out"), icon=":material/logout:", key="sign_out_refused"):
             st.logout()
         st.stop()
