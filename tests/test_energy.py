@@ -353,3 +353,22 @@ def test_the_history_job_walks_back_a_chunk_at_a_time_until_done(store, monkeypa
         now - timedelta(days=1))
     # every quarter of the two days, no seam between chunks
     assert q["quarter"].nunique() == 2 * 96
+
+
+def test_without_an_it_meter_it_is_estimated_and_says_so(store):
+    # only a facility meter: 150 kWh/h; boards 80 kWh/h on c1 (2 GPUs a node) over 7,200 GPU-s an
+    # hour = 1 node-hour at 1,000 W: IT = 80 + 1 = 81 kWh/h, PUE 150 / 81, category none
+    cfg = make(meters=[{"site": "s1", "meter": "fac", "scope": "facility"}], halls=[], loops=[])
+    write(store, readings("fac", "facility", T0, 120, kwh_per_min=150 / 60))
+    energy.build(store, cfg, NOW)
+    import pyarrow as pa
+
+    from queries.catalogue import arrow_schema
+    rows = [dict(bucket=T0 + timedelta(hours=h), site="s1", cluster="c1", model="H100-SXM", tenant="acme",
+                 devices=2, samples=480, observed_s=7200.0, available_s=7200.0, allocated_s=7200.0, busy_s=7200.0,
+                 useful_s=0.0, useful_basis=None, alloc_idle_s=0.0, util_s=0.0, util_obs_s=0.0, tflop_s=0.0,
+                 energy_j=80 * 3.6e6) for h in range(2)]
+    store.insert("rollup_group_1h", pa.Table.from_pylist(rows, schema=arrow_schema("rollup_group_1h")))
+    (row,) = energy.pue_table(store, cfg, view(hours=2), now=NOW).records()
+    assert row["it_estimated"] is True and row["category"] is None
+    assert row["it_kwh"] == pytest.approx(162.0) and row["pue"] == pytest.approx(round(300 / 162, 4))
