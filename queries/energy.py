@@ -24,11 +24,15 @@ forecasts and the monthly report. docs/energy.md states every rule; the short ve
   site's covered hours and are counted in `gap_hours`.
 - **Cost**: each hour's facility kWh at its site's time-of-use price (local hour, month's
   season); the demand charge on the month's maximum 15-minute facility demand (or the
-  capacity charge on contracted kVA) per site-local month, shared among tenants by facility
-  energy.
+  capacity charge on contracted kVA) per site-local month, a range carrying its share of the
+  month's hours, shared among tenants by facility energy.
 - **Carbon**: grid method kWh x the site's grid factor, coal method kWh x kgce/kWh x t CO2/tce;
   green electricity (a share, or kWh of the month's facility energy) is left out. CUE = carbon
   kg / IT kWh.
+- **Reconciling**: meter readings off the bill beside the metered energy of the same period
+  (`readings_table`); the live page's figures by the same hierarchy (`live_power`).
+- **The simulated centre** before its back-fill: `simulated_history` writes the simulator's
+  meters straight into the tier (the `energy-history` job), so a year of seasons shows.
 """
 
 from __future__ import annotations
@@ -45,9 +49,9 @@ import pandas as pd
 import pyarrow as pa
 
 import config
+import i18n
 from config.energy import PERIODS, hour_range
 from queries.catalogue import arrow_schema
-import i18n
 from queries.history import Col, HistoryTable, View, tenant_names
 from queries.scope import EVERYTHING, Scope
 from queries.store import Store, transaction
@@ -58,7 +62,6 @@ QUARTER_S = 900.0
 # a quarter counts as covered when its readings span it to within this many seconds (readings
 # land on the quarter's edges only by chance; the intervals split over them leave nothing out)
 COVER_TOLERANCE_S = 1.0
-SERIES = ("facility", "it1", "it2", "it3", "cooling")
 KV_FULL_CHECK = "energy.full_check"
 FULL_CHECK_EVERY = timedelta(hours=24)
 RECENT_CHECK = timedelta(days=2)
@@ -113,7 +116,10 @@ def _month_key(month: str | date | datetime | None) -> str | None:
 def green_share(cfg: config.Config, site: str, month: str | date | datetime | None,
                 month_kwh: float | None = None) -> float:
     """The share (0..1) of a site-local month's energy that was green: `share_pct` / 100, or the
-    green kWh / `month_kwh` (the month's facility kWh; 0 when not given), at most 1."""
+    green kWh / `month_kwh` (the month's facility kWh; 0 when not given), at most 1. An aware
+    datetime is taken in the site's time zone."""
+    if isinstance(month, datetime) and month.tzinfo is not None:
+        month = month.astimezone(ZoneInfo(_site(cfg, site).timezone))
     key = _month_key(month)
     for g in cfg.energy.green:
         if g.site == site and g.month == key:

@@ -372,3 +372,13 @@ def test_without_an_it_meter_it_is_estimated_and_says_so(store):
     (row,) = energy.pue_table(store, cfg, view(hours=2), now=NOW).records()
     assert row["it_estimated"] is True and row["category"] is None
     assert row["it_kwh"] == pytest.approx(162.0) and row["pue"] == pytest.approx(round(300 / 162, 4))
+
+
+def test_green_share_by_the_site_local_month():
+    cfg = make(green=[{"site": "s1", "month": "2026-12", "share_pct": 50.0},
+                      {"site": "s1", "month": "2026-11", "kwh": 250.0}])
+    # 2026-11-30T17:00Z is 2026-12-01 01:00 in Shanghai: December's share
+    assert energy.green_share(cfg, "s1", datetime(2026, 11, 30, 17, tzinfo=UTC)) == 0.5
+    # green kWh: a share of the month's facility energy (250 of 1,000), none without it
+    assert energy.green_share(cfg, "s1", "2026-11", month_kwh=1000.0) == 0.25
+    assert energy.green_share(cfg, "s1", "2026-11") == 0.0
