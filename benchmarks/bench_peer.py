@@ -16,6 +16,8 @@ TSDB `tsdb/` hold exactly the same samples; `meta.json` says the range and the c
    cluster -> cluster, namespace -> namespace, '' -> none), one hour of the floor per
    `Store.write_scrape`, under a config (config.from_dict) of meta.json's clusters and
    nodes whose tenants list those namespaces; then the rollup job builds the tiers.
+   With --reuse-db, the file of an earlier run is opened instead (its migrations applied) and
+   the rollup job runs once (it fills a tier added since, e.g. rollup_tenant_1h).
 3. Our answers, through the API's routes (api.routes on an in-process ASGI client: parameter
    parsing, the queries and the JSON body): Q2 = /api/v1/utilisation step=1h by=cluster,
    Q3 = /api/v1/tenants (allocated_gpu_hours), Q4 = /api/v1/utilisation step=1d by=tenant
@@ -38,6 +40,7 @@ import argparse
 import ctypes
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -326,6 +329,7 @@ def main() -> None:
     meta = json.loads((data / "meta.json").read_text())
     print(f"data: {meta['params']['gpus']} GPUs x {meta['params']['days']} days at {meta['params']['step_s']} s, "
           f"{meta['start_iso']} .. {meta['end_iso']}")
+    print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
         prom = run_prometheus(data, args.prometheus, meta, args.runs, Path(tmp))
     cfg = peer_config(meta)
@@ -333,6 +337,9 @@ def main() -> None:
         store = Store(path, memory_limit=cfg.database.memory_limit)
         now = datetime.fromtimestamp(meta["end"], timezone.utc) + timedelta(seconds=meta["params"]["step_s"])
         print(f"figure: store_file_mib {path.stat().st_size / 2**20:,.0f} (reused)")
+        t = time.perf_counter()
+        res = rollup.build(store, cfg, now)          # a store from an older version: the new tiers filled
+        print(f"figure: rollup_s {time.perf_counter() - t:.1f} ({res.detail}, {res.rows:,} rows)")
     else:
         for p in (path, Path(f"{path}.wal")):
             p.unlink(missing_ok=True)
@@ -345,6 +352,7 @@ def main() -> None:
         ok &= agree(qid, prom[qid][1], mine[qid][1], half)
         print(f"figure: speed {qid} prometheus {prom[qid][0]:.3f} s, ours {mine[qid][0]:.4f} s, "
               f"{prom[qid][0] / mine[qid][0]:,.0f}x")
+    print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print("ALL AGREE" if ok else "ANSWERS DIFFER")
     sys.exit(0 if ok else 1)
 

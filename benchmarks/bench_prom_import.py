@@ -109,18 +109,54 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Timed:
-    """Seconds spent in a callable, summed."""
+def proc_rss_mib(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
-    def __init__(self, fn):
-        self.fn, self.s = fn, 0.0
+
+class Timed:
+    """Seconds spent in a callable, summed; `stage` names it for the memory sampler while it runs
+    (the innermost running one: a thread's stage stays its own)."""
+
+    stages: dict[int, str] = {}
+
+    def __init__(self, fn, stage: str = ""):
+        self.fn, self.s, self.stage = fn, 0.0, stage
 
     def __call__(self, *a, **kw):
         t0 = time.perf_counter()
+        me = threading.get_ident()
+        before = Timed.stages.get(me)
+        if self.stage:
+            Timed.stages[me] = self.stage
         try:
             return self.fn(*a, **kw)
         finally:
             self.s += time.perf_counter() - t0
+            if self.stage:
+                if before is None:
+                    Timed.stages.pop(me, None)
+                else:
+                    Timed.stages[me] = before
+
+
+class MemorySampler:
+    """This process's RSS every 0.1 s, the peak per set of stages running at the time."""
+
+    def __init__(self):
+        self.peaks: dict[str, tuple[float, float]] = {}       # stages -> (peak MiB, seconds into the run)
+        self.t0 = time.perf_counter()
+        self.done = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.1):
+            rss = proc_rss_mib()
+            key = "+".join(sorted(set(Timed.stages.values()))) or "between"
+            if rss > self.peaks.get(key, (0.0, 0.0))[0]:
+                self.peaks[key] = (rss, time.perf_counter() - self.t0)
 
 
 def make_config(meta: dict, db: Path, url: str, days: int) -> config.Config:
@@ -152,6 +188,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile the import; print the top functions")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--reader", action="store_true", help="time a page-like read twice a second meanwhile")
+    ap.add_argument("--memory", action="store_true",
+                    help="sample this process's RSS every 0.1 s: the peak per stage (read, rows, write, reopen) "
+                         "and DuckDB's own memory (duckdb_memory()) after each window")
     a = ap.parse_args()
     meta = json.loads((a.meta or a.tsdb.parent / "meta.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="bench-prom-import-", dir=a.work))
@@ -178,12 +217,14 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
     store = Store(db, memory_limit=cfg.database.memory_limit, owner=cfg.owner)
     live = PrometheusCollector(cfg, src, client_factory=default_client)
     write = Timed(lambda s: store.write_scrape(samples=s.samples, devices=s.devices, events=s.events,
-                                               facility=s.facility))
+                                               facility=s.facility), "write")
+    reopen = Timed(store.reopen, "reopen")
+    store.reopen = reopen                               # type: ignore[method-assign]
     job = HistoryImport(live, store, src, write=write, now=end)     # runs of IMPORT_SLICE_S, as the owner runs it
     imp = job.importer
-    rows_s = Timed(imp._process_columnar)
+    rows_s = Timed(imp._process_columnar, "rows")
     imp._process_columnar = rows_s                      # type: ignore[method-assign]
-    fetch = Timed(imp._query)                           # in the thread reading the next window ahead
+    fetch = Timed(imp._query, "read")                   # in the thread reading the next window ahead
     imp._query = fetch                                  # type: ignore[method-assign]
     done = threading.Event()
 
@@ -207,6 +248,7 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
 
     if a.reader:
         threading.Thread(target=page_reader, daemon=True).start()
+    sampler = MemorySampler() if a.memory else None
     cpu0 = proc_cpu_s(prom.pid)
     own0 = os.times()
     prof = cProfile.Profile() if a.profile else None
@@ -219,6 +261,8 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
         prof.disable()
     wall = time.perf_counter() - t0
     done.set()
+    if sampler:
+        sampler.done.set()
     prom_cpu = proc_cpu_s(prom.pid) - cpu0
     own1 = os.times()
     own_cpu = own1.user - own0.user + own1.system - own0.system
@@ -233,7 +277,11 @@ def run(a, meta: dict, work: Path, prom: subprocess.Popen, url: str) -> None:
     print(f"  waiting for reads:  {wall - rows_s.s - write.s:.1f} s (reads run ahead in a thread: {fetch.s:.1f} s "
           f"for HTTP and the body; Prometheus used {prom_cpu:.1f} s CPU)")
     print(f"peak RSS:             {rss:,.0f} MiB (this process), {proc_hwm_mib(prom.pid) or 0:,.0f} MiB (Prometheus)")
+    print(f"  reopens:            {reopen.s:.1f} s")
     print(f"database:             {db.stat().st_size / 2**20:,.0f} MiB")
+    if sampler:
+        for key, (mib, at) in sorted(sampler.peaks.items(), key=lambda kv: -kv[1][0]):
+            print(f"  peak RSS while {key:<22} {mib:,.0f} MiB (at {at:.0f} s)")
     if latencies:
         latencies.sort()
         mid = latencies[len(latencies) // 2] * 1000

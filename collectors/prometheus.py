@@ -985,6 +985,13 @@ IMPORT_SLICE_S = 60.0                    # one job run imports this long, then h
 # an import appends in minutes what live collection appends in weeks, so it reopens the file
 # itself after a run that brought the rows written since the last reopen past this
 IMPORT_REOPEN_ROWS = 2_000_000
+# ... and a run bounds what DuckDB holds meanwhile: its memory limit lowered to this (never
+# raised above the configured database.memory_limit) and a CHECKPOINT after each window, so the
+# appended rows are written out window by window instead of all at the close of the reopen.
+# The reopen used to be the import's peak: 1,276 MiB of a 30-day import of 512 GPUs, with
+# everything else at most 920 MiB (benchmarks/bench_prom_import.py --memory;
+# docs/prometheus-import.md "Memory").
+IMPORT_MEMORY_LIMIT = "384MB"
 
 
 class HistoryImport:
@@ -1079,9 +1086,10 @@ class HistoryImport:
         notes: list[Msg | str] = []
         try:
             windows = self.importer.iter_history(self.target, _dt(plan["done"]), _dt(plan["to"]))
-            with contextlib.closing(windows):          # a window read ahead is dropped with the run
+            with contextlib.closing(windows), self._bounded_memory():   # a window read ahead is dropped with the run
                 for scrape, upto in windows:
                     self.write(scrape)
+                    self._checkpoint()
                     n = scrape.rows
                     rows += n
                     notes.extend(x for x in scrape.notes if x not in notes)
@@ -1104,6 +1112,42 @@ class HistoryImport:
         if plan["done"] >= plan["to"]:
             self.state = "done"
         return JobResult(rows=rows, notes=notes, detail=f"{self.done_h} of {self.total_h} h")
+
+    @contextlib.contextmanager
+    def _bounded_memory(self) -> Iterator[None]:
+        """DuckDB's memory limit at IMPORT_MEMORY_LIMIT for the run (when that is below the
+        configured one), then back to the configured limit (or DuckDB's default)."""
+        import config as config_mod
+
+        configured = getattr(self.store, "memory_limit", None)
+        lower = (configured is None or config_mod.memory_limit_bytes(IMPORT_MEMORY_LIMIT)
+                 < config_mod.memory_limit_bytes(configured))
+        if not lower or not hasattr(self.store, "cursor"):
+            yield
+            return
+        self._set_memory_limit(IMPORT_MEMORY_LIMIT)
+        try:
+            yield
+        finally:
+            self._set_memory_limit(configured)
+
+    def _set_memory_limit(self, limit: str | None) -> None:
+        with self.store.cursor() as cur:
+            cur.execute("RESET memory_limit" if limit is None else f"SET memory_limit = '{limit}'").fetchall()
+
+    def _checkpoint(self) -> None:
+        """Write the window's rows out of DuckDB's memory into the file now. Skipped when
+        DuckDB refuses (another transaction is open, e.g. a page reading): the next window's
+        checkpoint, or the close, writes them."""
+        if not hasattr(self.store, "cursor") or getattr(self.store, "path", None) == ":memory:":
+            return
+        import duckdb
+
+        try:
+            with self.store.cursor() as cur:
+                cur.execute("CHECKPOINT").fetchall()
+        except duckdb.Error:
+            pass
 
     # ---- progress -------------------------------------------------------------
 

@@ -685,40 +685,53 @@ def _tenant_tier(store: Store) -> bool:
     return False
 
 
-def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime, scope: Scope) -> pd.DataFrame:
+_TENANT_SUMS = ("allocated_gpu_hours", "busy_gpu_hours", "useful_gpu_hours", "peak_gpus", "energy_kwh",
+                "idle_allocated_gpu_hours")
+
+
+def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime, scope: Scope) -> dict[str, np.ndarray]:
+    """Per tenant (every configured one and unattributed, then any other the tier holds) the
+    history_tenants columns, as arrays: 0 where a tenant has no rows, util_pct NaN."""
     if v.site is None and v.cluster is None and v.model is None and _tenant_tier(store):
-        df = store.query("history_tenants_all", **_view_params(v, now), tenant=scope.tenant)
+        data = _fetch(store, "history_tenants_all", **_view_params(v, now), tenant=scope.tenant)
     else:
-        df = store.query("history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster,
-                         model=v.model, tenant=scope.tenant)
+        data = _fetch(store, "history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster,
+                      model=v.model, tenant=scope.tenant)
     every = [t.id for t in cfg.tenants] + [UNATTRIBUTED] if scope.tenant is None else [scope.tenant]
-    keys = every + [k for k in df["tenant"] if k not in every]
-    df = df.set_index("tenant").reindex(keys)
-    for c in ("allocated_gpu_hours", "busy_gpu_hours", "useful_gpu_hours", "peak_gpus", "energy_kwh",
-              "idle_allocated_gpu_hours"):
-        df[c] = df[c].astype(float).fillna(0.0)
-    df["util_pct"] = df["util_pct"].astype(float)
-    return df.rename_axis("tenant").reset_index()
+    got = data["tenant"].tolist()
+    keys = every + [k for k in got if k not in every]
+    where = {k: i for i, k in enumerate(got)}
+    at = np.array([where.get(k, len(got)) for k in keys], dtype=np.int64)    # len(got): the missing row
+    out: dict[str, np.ndarray] = {"tenant": np.array(keys, dtype=object)}
+    for c in (*_TENANT_SUMS, "util_pct"):
+        col = np.append(data[c].astype(float), np.nan)[at]
+        out[c] = col if c == "util_pct" else np.where(np.isnan(col), 0.0, col)
+    return out
 
 
 def tenants(store: Store, cfg: config.Config, v: View, now: datetime, *, trend: bool = True,
             scope: Scope = EVERYTHING) -> HistoryTable:
     """One row per configured tenant (and any other the tier holds), and one for Unattributed,
     always, even with nothing in the range: the API's /tenants rows and the tenant-usage page's
-    table. With `trend`, the change against the previous range of equal length. For a tenant's
-    scope, its own row alone."""
+    table. With `trend`, the change against the previous range of equal length (missing for a
+    tenant the previous range does not list). For a tenant's scope, its own row alone."""
     out = _tenant_rows(store, cfg, v, now, scope)
     cols = list(TENANT_COLUMNS)
     if trend:
-        prev = _tenant_rows(store, cfg, v.previous(), now, scope).set_index("tenant").reindex(out["tenant"])
-        out["allocated_change_pct"] = change_pct(out["allocated_gpu_hours"].to_numpy(),
-                                                 prev["allocated_gpu_hours"].to_numpy()).to_numpy()
-        out["util_change_points"] = out["util_pct"].to_numpy() - prev["util_pct"].to_numpy()
+        prev = _tenant_rows(store, cfg, v.previous(), now, scope)
+        where = {k: i for i, k in enumerate(prev["tenant"].tolist())}
+        at = np.array([where.get(k, len(where)) for k in out["tenant"].tolist()], dtype=np.int64)
+        before = {c: np.append(prev[c], np.nan)[at] for c in ("allocated_gpu_hours", "util_pct")}
+        out["allocated_change_pct"] = change_pct(out["allocated_gpu_hours"], before["allocated_gpu_hours"]).to_numpy()
+        out["util_change_points"] = out["util_pct"] - before["util_pct"]
         cols.extend(TREND_COLUMNS)
-    out = out[[c.name for c in cols]].copy()
-    _round(out, [c.name for c in cols if c.kind in ("hours", "kwh", "gpus")], 4)
-    _round(out, [c.name for c in cols if c.kind in ("pct", "delta", "points")], 3)
-    return HistoryTable(tuple(cols), out, tz=v.tz, names=tenant_names(cfg, scope=scope))
+    for c in cols:
+        if c.kind in ("hours", "kwh", "gpus"):
+            out[c.name] = np.round(out[c.name], 4)
+        elif c.kind in ("pct", "delta", "points"):
+            out[c.name] = np.round(out[c.name], 3)
+    rows = pd.DataFrame({c.name: out[c.name] for c in cols})
+    return HistoryTable(tuple(cols), rows, tz=v.tz, names=tenant_names(cfg, scope=scope))
 
 
 def tenant_daily(store: Store, cfg: config.Config, v: View, tenant: str, now: datetime, *,

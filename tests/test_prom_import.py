@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -320,3 +321,33 @@ def test_as_a_job_it_runs_until_done_and_records_each_run(prom, cfg):
     again.add("history-import-central", make_job(cfg, store, source(prom.url)).schedule,
               make_job(cfg, store, source(prom.url)), now=NOW)
     assert again.jobs["history-import-central"].due is None
+
+
+def test_a_run_bounds_duckdbs_memory_and_checkpoints_each_window(prom, cfg, monkeypatch, tmp_path):
+    """While a run writes, DuckDB's memory limit is IMPORT_MEMORY_LIMIT (below the configured
+    1 GB) and each window is checkpointed into the file; after the run the configured limit is back."""
+    monkeypatch.setattr(prom_mod, "IMPORT_SAMPLE_BUDGET", 3000)      # several windows
+    store = Store(tmp_path / "import.duckdb", memory_limit="1GB")
+
+    def limit() -> str:
+        with store.cursor() as cur:
+            return cur.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    configured = limit()
+    seen, wal = [], []
+
+    def write(scrape):
+        seen.append(limit())
+        wal.append(Path(f"{store.path}.wal").exists() and Path(f"{store.path}.wal").stat().st_size)
+        return store.write_scrape(samples=scrape.samples, devices=scrape.devices, events=scrape.events,
+                                  facility=scrape.facility)
+
+    run_to_end(make_job(cfg, store, source(prom.url), write=write))
+    assert len(seen) > 2 and set(seen) == {"366.2 MiB"}                 # 384 MB = 366.2 MiB, as DuckDB says it
+    # the previous window's rows already in the file: the WAL holds only its progress in kv
+    # (a few hundred bytes; without the checkpoints it held every window's rows since the last one)
+    assert max(wal[1:]) < 2048
+    assert limit() == configured
+    with store.cursor() as cur:
+        assert cur.execute("SELECT count(*) FROM device_samples").fetchone()[0] == DEVICE_ROWS
+    store.close()
