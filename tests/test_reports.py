@@ -402,15 +402,18 @@ def _page_script(db: str, centre_json: str) -> None:
     from pages.context import PageContext
     from queries import Store
 
-    ui.now = lambda: datetime(2026, 12, 2, tzinfo=timezone.utc)
-
     @st.cache_resource
     def store(path: str) -> Store:
         return Store(path)
 
     ctx = PageContext(cfg=config.from_dict(json.loads(centre_json)), store=store(db),
                       lang=st.query_params.get("lang") or "en")
-    reports.page(ctx)
+    real_now = ui.now
+    ui.now = lambda: datetime(2026, 12, 2, tzinfo=timezone.utc)     # this run's clock; put back after it
+    try:
+        reports.page(ctx)
+    finally:
+        ui.now = real_now
 
 
 @pytest.mark.parametrize("lang, title, generate", [("en", "Monthly reports", "Generate PDF and XLSX"),
