@@ -69,7 +69,7 @@ def forecast_figure(ctx: PageContext, hist: pd.Series, table: cap.ForecastTable)
                       annotation_position="top left")
     for key, colour in (("exhaust_upper", "#ff7f0e"), ("exhaust_median", "#d62728")):
         when = about.get(key)
-        if when:
+        if when and not (key == "exhaust_upper" and when == about.get("exhaust_median")):   # one mark for one day
             fig.add_vline(x=pd.Timestamp(when).timestamp() * 1000, line={"color": colour, "dash": "dot"},
                           annotation_text=ctx.t(f"capacity.chart.{key}", day=when), annotation_position="top")
     fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white",
@@ -102,9 +102,14 @@ def forecast_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> Non
     m[1].metric(t("capacity.col.measured_now") + f" ({unit})", _num(about.get("measured_now")))
     m[2].metric(t("capacity.col.headroom_now") + f" ({unit})", _num(about.get("headroom_now")),
                 help=t("capacity.headroom_help", days=ctx.cfg.capacity.smoothing_days))
-    m[3].metric(t("capacity.col.exhaust_median"), about.get("exhaust_median") or t("capacity.not_within"))
-    m[4].metric(t("capacity.col.exhaust_upper") + f" ({about.get('band')} %)",
-                about.get("exhaust_upper") or t("capacity.not_within"))
+    dated = about.get("trusted") and about.get("capacity") is not None     # else no date can be read
+
+    def when(key: str) -> str:
+        return about.get(key) or (t("capacity.not_within") if dated else "—")
+
+    m[3].metric(t("capacity.col.exhaust_median"), when("exhaust_median"), help=t("capacity.not_within_help"))
+    m[4].metric(t("capacity.col.exhaust_upper") + f" ({about.get('band')} %)", when("exhaust_upper"),
+                help=t("capacity.not_within_help"))
     if about.get("trusted"):
         st.caption(t("capacity.model_caption", model=about.get("model_label"), days=about.get("history_days"),
                      fitted=str(about.get("fitted_at", ""))[:16].replace("T", " ")))
@@ -209,7 +214,7 @@ def scenario_figure(ctx: PageContext, months: pd.DataFrame, value: str, capacity
     fig = go.Figure()
     for i, (name, g) in enumerate(months.groupby("scenario", sort=False)):
         colour = SCENARIO_COLOURS[i % len(SCENARIO_COLOURS)]
-        shown = ctx.t("capacity.scenario.baseline") if name == sc.BASELINE else str(name)
+        shown = str(name)
         fig.add_trace(go.Scatter(x=g["month"], y=g[value], mode="lines+markers", name=shown,
                                  line={"color": colour}))
         if capacity in g and g[capacity].notna().any():
@@ -238,11 +243,13 @@ def scenarios_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> No
         return
     if not cmp.base.trusted:
         st.warning(t("capacity.scenario.untrusted"), icon=":material/warning:")
-    st.caption(t("capacity.scenario.basis", **{k: v for k, v in cmp.base.sources.items()}))
+    st.caption(t("capacity.scenario.basis", **{k: t(v) for k, v in cmp.base.sources.items()}))
     st.markdown(f"**{t('capacity.scenario.exhaustion')}**")
     ex = cmp.exhaustion
     ex.rows["scenario"] = [t("capacity.scenario.baseline") if n == sc.BASELINE else n for n in ex.rows["scenario"]]
     show_table(ctx, ex, "scenario-exhaustion")
+    cmp.months.rows["scenario"] = [t("capacity.scenario.baseline") if n == sc.BASELINE else n
+                                   for n in cmp.months.rows["scenario"]]
     months = cmp.months.rows
     c1, c2 = st.columns(2)
     c1.markdown(f"**{t('capacity.col.gpu_demand')}**")

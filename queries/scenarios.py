@@ -214,7 +214,7 @@ class Baseline:
 
     days: pd.DataFrame
     first_model: str | None
-    sources: dict[str, str]
+    sources: dict[str, str]          # resource -> i18n key of where its baseline came from
     trusted: bool
     capacity_kw: dict[str, float | None]
 
@@ -253,7 +253,7 @@ def baseline(store: Store, cfg: config.Config, now: datetime, months: int) -> Ba
     days["cap_gpus"] = owned
     first_model = measures.cluster_model(cfg, cfg.clusters[0]) if cfg.clusters else None
     busy, idle = _kw(cfg, first_model)
-    sources = {"gpus": "forecast"}
+    sources = {"gpus": "capacity.basis.forecast"}
     it: dict[str, np.ndarray] = {}
     for m in ("it_kw_peak", "it_kw_mean", "facility_kw_peak", "facility_kw_mean", "cooling_kw_peak"):
         total: np.ndarray | None = None
@@ -270,22 +270,22 @@ def baseline(store: Store, cfg: config.Config, now: datetime, months: int) -> Ba
     derived_it_mean = owned * idle + days["a_med"].to_numpy() * (busy - idle)
     days["it_med"] = it.get("it_kw_peak", derived_it)
     days["it_mean"] = it.get("it_kw_mean", derived_it_mean)
-    sources["it"] = "forecast" if "it_kw_peak" in it else "derived"
+    sources["it"] = "capacity.basis.forecast" if "it_kw_peak" in it else "capacity.basis.derived"
     site = cfg.sites[0].id
     pue, pue_source = cap.site_pue(store, cfg, site, now)
     if "facility_kw_peak" in it:
         ratio = it["facility_kw_peak"] / days["it_med"].replace(0, np.nan)
         days["fac_ratio"] = np.where(days["it_med"] > 0, ratio, pue)
-        sources["facility"] = "forecast"
+        sources["facility"] = "capacity.basis.forecast"
     else:
         days["fac_ratio"] = pue
-        sources["facility"] = f"IT x PUE ({pue_source})"
+        sources["facility"] = f"capacity.basis.pue_{pue_source}"
     if "cooling_kw_peak" in it:
         days["cool_ratio"] = it["cooling_kw_peak"] / days["it_med"].replace(0, np.nan)
-        sources["cooling"] = "forecast"
+        sources["cooling"] = "capacity.basis.forecast"
     else:
         days["cool_ratio"] = days["fac_ratio"] - 1.0
-        sources["cooling"] = "IT x (PUE - 1)"
+        sources["cooling"] = "capacity.basis.cooling_derived"
     days["price"] = [_price(cfg, site, d) for d in days["day"]]
     days["grid"] = cfg.sites[0].grid_emission_kg_per_kwh
     caps = _capacities(cfg)
