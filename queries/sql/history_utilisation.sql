@@ -8,7 +8,8 @@
 -- key of the inventory, with the bucket's span and the owned GPUs, and derives the measures
 -- (queries/measures.py's array forms of queries/macros/measures.sql). One lean statement: the
 -- grid, spans and measures in SQL cost DuckDB more to plan (about 10 ms) than to run.
--- $by: fleet | site | cluster | model | tenant; filters NULL: all.
+-- useful_basis: one basis, or 'mixed' where min and max differ (as count(DISTINCT) > 1, at a
+-- fraction of its cost). $by: fleet | site | cluster | model | tenant; filters NULL: all.
 SELECT epoch_us(CASE $step
            WHEN '1h' THEN bucket
            WHEN 'all' THEN $start_label::TIMESTAMPTZ
@@ -18,7 +19,7 @@ SELECT epoch_us(CASE $step
                 WHEN 'tenant' THEN tenant END AS key,
        sum(observed_s) AS observed_s, sum(available_s) AS available_s, sum(allocated_s) AS allocated_s,
        sum(busy_s) AS busy_s, sum(useful_s) AS useful_s,
-       basis_of(count(DISTINCT useful_basis), any_value(useful_basis)) AS useful_basis,
+       basis_of(CASE WHEN min(useful_basis) <> max(useful_basis) THEN 2 ELSE 1 END, min(useful_basis)) AS useful_basis,
        sum(alloc_idle_s) AS alloc_idle_s, sum(util_s) AS util_s, sum(util_obs_s) AS util_obs_s,
        sum(tflop_s) AS tflop_s, sum(energy_j) AS energy_j
 FROM rollup_group_1h
