@@ -53,7 +53,7 @@ from collectors.targets import Target
 from config import Config, Source
 import i18n
 from i18n import Msg, msg
-from queries import Store, rollup
+from queries import Store, energy, rollup
 
 if TYPE_CHECKING:
     from simulator import Floor, SimulatorServer
@@ -318,6 +318,7 @@ class Runtime:
         self.jobs = JobRunner(self.store, clock=self.clock, on_run=lambda _run: self.publish())
         add_store_jobs(self.jobs, self.store, interval_s=cfg.collection.interval_s)
         rollup.add_jobs(self.jobs, self.store, cfg)
+        energy.add_jobs(self.jobs, self.store, cfg, history=self.want_backfill)
         # a Prometheus source's history, imported on first start (planned now: before anything
         # from that source is stored, so the plan sees an empty source)
         self.imports = []

@@ -31,6 +31,7 @@ import streamlit as st
 import i18n
 from pages import context, ui
 from pages.context import PageContext
+from queries import energy
 
 METRICS = {"util": ("util_pct", "heatmap.util", "%", "Blues", 0, 100),
            "temp": ("temp_c", "heatmap.temp", "°C", "YlOrRd", 25, 95),
@@ -111,7 +112,7 @@ def fleet_figures(ctx: PageContext, at) -> None:
                    help=t("fleet.faulted_help"))
     cols[6].metric(t("fleet.no_data"), f"{int(s['no_data']):,}", help=t("fleet.no_data_help"))
 
-    fac = ctx.store.query("facility_live", now=at, stale_s=stale_s * 4)
+    fac = energy.live_power(ctx.store, ctx.cfg, at, stale_s * 4)     # one IT category, no sub-meters
     more = st.columns(4)
     more[0].metric(t("fleet.power"), ui.fmt_num(s["power_w"] / 1000.0, 1, "kW"), help=t("fleet.power_help"))
     installed = float(s["installed_pflops"])

@@ -285,15 +285,16 @@ def build(store: Store, cfg: config.Config, now: datetime | None = None, *, full
                      + (" (full check)" if full else ""))
 
 
-def add_jobs(runner: Any, store: Store, cfg: config.Config) -> None:
+def add_jobs(runner: Any, store: Store, cfg: config.Config, *, history: bool = True) -> None:
     """Register the `energy` job (every collection interval, at least a minute; at start) on a
-    JobRunner and, for the simulated centre, `energy-history` (every minute until done): the
-    simulated meters' quarter hours before the back-fill, `simulated_history_chunk`."""
+    JobRunner and, for the simulated centre with `history` (its back-fill wanted),
+    `energy-history` (every minute until done): the simulated meters' quarter hours before the
+    back-fill, `simulated_history_chunk`."""
     from collectors.jobs import Every
 
     runner.add("energy", Every(max(60.0, cfg.collection.interval_s), at_start=True),
                lambda now: build(store, cfg, now))
-    if cfg.simulated and cfg.capacity.simulated_history_days > cfg.simulator.backfill_days:
+    if history and cfg.simulated and cfg.capacity.simulated_history_days > cfg.simulator.backfill_days:
         runner.add("energy-history", Every(60.0, at_start=True),
                    lambda now: simulated_history_chunk(store, cfg, now))
 

@@ -28,6 +28,7 @@ from collectors.rows import (
 from collectors.targets import Target
 from config import Source
 from helpers import FIXTURES_ROOT, T_REF
+from queries import energy
 
 UTC = timezone.utc
 SITE = "sh-lingang"
@@ -201,19 +202,20 @@ def test_simulated_meters_give_the_same_pue_inputs_either_way(cfg, store, offset
     text = Floor(cfg).facility_text(SITE, t)
     at = datetime.fromtimestamp(t, UTC)
     direct, via, d_scrape, p_scrape = through_both(cfg, text, at)
-    assert via == direct and len(direct) == 3
+    meters = len(cfg.energy.meters)         # the meters of config/energy.toml the simulator serves
+    assert via == direct and len(direct) == meters
     stored = "SELECT count(*) FROM facility_samples"
     store.write_scrape(facility=d_scrape.facility)
-    assert store.con.execute(stored).fetchone()[0] == 3
-    got = store.query("facility_live", now=at, stale_s=60).to_dict("records")
+    assert store.con.execute(stored).fetchone()[0] == meters
+    got = energy.live_power(store, cfg, at, 60).to_dict("records")
     store.con.execute("DELETE FROM facility_samples")
     store.write_scrape(facility=p_scrape.facility)
-    assert store.con.execute(stored).fetchone()[0] == 3
-    assert store.query("facility_live", now=at, stale_s=60).to_dict("records") == got
+    assert store.con.execute(stored).fetchone()[0] == meters
+    assert energy.live_power(store, cfg, at, 60).to_dict("records") == got
     (site,) = got
-    # PUE = facility power / IT power of the same rows (category 1: the UPS output)
-    power = {r["scope"]: r["power_w"] for r in direct}
-    assert site["pue"] == pytest.approx(power["facility"] / power["it"]) and site["pue_category"] == 1
+    # PUE = facility power / IT power of the same rows (category 1: the UPS output, the site's it_category)
+    power = {r["meter"]: r["power_w"] for r in direct}
+    assert site["pue"] == pytest.approx(power["facility-main"] / power["ups-output"]) and site["pue_category"] == 1
     assert 1.0 < site["pue"] < 2.0 and not math.isnan(site["pue"])
 
 

@@ -14,7 +14,7 @@ import pytest
 import config
 from collectors import registry
 from collectors.runtime import BACKFILL_KEY, Runtime
-from queries import Store
+from queries import Store, energy
 from helpers import backfill_job, config_dict, config_dir, make_config, wait_for
 
 
@@ -33,7 +33,7 @@ def test_runtime_collects_the_simulated_centre_over_http(cfg, store, monkeypatch
         status = store.get_status("collector")
         assert status["simulated"] and status["targets"] == 65 and status["running"]
         jobs = {j["job"] for j in store.get_status("jobs")["jobs"]}
-        assert jobs == {"reopen", "release-memory", "rollup", "retention"}
+        assert jobs == {"reopen", "release-memory", "rollup", "retention", "energy"}
         assert store.get_status("rollups")["state"] in ("current", "catching_up")
         rep = rt.scheduler.last_report
         assert rep.targets == 65 and rep.write_error is None
@@ -43,7 +43,7 @@ def test_runtime_collects_the_simulated_centre_over_http(cfg, store, monkeypatch
         assert int(s.owned) == 512
         assert int(s.healthy) + int(s.faulted) + int(s.no_data) >= 500
         assert 0 < s.delivered_pflops < s.installed_pflops
-        fac = store.query("facility_live", now=at, stale_s=60)
+        fac = energy.live_power(store, cfg, at, 60)
         assert len(fac) == 1 and 1.1 < fac.iloc[0].pue < 1.5 and int(fac.iloc[0].pue_category) == 1
         runs = store.con.execute("SELECT count(DISTINCT target), count(*) FILTER (WHERE ok) FROM collector_runs"
                                  ).fetchall()[0]
@@ -78,7 +78,7 @@ def test_backfill_is_resumable_and_idempotent(cfg, store):
     runs = store.con.execute("SELECT count(*), count(DISTINCT started_at), count(DISTINCT target), sum(rows), "
                              "bool_and(ok) FROM collector_runs").fetchall()[0]
     assert runs[1] == 12 and 60 <= runs[2] <= 65 and runs[4]
-    assert runs[3] == n[0] + fac * 3                          # device rows + 3 facility scopes per meter read
+    assert runs[3] == n[0] + fac * len(cfg.energy.meters)     # device rows + a row per meter per meter read
     # ... and one job run
     job = store.con.execute("SELECT job, ok, rows, detail FROM job_runs").fetchall()
     assert job == [("backfill", True, run.rows, "12 of 12 steps")] and run.rows == runs[3]

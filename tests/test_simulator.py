@@ -306,11 +306,11 @@ def test_facility_pue_and_registers(floor):
     for k in range(120):
         t = COMMISSIONED_AT + 30 * DAY + k * 2.6 * DAY + rnd.random() * DAY
         fams = {f.name: f for f in text_string_to_metric_families(floor.facility_text("sh-lingang", t))}
-        power = {s.labels["scope"]: s.value for s in fams["dcim_power_watts"].samples}
-        it_meter = next(s for s in fams["dcim_power_watts"].samples if s.labels["scope"] == "it")
+        power = {s.labels["meter"]: s.value for s in fams["dcim_power_watts"].samples}
+        it_meter = next(s for s in fams["dcim_power_watts"].samples if s.labels["meter"] == "ups-output")
         assert it_meter.labels["pue_category"] == "1"
-        pues.append(power["facility"] / power["it"])
-        assert 150_000 < power["it"] < 600_000 and power["cooling"] > 0
+        pues.append(power["facility-main"] / power["ups-output"])
+        assert 150_000 < power["ups-output"] < 600_000 and power["cooling-plant"] > 0
     assert 1.1 < min(pues) and max(pues) < 1.5
     assert max(pues) - min(pues) > 0.12                 # seasons and days move it
 
