@@ -340,6 +340,9 @@ def tenants_section(store: Store, cfg: config.Config, v: View, month: str, now: 
         blocks.append(Block("bill", "reports.tenants.bill", bill))
         if scope.tenant is not None:
             blocks.append(Block("bill_lines", "reports.tenants.bill_lines", billing.lines_table(b, scope.tenant)))
+        quotas = area_module("quotas")
+        if quotas is not None and cfg.billing.quotas:
+            blocks.append(Block("quota", "reports.tenants.quota", quotas.quota_table(store, cfg, v, now, scope=scope)))
         if b.energy_missing:
             notes.append(msg("reports.note.bill_energy_missing"))
         figures = bill_figures(b, bill)

@@ -137,6 +137,9 @@ def test_xlsx_figures_are_the_apis(month, lang):
         assert r[1] == pytest.approx(api_row["allocated_gpu_hours"])
         assert r[2] == pytest.approx(api_row["busy_gpu_hours"])
         assert (r[4] is None and api_row["util_pct"] is None) or r[4] == pytest.approx(api_row["util_pct"])
+    # quota use: one row per configured quota
+    quota = _sheet_blocks(book[names[3]])[render.i18n.t("reports.tenants.quota", lang)]
+    assert len(quota) - 1 == len(cfg.billing.quotas) > 0
 
 
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
