@@ -54,6 +54,7 @@ from config import Config, Source
 import i18n
 from i18n import Msg, msg
 from queries import Store, energy, rollup
+from reports import jobs as report_jobs
 
 if TYPE_CHECKING:
     from simulator import Floor, SimulatorServer
@@ -319,6 +320,7 @@ class Runtime:
         add_store_jobs(self.jobs, self.store, interval_s=cfg.collection.interval_s)
         rollup.add_jobs(self.jobs, self.store, cfg)
         energy.add_jobs(self.jobs, self.store, cfg, history=self.want_backfill)
+        report_jobs.add_jobs(self.jobs, self.store, cfg)
         # a Prometheus source's history, imported on first start (planned now: before anything
         # from that source is stored, so the plan sees an empty source)
         self.imports = []

@@ -240,12 +240,12 @@ _TABLES = _TABLES + tuple(
     ), key=("hour",), primary_key=True, note="hours the rollup job has to (re)build"),
 )
 
-# the areas' tables: their modules import Table and col from here, defined above
+OWNER = _OWNER      # the owner columns, for area tables written by the owner process
+
+# the areas' tables: their modules import Table, col and OWNER from here, defined above
 from queries.tables import access, billing, capacity, energy, history, reports  # noqa: E402
 
 _TABLES = _TABLES + history.TABLES + energy.TABLES + billing.TABLES + access.TABLES + capacity.TABLES + reports.TABLES
-OWNER = _OWNER      # the owner columns, for area tables written by the owner process
-
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
 
