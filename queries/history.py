@@ -693,7 +693,13 @@ def _tenant_rows(store: Store, cfg: config.Config, v: View, now: datetime, scope
     """Per tenant (every configured one and unattributed, then any other the tier holds) the
     history_tenants columns, as arrays: 0 where a tenant has no rows, util_pct NaN."""
     if v.site is None and v.cluster is None and v.model is None and _tenant_tier(store):
-        data = _fetch(store, "history_tenants_all", **_view_params(v, now), tenant=scope.tenant)
+        sums = _fetch(store, "history_tenants_all", **_view_params(v, now), tenant=scope.tenant)
+        order = np.argsort(sums["tenant"].astype(str), kind="stable")
+        sums = {k: a[order] for k, a in sums.items()}
+        data = {"tenant": sums["tenant"], "peak_gpus": sums["peak_gpus"],
+                "util_pct": measures.util_pct_array(sums["util_s"], sums["util_obs_s"]),
+                "energy_kwh": sums["energy_j"] / 3.6e6, "idle_allocated_gpu_hours": sums["alloc_idle_s"] / 3600,
+                **{f"{c}_gpu_hours": sums[f"{c}_s"] / 3600 for c in ("allocated", "busy", "useful")}}
     else:
         data = _fetch(store, "history_tenants", **_view_params(v, now), site=v.site, cluster=v.cluster,
                       model=v.model, tenant=scope.tenant)
