@@ -33,8 +33,15 @@ SCENARIO_COLOURS = ("#555555", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#946
 
 
 def show_table(ctx: PageContext, table: HistoryTable, name: str, *, max_rows: int = 12) -> None:
-    """A table as people read it, and its CSV (the API's columns and numbers)."""
+    """A table as people read it (resources and yes/no in words), and its CSV (the API's columns
+    and numbers)."""
     view = table.for_people(ctx.lang)
+    for col in table.columns:
+        header = ctx.t(col.label) + (f" ({col.unit})" if col.unit else "")
+        if col.name == "resource":
+            view[header] = [ctx.t(f"capacity.resource.{v}") if v in cap.RESOURCES else v for v in view[header]]
+        elif col.name == "trusted":
+            view[header] = [ctx.t("capacity.yes") if v == "True" else ctx.t("capacity.no") for v in view[header]]
     st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view), max_rows=max_rows))
     st.download_button(ctx.t("history.download_csv"), table.to_csv().encode(), file_name=f"{name}.csv",
                        mime="text/csv", key=f"csv_{name}", icon=":material/download:")

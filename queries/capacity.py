@@ -46,6 +46,7 @@ GPU_MEASURES = ("peak_gpus", "allocated_gpus")
 POWER_MEASURES = ("it_kw_peak", "it_kw_mean", "facility_kw_peak", "facility_kw_mean", "cooling_kw_peak",
                   "cooling_kw_mean")
 GPU_BYS = ("fleet", "cluster", "model", "tenant")
+RESOURCES = ("gpus", "it", "facility", "cooling")
 # which site capacity a power series runs out against (queries/energy.py SiteCapacity: power_kw is
 # the facility's transformers and feeders, cooling_kw the cooling plant); the energy config has no
 # IT (UPS) capacity, so IT power is forecast without an exhaustion date
