@@ -287,7 +287,9 @@ def baseline(store: Store, cfg: config.Config, now: datetime, months: int) -> Ba
         days["cool_ratio"] = days["fac_ratio"] - 1.0
         sources["cooling"] = "capacity.basis.cooling_derived"
     days["price"] = [_price(cfg, site, d) for d in days["day"]]
-    days["grid"] = cfg.sites[0].grid_emission_kg_per_kwh
+    energy = cap._energy()              # its factor (grid or coal method), else the site's grid factor
+    days["grid"] = (energy.factors(cfg, site).emission_kg_per_kwh if energy is not None and hasattr(energy, "factors")
+                    else cfg.sites[0].grid_emission_kg_per_kwh)
     caps = _capacities(cfg)
     tenants: dict[str, pd.DataFrame] = {}
     for t in cfg.tenants:

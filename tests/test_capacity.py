@@ -365,3 +365,14 @@ def test_series_names_parse_both_ways():
         with pytest.raises(ValueError):
             cap.SeriesId.parse(bad)
     assert json.loads(json.dumps(cap.SeriesId("peak_gpus", "tenant", "t1").name)) == "peak_gpus:tenant:t1"
+
+
+def test_power_series_run_out_against_the_sites_capacity():
+    """The default centre's energy.toml: power_kw 640 (transformers), cooling_kw 160; IT has none."""
+    cfg = config.load(config.CONFIG_DIR)
+    site = cfg.sites[0].id
+    assert cap.capacity_of(cfg, cap.SeriesId("facility_kw_peak", "site", site)) == 640.0
+    assert cap.capacity_of(cfg, cap.SeriesId("cooling_kw_peak", "site", site)) == 160.0
+    assert cap.capacity_of(cfg, cap.SeriesId("it_kw_peak", "site", site)) is None
+    assert cap.capacity_of(cfg, cap.SeriesId("peak_gpus", "cluster", "train-a")) == 256.0
+    assert cap.capacity_of(cfg, cap.SeriesId("peak_gpus", "tenant", "moonlake")) is None
