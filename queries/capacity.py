@@ -288,12 +288,13 @@ def fit_all(store: Store, cfg: config.Config, now: datetime,
     rows = store.insert("capacity_fits", _table("capacity_fits", fits))
     if points:
         rows += store.insert("capacity_forecasts", _table("capacity_forecasts", pd.concat(points, ignore_index=True)))
-    names = [r["series"] for r in fits]
+    # a full run replaces every older one (a series gone from the history goes too); a partial
+    # run only the series it fitted
+    names = [r["series"] for r in fits] if wanted is not None else None
     with store.write_lock, store.cursor() as cur, transaction(cur):
-        cur.execute("DELETE FROM capacity_forecasts WHERE run_at < $r AND list_contains($s, series)",
-                    {"r": run_at, "s": names}).fetchall()
-        cur.execute("DELETE FROM capacity_fits WHERE run_at < $r AND list_contains($s, series)",
-                    {"r": run_at, "s": names}).fetchall()
+        for table in ("capacity_forecasts", "capacity_fits"):
+            cur.execute(f"DELETE FROM {table} WHERE run_at < $r AND ($s IS NULL OR list_contains($s, series))",
+                        {"r": run_at, "s": names}).fetchall()
     trusted = sum(1 for r in fits if r["trusted"])
     return JobResult(rows=rows, detail=f"{len(fits)} series fitted, {trusted} trusted")
 
