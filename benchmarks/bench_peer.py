@@ -21,7 +21,7 @@ TSDB `tsdb/` hold exactly the same samples; `meta.json` says the range and the c
 3. Our answers, through the API's routes (api.routes on an in-process ASGI client: parameter
    parsing, the queries and the JSON body): Q2 = /api/v1/utilisation step=1h by=cluster,
    Q3 = /api/v1/tenants (allocated_gpu_hours), Q4 = /api/v1/utilisation step=1d by=tenant
-   tz=UTC, over the data's range, timed the same way, and CHECKED against Prometheus' answers.
+   tz=UTC, over the data's range, timed the same way (--our-runs of them), and CHECKED against Prometheus' answers.
 
 Why they must agree, and the tolerance: the samples stand 60 s apart with no gaps, so our device
 time gives every sample exactly 60 s and a time-weighted mean equals Prometheus' mean over samples;
@@ -321,6 +321,10 @@ def main() -> None:
     ap.add_argument("--data", default="/tmp/peer/data")
     ap.add_argument("--db", default="artifacts/bench-peer.duckdb")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--our-runs", type=int, default=31,
+                    help="timed runs of each of our answers (median): ours take milliseconds, so a burst of "
+                         "other work on the shared machine moves the median of 5 more than it moves "
+                         "Prometheus' seconds-long runs")
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
     ap.add_argument("--reuse-db", action="store_true",
                     help="answer from an existing --db this script loaded before (skips the load and the rollup)")
@@ -345,7 +349,7 @@ def main() -> None:
             p.unlink(missing_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         store, now = load(path, data, cfg, meta)
-    mine = ours(store, cfg, meta, now, args.runs)
+    mine = ours(store, cfg, meta, now, args.our_runs)
     store.close()
     ok = True
     for qid, half in (("Q2", 5e-4), ("Q3", 5e-5), ("Q4", 5e-4)):

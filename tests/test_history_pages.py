@@ -10,6 +10,7 @@ this module's to change).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -353,11 +354,16 @@ def test_tenants_read_from_the_tenant_tier_as_from_the_group_tiers():
     def answers(scope=history.EVERYTHING):
         return [history.tenants(store, cfg, v, NOW, scope=scope).records() for v in views]
 
+    def ladders(scope=history.EVERYTHING):          # history_utilisation_tenants.sql for by fleet and tenant
+        return [history.utilisation(store, cfg, replace(v, step=step, by=by), NOW, scope=scope).to_json()
+                for v in views for step in history.STEPS for by in ("fleet", "tenant")]
+
     mine = history.Scope(role="tenant", tenant="acme")
-    before, before_mine = answers(), answers(mine)
+    before, before_mine, ladder, ladder_mine = answers(), answers(mine), ladders(), ladders(mine)
     assert not history._tenant_tier(store)
     rollup.fill_tenants(store)
     assert history._tenant_tier(store)
     assert answers() == before and answers(mine) == before_mine
+    assert ladders() == ladder and ladders(mine) == ladder_mine
     assert [r["peak_gpus"] for r in before[0]] == [2.0, 0.0, 1.0]      # acme, idle-co, the pod's 5-minute peak
     store.close()
