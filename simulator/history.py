@@ -19,7 +19,9 @@ back-fill does), and no facility meter readings (the energy side's own). Attribu
 job's or pod's namespace (the tenants' `namespaces`), as the simulator draws them; a later
 change of leases or rules does not regroup generated hours (there is no device tier under them).
 
-The span ends at the hour the raw back-fill starts in, so no hour holds both.
+The tenant tier (rollup_tenant_1h) is rebuilt for each generated week by the rollup's own build,
+in the same transaction. The span ends at the hour the raw back-fill starts in, so no hour holds
+both. `add_jobs` registers the generation as a job that runs once at start and resumes itself.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from typing import Any
 import pyarrow as pa
 
 import config
+from collectors.jobs import JobResult, Once
+from queries import rollup
 from queries.catalogue import arrow_schema
-from queries.store import Store
+from queries.store import Store, transaction
 
 SPAN_KEY = "simulator.generated_history"
 TIER = "rollup_group_1h"
@@ -146,6 +150,32 @@ def _table(rows: dict[tuple, list[float]], step_s: float) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=arrow_schema(TIER))
 
 
+def _write(store: Store, table: pa.Table, a: datetime, b: datetime) -> int:
+    """Replace the generated hours [a, b) of the group tier, and the tenant tier made from it
+    (queries/rollup.py builds rollup_tenant_1h from the group tiers), in one transaction."""
+    with store.write_lock, store.cursor() as cur, transaction(cur):
+        cur.execute(f"DELETE FROM {TIER} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
+        cur.register("generated_hours", table)
+        cur.execute(f"INSERT INTO {TIER} BY NAME SELECT * FROM generated_hours").fetchall()
+        cur.unregister("generated_hours")
+        rollup._build_tenants(cur, a, b)          # the rollup's own build of the tier, for these hours
+    return table.num_rows
+
+
+def add_jobs(runner: Any, store: Store, cfg: config.Config, floor: Any, stop: threading.Event) -> None:
+    """Register `history-generate` (once, at start; it resumes itself) when the simulated
+    centre's history reaches further back than the raw back-fill."""
+    if cfg.capacity.simulated_history_days <= cfg.simulator.backfill_days:
+        return
+
+    def run(now: datetime) -> JobResult:
+        rows = generate(store, cfg, floor, now, stop=stop)
+        done = generated_span(store)
+        return JobResult(rows=rows, detail=None if done is None else f"{done['start']} to {done['done_until']}")
+
+    runner.add("history-generate", Once(), run)
+
+
 def generate(store: Store, cfg: config.Config, floor: Any, now: datetime, *,
              stop: threading.Event | None = None) -> int:
     """Write the generated months (see module docstring) a week at a time, resuming after the
@@ -161,7 +191,7 @@ def generate(store: Store, cfg: config.Config, floor: Any, now: datetime, *,
     while at < end and not (stop is not None and stop.is_set()):
         b = min(end, at + timedelta(days=BATCH_DAYS))
         table = _table(hour_rows(floor, cfg, at.timestamp(), b.timestamp()), float(cfg.simulator.backfill_step_s))
-        rows += store.insert(TIER, table)
+        rows += _write(store, table, at, b)
         at = b
         store.set_kv(SPAN_KEY, json.dumps({"start": start.isoformat(), "end": end.isoformat(),
                                            "done_until": at.isoformat(), "tier": TIER}))

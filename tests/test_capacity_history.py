@@ -77,6 +77,10 @@ def test_generated_months_are_recorded_resumable_and_grow(small):
     with store.cursor() as cur:
         lo, hi = cur.execute("SELECT min(bucket), max(bucket) FROM rollup_group_1h").fetchone()
     assert lo == datetime(2026, 8, 4, 12, tzinfo=timezone.utc) and hi == datetime(2026, 11, 2, 11, tzinfo=timezone.utc)
+    with store.cursor() as cur:                                 # the tenant tier is made from the generated hours
+        held = cur.execute("SELECT sum(allocated_s) FROM rollup_group_1h WHERE tenant <> '_unallocated'").fetchone()[0]
+        tier = cur.execute("SELECT sum(allocated_s) FROM rollup_tenant_1h WHERE tenant <> '_unallocated'").fetchone()[0]
+    assert tier == pytest.approx(held)
     series = cap.gpu_daily(store, cfg, datetime(2026, 8, 5).date(), datetime(2026, 11, 2).date())
     fleet = series[cap.SeriesId("allocated_gpus", "fleet")]
     first, last = fleet.iloc[:28].mean(), fleet.iloc[-28:].mean()
@@ -127,3 +131,24 @@ def test_a_cluster_that_arrives_later_is_absent_before(small):
     with pytest.raises(config.ConfigError) as e:
         config.from_dict(bad)
     assert "capacity.simulated_arrivals[0].cluster" in str(e.value)
+
+
+def test_the_generation_job_runs_once_and_only_when_the_history_reaches_past_the_backfill(small):
+    from collectors.jobs import JobRunner
+
+    cfg, floor = small
+    store = Store(":memory:")
+    runner = JobRunner(store, clock=lambda: NOW.timestamp())
+    gen.add_jobs(runner, store, cfg, floor, __import__("threading").Event())
+    assert "history-generate" in runner.jobs
+    run = runner.run_due(NOW)[0]
+    assert run.ok and run.rows > 0 and run.detail == "2026-08-04T12:00:00+00:00 to 2026-11-02T12:00:00+00:00"
+    assert runner.jobs["history-generate"].due is None                  # once
+    short = config.from_dict({"centre": {"name": "x"}, "database": {"path": ":memory:"},
+                              "sites": [s.model_dump() for s in cfg.sites],
+                              "clusters": [c.model_dump() for c in cfg.clusters],
+                              "capacity": {"simulated_history_days": 20}})
+    other = JobRunner(store)
+    gen.add_jobs(other, store, short, floor, __import__("threading").Event())
+    assert "history-generate" not in other.jobs
+    store.close()
