@@ -304,11 +304,13 @@ CHECK_EVERY_S = 900.0
 
 
 def _basis(store: Store, cfg: config.Config, now: datetime) -> str:
-    """What a fit depends on beyond the clock: the tier's first hour and the last complete day."""
+    """What a fit depends on beyond the clock: the tier's first hour, how many days it holds (it
+    grows while history is generated, back-filled or imported) and the last complete day."""
     with store.cursor() as cur:
-        row = cur.execute("SELECT min(bucket) FROM rollup_group_1h").fetchone()
-    first = row[0] if row else None
-    return json.dumps({"first": None if first is None else pd.Timestamp(first).isoformat(),
+        row = cur.execute("SELECT min(bucket), count(DISTINCT floor(epoch(bucket) / 86400)) "
+                          "FROM rollup_group_1h").fetchone()
+    first, days = (row[0], row[1]) if row else (None, 0)
+    return json.dumps({"first": None if first is None else pd.Timestamp(first).isoformat(), "days": int(days or 0),
                        "day": today(now, fleet_tz(cfg)).isoformat()})
 
 
