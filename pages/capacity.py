@@ -143,6 +143,7 @@ def exhaustion_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> N
 
 # ---- scenarios -------------------------------------------------------------------------------
 
+PENDING = "cap_compare_pending"
 CHANGE_COLUMNS = ("kind", "on", "cluster", "model", "tenant", "count", "pct", "value")
 
 
@@ -208,7 +209,7 @@ def editor(ctx: PageContext, saved: list[sc.Scenario], now: datetime) -> None:
                 st.error(t("capacity.scenario.cannot_save", error=str(exc)), icon=":material/error:")
             else:
                 picked = [n for n in (st.query_params.get("compare") or "").split(",") if n]
-                ui.set_param("compare", ",".join(dict.fromkeys([*picked, scen.name])), None)
+                st.session_state[PENDING] = list(dict.fromkeys([*picked, scen.name]))    # compared from the rerun on
                 st.success(t("capacity.scenario.saved", name=scen.name), icon=":material/check_circle:")
                 st.rerun()
         if start is not None and b2.button(t("capacity.scenario.delete", name=start.name), icon=":material/delete:",
@@ -237,6 +238,8 @@ def scenarios_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> No
     t = ctx.t
     saved = sc.saved(ctx.store)
     names = [s.name for s in saved]
+    if PENDING in st.session_state:             # a scenario just saved joins the comparison
+        st.session_state["cap_compare"] = [n for n in st.session_state.pop(PENDING) if n in names]
     shared = [n for n in (st.query_params.get("compare") or "").split(",") if n in names]
     picked = st.multiselect(t("capacity.scenario.compare"), names, default=shared, key="cap_compare",
                             format_func=lambda n: next((f"{s.title} ({s.name})" for s in saved if s.name == n), n))

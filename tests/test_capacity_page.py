@@ -17,7 +17,7 @@ from helpers_capacity import centre, make_cfg, seed, trend_week
 NOW = datetime(2026, 6, 8, 3, 0, tzinfo=timezone.utc)
 
 
-def _page_script(db: str, centre_json: str, role: str | None) -> None:
+def _page_script(db: str, centre_json: str, role: str | None, write: bool = False) -> None:
     import json
 
     import streamlit as st
@@ -30,7 +30,7 @@ def _page_script(db: str, centre_json: str, role: str | None) -> None:
 
     @st.cache_resource
     def store(path: str) -> Store:
-        return Store(path, read_only=True)
+        return Store(path, read_only=not write)
 
     scope = Scope(role="tenant", tenant="t1") if role == "tenant" else Scope()
     ctx = PageContext(cfg=config.from_dict(json.loads(centre_json)), store=store(db),
@@ -116,3 +116,30 @@ def test_a_tenant_is_refused_and_bad_url_values_fall_back(page_db):
     assert at.error and "tenant" in at.error[0].value.lower()
     at = run(page_db, view="<script>", series="nope")
     assert at.selectbox(key="cap_series").value == "peak_gpus:fleet"
+
+
+def test_a_scenario_saved_from_the_page_is_compared_and_in_the_url(tmp_path):
+    """The editor starts from an example (64 more GPUs of the first cluster's model a quarter
+    ahead); saving it stores it under its name and puts it in the URL's comparison."""
+    db = tmp_path / "edit.duckdb"
+    body = centre(models=["ANA"])
+    body["database"] = {"path": str(db)}
+    store = Store(db)
+    seed(store, 100, {("c1", "t1"): trend_week(20, 0.2, 4)})
+    cap.fit_all(store, make_cfg(models=["ANA"]), NOW, only=["peak_gpus:fleet", "allocated_gpus:fleet"])
+    store.close()
+    at = AppTest.from_function(_page_script, args=(str(db), json.dumps(body, default=str), None, True),
+                               default_timeout=90)
+    at.query_params["view"] = "scenarios"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.text_input(key="cap_name_").set_value("q1-plus-64")
+    at.button(key="cap_save").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.query_params["compare"] == ["q1-plus-64"] or at.query_params["compare"] == "q1-plus-64"
+    assert at.multiselect(key="cap_compare").value == ["q1-plus-64"]
+    ex = table_with(at, "GPUs run out")
+    assert ex["Scenario"].tolist() == ["Baseline", "q1-plus-64"]
+    at.text_input(key="cap_name_").set_value("baseline")          # a reserved name: refused in words
+    at.button(key="cap_save").click().run()
+    assert at.error and "baseline" in at.error[0].value
