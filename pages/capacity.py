@@ -144,6 +144,7 @@ def exhaustion_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> N
 # ---- scenarios -------------------------------------------------------------------------------
 
 PENDING = "cap_compare_pending"
+CUSTOM = "custom"                 # the calculator's own server (PFLOPS and kW typed in), not a catalogue model
 CHANGE_COLUMNS = ("kind", "on", "cluster", "model", "tenant", "count", "pct", "value")
 
 
@@ -290,19 +291,38 @@ def calculator_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> N
     models = [m.id for m in cfg.catalogue.models]
     owned_models = [measures.cluster_model(cfg, c) for c in cfg.clusters]
     default_model = owned_models[0] if owned_models else models[0]
-    c1, c2, c3 = st.columns(3)
-    pfd = c1.number_input(t("capacity.calc.compute"), min_value=0.001, max_value=1e9,
-                          value=_float_param("pfd", 3640.0, 0.001, 1e9), key="cap_pfd",
-                          help=t("capacity.calc.compute_help"))
-    model = c2.selectbox(t("capacity.calc.model"), models,
-                         index=models.index(ui.param_choice("model", models, default_model)), key="cap_model")
+    c0, c1, c2, c3 = st.columns([1, 2, 2, 1])
+    units = ["pfd", "zflop"]
+    unit = c0.selectbox(t("capacity.calc.unit"), units, index=units.index(ui.param_choice("unit", units, "pfd")),
+                        format_func=lambda u: t(f"capacity.calc.unit.{u}"), key="cap_unit")
+    amount = c1.number_input(t("capacity.calc.compute"), min_value=0.001, max_value=1e9,
+                             value=_float_param("pfd", 3640.0, 0.001, 1e9), key="cap_pfd",
+                             help=t("capacity.calc.compute_help"))
+    pfd = amount if unit == "pfd" else cap.pflops_days(amount * 1e21)
+    choices = [*models, CUSTOM]
+    model = c2.selectbox(t("capacity.calc.model"), choices,
+                         index=choices.index(ui.param_choice("model", choices, default_model)), key="cap_model",
+                         format_func=lambda m: t("capacity.calc.custom") if m == CUSTOM else m)
     days = c3.number_input(t("capacity.calc.days"), min_value=0.1, max_value=3650.0,
                            value=_float_param("days", 30.0, 0.1, 3650.0), key="cap_days")
-    ui.set_param("pfd", f"{pfd:g}", "3640")
+    ui.set_param("unit", unit, "pfd")
+    ui.set_param("pfd", f"{amount:g}", "3640")
     ui.set_param("model", model, default_model)
     ui.set_param("days", f"{days:g}", "30")
-    measured, source = cap.delivered_ratio(ctx.store, cfg, model, now)
-    default_ratio = round(measured, 3) if measured else 0.4
+    if unit != "pfd":
+        c1.caption(t("capacity.calc.as_pfd", pfd=f"{pfd:,.1f}"))
+    if model == CUSTOM:
+        s1, s2 = st.columns(2)
+        server_pflops = s1.number_input(t("capacity.calc.server_pflops"), min_value=0.001, max_value=1e4,
+                                        value=_float_param("spf", 2.0, 0.001, 1e4), key="cap_spf")
+        server_kw = s2.number_input(t("capacity.calc.server_kw"), min_value=0.0, max_value=1e4,
+                                    value=_float_param("skw", 10.0, 0.0, 1e4), key="cap_skw")
+        ui.set_param("spf", f"{server_pflops:g}", "2")
+        ui.set_param("skw", f"{server_kw:g}", "10")
+        measured, source = None, ""
+    else:
+        measured, source = cap.delivered_ratio(ctx.store, cfg, model, now)
+    default_ratio = round(measured, 3) if measured else (1.0 if model == CUSTOM else 0.4)
     d1, d2, d3 = st.columns(3)
     ratio = d1.number_input(t("capacity.calc.ratio"), min_value=0.01, max_value=1.0,
                             value=_float_param("ratio", default_ratio, 0.01, 1.0), key="cap_ratio",
@@ -317,11 +337,15 @@ def calculator_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> N
     tenants = [tn.id for tn in cfg.tenants]
     tenant = d3.selectbox(t("capacity.calc.tenant"), tenants, key="cap_tenant") if tenants else None
     ui.set_param("ratio", None if abs(ratio - default_ratio) < 1e-9 else f"{ratio:g}", None)
-    spec = next(m for m in cfg.catalogue.models if m.id == model)
-    unit_kw = spec.tdp_w * cfg.capacity.it_overhead_factor / 1000.0
-    price = cfg.price_per_gpu_hour().get(model)
+    spec = next((m for m in cfg.catalogue.models if m.id == model), None)
+    if spec is None:                            # a server of the planner's own figures
+        unit_pflops, unit_kw, price = server_pflops, server_kw, None
+    else:
+        unit_pflops = spec.peak_dense_tflops / 1000.0
+        unit_kw = spec.tdp_w * cfg.capacity.it_overhead_factor / 1000.0
+        price = cfg.price_per_gpu_hour().get(model)
     energy = cap._energy()
-    size = cap.size_training_run(pfd, spec.peak_dense_tflops / 1000.0, unit_kw, days=days, ratio=ratio, pue=pue,
+    size = cap.size_training_run(pfd, unit_pflops, unit_kw, days=days, ratio=ratio, pue=pue,
                                  price_per_unit_hour=price)
     carbon = energy.carbon_kg(cfg, site, size.facility_kwh) if energy is not None else (
         size.facility_kwh * cfg.sites[0].grid_emission_kg_per_kwh)
@@ -336,6 +360,9 @@ def calculator_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> N
     r[4].metric(t("capacity.calc.carbon"), f"{carbon / 1000:,.1f}",
                 None if coal is None else t("capacity.calc.coal", t_=f"{coal / 1000:,.1f}"), delta_color="off",
                 delta_arrow="off")
+    if spec is None:
+        st.caption(t("capacity.calc.assumes_server", pflops=f"{unit_pflops:g}", kw=f"{unit_kw:g}"))
+        return
     st.caption(t("capacity.calc.assumes", kw=f"{unit_kw:.2f}", tdp=f"{spec.tdp_w:g}",
                  factor=f"{cfg.capacity.it_overhead_factor:g}"))
     start = cap.today(now, cap.fleet_tz(cfg)) + timedelta(days=7)

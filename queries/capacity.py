@@ -558,6 +558,14 @@ class Sizing:
     coal_kgce: float | None
 
 
+PFLOPS_DAY_FLOPS = 1e15 * 86_400.0         # one PFLOPS for a day: 8.64e19 FLOPs
+
+
+def pflops_days(flops: float) -> float:
+    """Total FLOPs as PFLOPS-days (GPT-3 175B's 3.14e23 FLOPs: 3,634 PFLOPS-days)."""
+    return flops / PFLOPS_DAY_FLOPS
+
+
 def size_training_run(pflops_days: float, unit_pflops: float, unit_kw: float, *, days: float = 1.0,
                       ratio: float = 1.0, pue: float = 1.0, price_per_unit_hour: float | None = None,
                       grid_kg_per_kwh: float | None = None, coal_kgce_per_kwh: float | None = None) -> Sizing:

@@ -143,3 +143,18 @@ def test_a_scenario_saved_from_the_page_is_compared_and_in_the_url(tmp_path):
     at.text_input(key="cap_name_").set_value("baseline")          # a reserved name: refused in words
     at.button(key="cap_save").click().run()
     assert at.error and "baseline" in at.error[0].value
+
+
+def test_calculator_reproduces_the_check_case_with_a_server_of_its_own(page_db):
+    """17,117 PFLOPS-days on 2-PFLOPS, 10-kW servers in one day at ratio 1 and PUE 1.2: 8,559
+    servers and 2,464,992 kWh; and 314 x 10^21 FLOPs read as 3,634.3 PFLOPS-days."""
+    at = run(page_db, view="calculator", model="custom", pfd="17117", days="1", spf="2", skw="10")
+    assert at.number_input(key="cap_ratio").value == 1.0
+    at.number_input(key="cap_pue").set_value(1.2).run()
+    metric = {m.label: m.value for m in at.metric}
+    assert metric["Accelerators"] == "8,559"
+    assert metric["Facility energy (kWh)"] == "2,464,992"
+    assert metric["IT energy (kWh)"] == "2,054,160"
+    at = run(page_db, view="calculator", unit="zflop", pfd="314")
+    assert any("3,634.3 PFLOPS-days" in c.value for c in at.caption)
+    assert cap.pflops_days(3.14e23) == pytest.approx(3634.26, abs=0.01)
