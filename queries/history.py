@@ -567,8 +567,11 @@ def utilisation(store: Store, cfg: config.Config, v: View, now: datetime, *,
     measures (queries/measures.py's array forms) are laid here, column by column."""
     v = scoped(v, scope)
     starts, spans = buckets(v, now)
-    if v.by in ("fleet", "tenant") and v.site is None and v.cluster is None and v.model is None \
-            and _tenant_tier(store):           # the tenant tier holds the same sums in fewer rows
+    tiers = _tenant_tier(store)            # the tenant and cluster tiers hold the same sums in fewer rows
+    if tiers and v.tenant is None and v.by != "tenant":
+        data = _fetch(store, "history_utilisation_clusters", **_view_params(v, now), start_label=v.start,
+                      step=v.step, tz=v.tz, by=v.by, site=v.site, cluster=v.cluster, model=v.model)
+    elif tiers and v.by in ("fleet", "tenant") and v.site is None and v.cluster is None and v.model is None:
         data = _fetch(store, "history_utilisation_tenants", **_view_params(v, now), start_label=v.start,
                       step=v.step, tz=v.tz, by=v.by, tenant=v.tenant)
     else:
@@ -684,10 +687,11 @@ _TENANT_TIER_FILLED: "weakref.WeakSet[Store]" = weakref.WeakSet()
 
 
 def _tenant_tier(store: Store) -> bool:
-    """Whether rollup_tenant_1h is filled (queries/rollup.py: the rollup job fills it over the
-    group tiers' span once, then builds it with them): the per-tenant answers without a site,
-    cluster or model filter read it instead of the group tiers. Asked of the store until it
-    says yes (a store written by hand, as tests do, never does), then remembered."""
+    """Whether rollup_tenant_1h and rollup_cluster_1h are filled (queries/rollup.py: the rollup
+    job fills them over the group tiers' span once, then builds them with them): the answers
+    they can give (per tenant without a site, cluster or model filter; per fleet, site, cluster
+    or model without a tenant filter) read them instead of the hourly group tier. Asked of the
+    store until it says yes (a store written by hand, as tests do, never does), then remembered."""
     if store in _TENANT_TIER_FILLED:
         return True
     if store.get_kv(rollup.TENANT_KEY) == rollup.TENANT_FILLED:

@@ -77,8 +77,9 @@ DEVICE_TENANT_KEY = "rollup.device_tenant"
 # them: the per-tenant answers without a site, cluster or model filter read it. Its key in kv
 # says it has been filled over the group tier's span (a store whose group tiers predate it).
 TENANT_TIER = "rollup_tenant_1h"
+CLUSTER_TIER = "rollup_cluster_1h"      # per site, cluster and model per hour: built and filled with it
 TENANT_KEY = "rollup.tenant_1h"
-TENANT_FILLED = "filled"
+TENANT_FILLED = "filled+clusters"         # both tiers (a store filled before rollup_cluster_1h: again)
 UNATTRIBUTED = "_unattributed"     # a label held the device but no lease or rule names a tenant
 UNALLOCATED = "_unallocated"       # nobody held it
 
@@ -296,6 +297,14 @@ SELECT h.*, greatest(coalesce(f.peak, 0), h.allocated_s / 3600.0) AS peak_gpus
 FROM hourly h LEFT JOIN five f USING (bucket, tenant)
 """
 
+# The cluster tier: the hourly group tier's sums per site, cluster and model (over its tenants).
+_CLUSTERS = """
+SELECT bucket, site, cluster, model, {sums},
+       basis_of(count(DISTINCT useful_basis), any_value(useful_basis)) AS useful_basis
+FROM rollup_group_1h WHERE bucket >= $a AND bucket < $b
+GROUP BY bucket, site, cluster, model
+"""
+
 # The device-tenant tier: the hourly device tier's sums as it counts them (busy, useful and
 # idle time whether held or not: the tenant column says whether it was), per device and tenant.
 _DEVICE_TENANT = _ATTRIBUTED + """
@@ -359,11 +368,14 @@ def _build_groups(cur: duckdb.DuckDBPyConnection, cfg: Config, a: datetime, b: d
 
 
 def _build_tenants(cur: duckdb.DuckDBPyConnection, a: datetime, b: datetime) -> int:
-    """Rebuild the tenant tier for [a, b) (whole hours) from the group tiers."""
-    cur.execute(f"DELETE FROM {TENANT_TIER} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
+    """Rebuild the tenant and cluster tiers for [a, b) (whole hours) from the group tiers."""
     sums = ", ".join(f"sum({c}) AS {c}" for c in _SUMS)
-    return int(cur.execute(f"INSERT INTO {TENANT_TIER} BY NAME {_TENANTS.format(sums=sums)}",
-                           {"a": a, "b": b}).fetchall()[0][0])
+    n = 0
+    for table, sql in ((TENANT_TIER, _TENANTS), (CLUSTER_TIER, _CLUSTERS)):
+        cur.execute(f"DELETE FROM {table} WHERE bucket >= $a AND bucket < $b", {"a": a, "b": b}).fetchall()
+        n += int(cur.execute(f"INSERT INTO {table} BY NAME {sql.format(sums=sums)}",
+                             {"a": a, "b": b}).fetchall()[0][0])
+    return n
 
 
 def _insert_device_tenants(cur: duckdb.DuckDBPyConnection, a: datetime, b: datetime) -> int:

@@ -354,9 +354,9 @@ def test_tenants_read_from_the_tenant_tier_as_from_the_group_tiers():
     def answers(scope=history.EVERYTHING):
         return [history.tenants(store, cfg, v, NOW, scope=scope).records() for v in views]
 
-    def ladders(scope=history.EVERYTHING):          # history_utilisation_tenants.sql for by fleet and tenant
+    def ladders(scope=history.EVERYTHING):          # history_utilisation_tenants and _clusters.sql
         return [history.utilisation(store, cfg, replace(v, step=step, by=by), NOW, scope=scope).to_json()
-                for v in views for step in history.STEPS for by in ("fleet", "tenant")]
+                for v in views for step in history.STEPS for by in history.BYS]
 
     mine = history.Scope(role="tenant", tenant="acme")
     before, before_mine, ladder, ladder_mine = answers(), answers(mine), ladders(), ladders(mine)

@@ -533,8 +533,12 @@ def test_the_tenant_tier_keeps_each_hours_peak_and_is_filled_on_an_older_store(s
         cur.execute(f"DELETE FROM {rollup.TENANT_TIER}").fetchall()
         cur.execute("DELETE FROM kv WHERE key = ?", [rollup.TENANT_KEY]).fetchall()
     result = rollup.build(store, cfg, T10 + timedelta(hours=3))
-    assert "regrouped" not in result.detail and result.rows == 3
+    assert "regrouped" not in result.detail and result.rows == 3 + 2      # and the cluster tier's two hours
     assert tenant_tier(store) == built
+    with store.cursor() as cur:          # the cluster tier: train-a's hours summed over lab and nobody
+        assert cur.execute(f"""SELECT bucket, cluster, observed_s, allocated_s FROM {rollup.CLUSTER_TIER}
+                               ORDER BY ALL""").fetchall() == [(T10, "train-a", 7200.0, 5400.0),
+                                                               (T10 + HOUR, "train-a", 120.0, 120.0)]
     assert rollup.build(store, cfg, T10 + timedelta(hours=3)).rows == 0      # filled once
     # the 5-minute tier retired (retention): a rebuild falls back to the hourly mean
     with store.cursor() as cur:

@@ -6,7 +6,11 @@ cluster and model, and the most GPUs the tenant held at once in the hour (at 5-m
 resolution). The per-tenant answers without a site, cluster or model filter (the API's
 /tenants, the tenant-usage page) read it: 24 rows a tenant-day, where the peak from the
 5-minute group tier read 288 buckets of every group a day (13 ms of a 15 ms answer over 30
-days at 512 GPUs; docs/history.md "Issue 12's open goals, re-measured")."""
+days at 512 GPUs; docs/history.md "Issue 12's open goals, re-measured").
+
+rollup_cluster_1h: per site, cluster and model per UTC hour, the hourly group tier summed over
+its tenants: the ladder of the fleet, a site, a cluster or a model with no tenant filter reads
+a row per cluster-hour instead of one per cluster, model and tenant."""
 
 from __future__ import annotations
 
@@ -38,4 +42,12 @@ TABLES: tuple[Table, ...] = (
             "of the hour, or allocated_s / 3600 when that is larger or the 5-minute tier has none", null=False),
     ), key=("bucket", "tenant"), time_column="bucket",
         note="per tenant per UTC hour, from the group tiers (queries/rollup.py), with the hour's peak"),
+    Table("rollup_cluster_1h", (
+        col("bucket", "TIMESTAMPTZ", "bucket start, UTC", null=False),
+        col("site", "VARCHAR"), col("cluster", "VARCHAR"),
+        col("model", "VARCHAR", "catalogue model id, else the exporter's model name"),
+        *_SUMS,
+    ), key=("bucket", "site", "cluster", "model"), time_column="bucket",
+        note="per site, cluster and model per UTC hour: the hourly group tier summed over its tenants "
+             "(_unallocated included), from it (queries/rollup.py)"),
 )
