@@ -81,6 +81,13 @@ def test_generated_months_are_recorded_resumable_and_grow(small):
         held = cur.execute("SELECT sum(allocated_s) FROM rollup_group_1h WHERE tenant <> '_unallocated'").fetchone()[0]
         tier = cur.execute("SELECT sum(allocated_s) FROM rollup_tenant_1h WHERE tenant <> '_unallocated'").fetchone()[0]
     assert tier == pytest.approx(held)
+    # and the utilisation page's fleet ladder reads a generated week (rollup_cluster_1h, made alike)
+    from queries import history
+    week = history.View(start=datetime(2026, 9, 7, tzinfo=timezone.utc), end=datetime(2026, 9, 14, tzinfo=timezone.utc))
+    fleet = history.utilisation(store, cfg, week, NOW).records()[0]
+    gpus = sum(c.nodes * c.gpus_per_node for c in cfg.clusters)
+    assert fleet["observed_gpu_hours"] == pytest.approx(gpus * 7 * 24)
+    assert 0 < fleet["allocated_gpu_hours"] < fleet["observed_gpu_hours"]
     series = cap.gpu_daily(store, cfg, datetime(2026, 8, 5).date(), datetime(2026, 11, 2).date())
     fleet = series[cap.SeriesId("allocated_gpus", "fleet")]
     first, last = fleet.iloc[:28].mean(), fleet.iloc[-28:].mean()
