@@ -53,8 +53,9 @@ from collectors.targets import Target
 from config import Config, Source
 import i18n
 from i18n import Msg, msg
-from queries import Store, energy, rollup
+from queries import Store, capacity, energy, rollup
 from reports import jobs as report_jobs
+from simulator import history as sim_history
 
 if TYPE_CHECKING:
     from simulator import Floor, SimulatorServer
@@ -321,6 +322,7 @@ class Runtime:
         rollup.add_jobs(self.jobs, self.store, cfg)
         energy.add_jobs(self.jobs, self.store, cfg, history=self.want_backfill)
         report_jobs.add_jobs(self.jobs, self.store, cfg)
+        capacity.add_jobs(self.jobs, self.store, cfg)
         # a Prometheus source's history, imported on first start (planned now: before anything
         # from that source is stored, so the plan sees an empty source)
         self.imports = []
@@ -339,6 +341,7 @@ class Runtime:
             self.backfill = Backfill(cfg, self.store, self.floor, history, self.scheduler.spool, self._stop,
                                      clock=self.clock)
             self.jobs.add("backfill", Once(), self.backfill)
+            sim_history.add_jobs(self.jobs, self.store, cfg, self.floor, self._stop)   # older months, into the tiers
         self.started = True
         self.publish()
         self.scheduler.start()

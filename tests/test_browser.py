@@ -107,7 +107,10 @@ def test_healthz_reports_collection(server):
     assert health["targets"] == 64 + 1          # one exporter per node, one facility meter
     assert health["last_cycle"]["ok"] >= 60
     # the owner's jobs: store maintenance and the simulated history's back-fill
-    assert {j["job"] for j in health["jobs"]} == {"reopen", "release-memory", "backfill", "rollup", "retention"}
+    # and the areas' jobs: meter energy, the older simulated months, forecasts, the monthly report
+    assert {j["job"] for j in health["jobs"]} == {"reopen", "release-memory", "backfill", "rollup", "retention",
+                                                  "energy", "energy-history", "history-generate", "forecast",
+                                                  "monthly-report"}
     assert health["rollups"]["state"] in ("current", "catching_up")
 
 
@@ -144,6 +147,28 @@ def test_history_pages_in_chromium(server, browser, path, heading, zh_heading, n
         page.goto(f"{base}{path}?lang={lang}&range=24h", wait_until="domcontentloaded")
         page.get_by_text(text).first.wait_for(timeout=60_000)
         page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)              # let plotly finish drawing
+        assert not page.locator('[data-testid="stException"]').count()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}{suffix}.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize("path, heading, zh_heading, name", [
+    ("/energy", "Energy and PUE", "能耗与 PUE", "energy"),
+    ("/billing", "Billing", "账单", "billing"),
+    ("/capacity", "Capacity planning", "容量规划", "capacity"),
+    ("/reports", "Monthly reports", "月度报告", "reports"),
+])
+def test_business_pages_in_chromium(server, browser, path, heading, zh_heading, name):
+    """The energy, billing, capacity and reports pages on the simulated centre, in both languages:
+    each page's own heading (not the navigation's link), drawn to the end without an error."""
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1600, "height": 2600})
+    for lang, text, suffix in (("en", heading, ""), ("zh-CN", zh_heading, "-zh")):
+        page.goto(f"{base}{path}?lang={lang}", wait_until="domcontentloaded")
+        page.get_by_role("heading", name=text, exact=True).first.wait_for(timeout=60_000)
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=90_000)
         page.wait_for_timeout(1500)              # let plotly finish drawing
         assert not page.locator('[data-testid="stException"]').count()
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def test_runtime_collects_the_simulated_centre_over_http(cfg, store, monkeypatch
         status = store.get_status("collector")
         assert status["simulated"] and status["targets"] == 65 and status["running"]
         jobs = {j["job"] for j in store.get_status("jobs")["jobs"]}
-        assert jobs == {"reopen", "release-memory", "rollup", "retention", "energy", "monthly-report"}
+        assert jobs == {"reopen", "release-memory", "rollup", "retention", "energy", "monthly-report", "forecast"}
         assert store.get_status("rollups")["state"] in ("current", "catching_up")
         rep = rt.scheduler.last_report
         assert rep.targets == 65 and rep.write_error is None
