@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import math
 import re
 import weakref
@@ -311,7 +312,7 @@ class HistoryTable:
         out = {col.name: (_iso_times(self.rows[col.name], self.tz) if col.kind == "time"
                           else _json_values(self.rows[col.name])) for col in self.columns}
         names = [c.name for c in self.columns]
-        return [dict(zip(names, row)) for row in zip(*(out[n] for n in names))]
+        return list(map(dict, map(zip, itertools.repeat(names), zip(*(out[n] for n in names)))))
 
     def to_json(self) -> dict[str, Any]:
         return {"columns": [{"name": c.name, "unit": c.unit} for c in self.columns], "rows": self.records()}
