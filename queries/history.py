@@ -366,8 +366,12 @@ def _offset(seconds: int) -> str:
 def _json_values(values: pd.Series) -> list[Any]:
     """A column's values as JSON's: numbers as Python numbers, a missing value as None."""
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiub":    # tolist gives Python numbers
-        listed = values.to_numpy().astype(object)
-        listed[values.isna().to_numpy()] = None
+        array = values.to_numpy()
+        missing = np.isnan(array) if array.dtype.kind == "f" else None
+        if missing is None or not missing.any():
+            return array.tolist()
+        listed = array.astype(object)
+        listed[missing] = None
         return listed.tolist()
     listed = values.astype(object).where(values.notna(), None).tolist()
     return [v.item() if hasattr(v, "item") else v for v in listed]
