@@ -48,7 +48,7 @@ def main(n: int) -> None:
         s = sorted(timed(client, n, headers))
         print(f"{label:24s} median {statistics.median(s) * 1000:6.2f} ms   p95 {s[int(0.95 * (n - 1))] * 1000:6.2f} ms")
     with store.cursor() as cur:
-        used = cur.execute("SELECT count(*) FROM audit_log WHERE action = 'token_use'").fetchone()[0]
+        (used,) = cur.execute("SELECT count(*) FROM audit_log WHERE action = 'token_use'").fetchall()[0]
     print("audit rows written:", used)
     store.close()
 
