@@ -25,7 +25,8 @@ import i18n
 from collectors.meter_csv import conflict_msg, parse_readings
 from pages import context, ui
 from pages.context import PageContext
-from queries import audit
+from queries import audit, energy
+from simulator import history as sim_history
 
 BACKFILL_STATES = ("off", "running", "done", "paused", "failed")
 
@@ -156,6 +157,19 @@ def history_tiers(ctx: PageContext, status: dict[str, dict]) -> None:
         })
     view = pd.DataFrame(rows)
     st.dataframe(view, hide_index=True, width="stretch", height=ui.table_height(len(view)))
+    generated_spans(ctx)
+
+
+def generated_spans(ctx: PageContext) -> None:
+    """Which span came which way: the simulated centre's older months are generated straight into
+    the hourly tiers (and its meters' quarter hours into the energy tier); the raw back-fill and
+    live collection cover the rest."""
+    span = sim_history.generated_span(ctx.store)
+    if span and span.get("start") and span.get("end"):
+        st.caption(ctx.t("tiers.generated", start=ui.fmt_time(span["start"]), end=ui.fmt_time(span["end"])))
+    meters_from = ctx.store.get_kv(energy.KV_HISTORY)
+    if meters_from:
+        st.caption(ctx.t("tiers.generated_meters", start=ui.fmt_time(meters_from)))
 
 
 def history_imports(ctx: PageContext, status: dict[str, dict]) -> None:

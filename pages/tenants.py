@@ -16,6 +16,7 @@ from datetime import datetime
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.billing import quota_watch
 from pages import context, ui
 from pages.context import PageContext
 from pages.live import text
@@ -81,6 +82,7 @@ def drill_section(ctx: PageContext, view: View, now: datetime, tenants: list[str
 
 def tenants_view(ctx: PageContext, view: View, now: datetime) -> None:
     tenants = usage_section(ctx, view, now)
+    quota_watch(ctx, view)                      # near or over quota (billing's quotas); nothing without quotas
     st.divider()
     drill_section(ctx, view, now, tenants)
 

@@ -159,9 +159,7 @@ class NavPage:
     default: bool = False
 
     def visible(self, scope: Scope) -> bool:
-        if scope.role is not None and scope.role not in self.roles:
-            return False
-        return (config.PROJECT_ROOT / self.script).exists()
+        return scope.role is None or scope.role in self.roles
 
 
 NAV: tuple[NavPage, ...] = (
@@ -368,13 +366,12 @@ def main() -> None:
         st.stop()
     ctx.lang = lang()
     ctx.scope = session_scope(ctx)    # may stop here: the sign-in page, a person without a role
-    existing = [p for p in NAV if (config.PROJECT_ROOT / p.script).exists()]
-    shown = [p for p in existing if p.visible(ctx.scope)]
+    shown = [p for p in NAV if p.visible(ctx.scope)]
     default = _default_index(shown)
     pages = [st.Page(p.script, title=t(p.title_key), icon=p.icon, url_path=p.url_path, default=i == default)
              for i, p in enumerate(shown)]
     pages += [st.Page(denied_page(ctx, p.title_key, p.url_path, p.roles), title=t(p.title_key), icon=p.icon,
-                      url_path=p.url_path, visibility="hidden") for p in existing if p not in shown]
+                      url_path=p.url_path, visibility="hidden") for p in NAV if p not in shown]
     nav = st.navigation(pages)
     st.sidebar.caption(centre.centre.name)
     if centre.simulated:

@@ -136,6 +136,9 @@ def open_page(at: AppTest, page: ui.NavPage) -> AppTest:
 
 
 def existing_pages() -> list[ui.NavPage]:
-    return [p for p in ui.NAV if (config.PROJECT_ROOT / p.script).exists()]
+    """Every page of the navigation (each must exist: the page meta-test renders them all)."""
+    pages = list(ui.NAV)
+    assert all((config.PROJECT_ROOT / p.script).exists() for p in pages), "a NAV page has no script"
+    return pages
 
 

@@ -17,7 +17,8 @@ from pages import ui
 from queries import Store
 from helpers import A, B, FakeFloor, config_dict, config_dir, dcgm_text, text_b
 
-PAGES = ["pages/live.py", "pages/utilisation.py", "pages/tenants.py", "pages/sources.py"]
+PAGES = [p.script for p in ui.NAV]         # every page of the navigation, the default (live) first
+assert PAGES[0] == "pages/live.py"
 
 
 @pytest.fixture
