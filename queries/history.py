@@ -373,6 +373,8 @@ def _json_values(values: pd.Series) -> list[Any]:
         listed = array.astype(object)
         listed[missing] = None
         return listed.tolist()
+    if isinstance(values.dtype, pd.StringDtype):         # str or missing: no numpy scalars to unwrap
+        return values.to_numpy(dtype=object, na_value=None).tolist()
     listed = values.astype(object).where(values.notna(), None).tolist()
     return [v.item() if hasattr(v, "item") else v for v in listed]
 
