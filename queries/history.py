@@ -342,6 +342,8 @@ class HistoryTable:
 def _iso_times(values: pd.Series, tz: str) -> list[str | None]:
     """A time column as ISO 8601 text in zone `tz` with its offset ("2026-11-20T08:00:00+08:00",
     as datetime.isoformat writes it), NULL as None: the wall times and offsets as arrays."""
+    if len(values) == 0:                # numpy's string ops refuse the empty float arrays this would make
+        return []
     utc = pd.to_datetime(values, utc=True)
     local = utc.dt.tz_convert(tz)
     wall = local.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")

@@ -367,3 +367,14 @@ def test_tenants_read_from_the_tenant_tier_as_from_the_group_tiers():
     assert ladders() == ladder and ladders(mine) == ladder_mine
     assert [r["peak_gpus"] for r in before[0]] == [2.0, 0.0, 1.0]      # acme, idle-co, the pod's 5-minute peak
     store.close()
+
+
+def test_an_empty_table_with_a_time_column_is_an_empty_answer():
+    """No rows (a month without bills, a range before any data) is an answer of no rows, in JSON
+    and CSV alike, never an error from converting an empty time column."""
+    cols = (history.Col("bucket", "", "x", kind="time"), history.Col("kwh", "kWh", "x", kind="kwh"))
+    table = history.HistoryTable(cols, pd.DataFrame({"bucket": pd.Series([], dtype="datetime64[us, UTC]"),
+                                                     "kwh": pd.Series([], dtype="float64")}), tz=TZ)
+    assert table.to_json() == {"columns": [{"name": "bucket", "unit": ""}, {"name": "kwh", "unit": "kWh"}],
+                               "rows": []}
+    assert table.to_csv() == "bucket,kwh\n"
