@@ -90,6 +90,10 @@ def pytest_terminal_summary(terminalreporter):
         duplicates += log.duplicates
     terminalreporter.write_line(f"faults tried {tried}, survived {survived}, samples lost {lost}, "
                                 f"duplicates stored {duplicates}")
+    for nodeid in _FAULT_OUTCOMES:                  # where a loss or a duplicate came from
+        log = _FAULTS.get(nodeid, FaultLog())
+        if log.lost or log.duplicates:
+            terminalreporter.write_line(f"  {nodeid}: samples lost {log.lost}, duplicates stored {log.duplicates}")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -46,13 +46,18 @@ def centre(tmp_path: Path, **reports) -> dict:
 
 
 def seeded(store: Store, cfg: config.Config) -> None:
-    """The tiny history with the tiers the rollup job derives from the seeded ones (the tenant
-    tier where this version of queries/rollup.py has one)."""
+    """The tiny history with the tiers the rollup job derives from the seeded ones (the device
+    tenants, the tenant and cluster tiers)."""
     seed_history(store)
     rollup.attribute_devices(store, cfg)
-    fill = getattr(rollup, "fill_tenants", None)
-    if fill is not None:
-        fill(store)
+    rollup.fill_tenants(store)
+
+
+def insert_group_hours(store: Store, rows: list[dict]) -> None:
+    """Hours written straight into the hourly group tier, and the tiers derived from it rebuilt
+    (as the rollup job builds them together)."""
+    store.insert("rollup_group_1h", pa.Table.from_pylist(rows, schema=arrow_schema("rollup_group_1h")))
+    rollup.fill_tenants(store)
 
 
 @pytest.fixture
@@ -95,7 +100,7 @@ def test_headline_is_hand_computed(hist):
     first = datetime(2026, 9, 30, 16, tzinfo=timezone.utc)
     october = [group_row(first + timedelta(hours=h), devices=6, observed_s=21600.0, available_s=21600.0,
                          allocated_s=21600.0, busy_s=21600.0, util_s=10800.0, util_obs_s=21600.0) for h in range(744)]
-    store.insert("rollup_group_1h", pa.Table.from_pylist(october, schema=arrow_schema("rollup_group_1h")))
+    insert_group_hours(store, october)
     report = data.gather(store, cfg, MONTH, NOW)
     assert (report.start, report.end) == (datetime(2026, 10, 31, 16, tzinfo=timezone.utc),
                                           datetime(2026, 11, 30, 16, tzinfo=timezone.utc))
@@ -118,9 +123,9 @@ def test_headline_is_hand_computed(hist):
 def test_a_month_the_history_barely_reaches_is_no_comparison(hist):
     cfg, store = hist
     # October: one GPU-hour out of 6 GPUs x 744 h
-    store.insert("rollup_group_1h", pa.Table.from_pylist([group_row(
+    insert_group_hours(store, [group_row(
         datetime(2026, 10, 15, 4, tzinfo=timezone.utc), observed_s=3600.0, available_s=3600.0, util_s=1800.0,
-        util_obs_s=3600.0)], schema=arrow_schema("rollup_group_1h")))
+        util_obs_s=3600.0)])
     report = data.gather(store, cfg, MONTH, NOW)
     assert figure(report, "util_pct")["last_month"] is None
     # 1 / 4464 GPU-hours = 0.02 %
