@@ -270,3 +270,28 @@ def seed_history(store) -> None:
     for name, rows in (("devices", devices), ("rollup_device_1h", device_rows), ("rollup_group_1h", group_rows),
                        ("rollup_group_5m", five)):
         store.insert(name, pa.Table.from_pylist(rows, schema=arrow_schema(name)))
+
+
+# ---- AppTest ------------------------------------------------------------------------------
+
+def run_script(script: Callable[..., None], args: tuple, params: dict[str, str], *,
+               errors_allowed: bool = False, timeout: float = 60):
+    """Run a page through AppTest.from_function(script, args) with `params` as its URL query;
+    no exception, and no st.error unless `errors_allowed` (a page that refuses the viewer)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(script, args=args, default_timeout=timeout)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert errors_allowed or not at.error, [e.value for e in at.error]
+    return at
+
+
+def table_with(at, column: str):
+    """The page's dataframe that has `column` (pages show several tables)."""
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with column {column!r}: {[list(d.value.columns) for d in at.dataframe]}")

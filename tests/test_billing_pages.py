@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from queries import Store
 from queries.catalogue import arrow_schema
-from helpers import history_centre
+from helpers import history_centre, run_script, table_with
 
 UTC = timezone.utc
 H100 = "H100-SXM"
@@ -99,20 +99,7 @@ def page_db(tmp_path):
 def run(page_db, module: str = "pages.billing", *, writable: bool = False, as_tenant: str | None = None,
         **params) -> AppTest:
     db, centre_json = page_db
-    at = AppTest.from_function(_page_script, args=(db, centre_json, module, writable, as_tenant), default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def table_with(at: AppTest, column: str):
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value
-    raise AssertionError(f"no table with {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+    return run_script(_page_script, (db, centre_json, module, writable, as_tenant), params)
 
 
 WORDS = {

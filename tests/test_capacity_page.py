@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from queries import Store
 from queries import capacity as cap
 from queries import scenarios as sc
+from helpers import run_script, table_with
 from helpers_capacity import centre, make_cfg, seed, trend_week
 
 NOW = datetime(2026, 6, 8, 3, 0, tzinfo=timezone.utc)
@@ -56,20 +57,7 @@ def page_db(tmp_path_factory):
 
 def run(page_db, role: str | None = None, **params) -> AppTest:
     db, body = page_db
-    at = AppTest.from_function(_page_script, args=(db, body, role), default_timeout=90)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error or role == "tenant", [e.value for e in at.error]
-    return at
-
-
-def table_with(at: AppTest, column: str):
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value
-    raise AssertionError(f"no table with {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+    return run_script(_page_script, (db, body, role), params, errors_allowed=role == "tenant", timeout=90)
 
 
 TITLE = {"en": "Capacity planning", "zh-CN": "容量规划"}

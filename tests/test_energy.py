@@ -11,8 +11,8 @@ import pytest
 import config
 from queries import energy
 from queries.history import View
-from tests.helpers import history_centre
-from tests.helpers_energy import T0, UTC, energy_section, readings, write
+from helpers import history_centre
+from helpers_energy import T0, UTC, energy_section, readings, write
 
 
 def make(**changes) -> config.Config:
@@ -325,7 +325,7 @@ def test_simulated_history_is_what_the_job_makes_of_quarter_hour_readings(cfg, s
 
 
 def test_the_history_job_walks_back_a_chunk_at_a_time_until_done(store, monkeypatch):
-    from tests.helpers import config_dict
+    from helpers import config_dict
 
     d = config_dict()
     d["simulator"] = {**d["simulator"], "backfill_days": 1.0}

@@ -15,8 +15,8 @@ from api import energy as api_energy
 from queries import Store, energy
 from queries.history import ParamError, View
 from queries.scope import Scope
-from tests.helpers import history_centre
-from tests.helpers_energy import T0, energy_section, readings, write
+from helpers import history_centre, run_script, table_with
+from helpers_energy import T0, energy_section, readings, write
 
 NOW = T0 + timedelta(days=1)
 DAY = {"range": "custom", "from": "2026-11-20", "to": "2026-11-20"}
@@ -181,20 +181,7 @@ def page_db(tmp_path):
 
 def run(page_db, tenant: str | None = None, **params) -> AppTest:
     db, centre = page_db
-    at = AppTest.from_function(_page_script, args=(db, centre, tenant), default_timeout=60)
-    for k, val in params.items():
-        at.query_params[k] = val
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def table_with(at: AppTest, column: str):
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value
-    raise AssertionError(f"no table with {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+    return run_script(_page_script, (db, centre, tenant), params)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 import config
 from queries import Store, history, rollup
 from queries.history import View
-from helpers import HISTORY_T0, history_centre, seed_history
+from helpers import HISTORY_T0, history_centre, run_script, seed_history, table_with
 
 T0 = datetime.fromtimestamp(HISTORY_T0, timezone.utc)
 NOW = T0 + timedelta(hours=3)
@@ -275,20 +275,7 @@ def page_db(tmp_path):
 
 def run(page_db, module: str, **params) -> AppTest:
     db, centre = page_db
-    at = AppTest.from_function(_page_script, args=(db, centre, module), default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def table_with(at: AppTest, column: str):
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value
-    raise AssertionError(f"no table with {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+    return run_script(_page_script, (db, centre, module), params)
 
 
 # the Shanghai day of 20 November: 24 hours, the seed's 3 among them

@@ -15,7 +15,7 @@ from collectors.scheduler import Scheduler
 from collectors.targets import ScrapeError
 from pages import ui
 from queries import Store
-from helpers import A, B, FakeFloor, config_dict, config_dir, dcgm_text, text_b
+from helpers import A, B, FakeFloor, config_dict, config_dir, dcgm_text, table_with, text_b
 
 PAGES = [p.script for p in ui.NAV]         # every page of the navigation, the default (live) first
 assert PAGES[0] == "pages/live.py"
@@ -58,14 +58,6 @@ def run_page(page: str, lang: str = "en") -> AppTest:
 
 def metric_values(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
-
-
-def table_with(at: AppTest, column: str):
-    """The page's dataframe that has `column` (pages show several tables)."""
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value
-    raise AssertionError(f"no table with column {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
 
 
 def test_live_page_shows_fleet_and_problems(seeded):
