@@ -341,7 +341,10 @@ class Runtime:
             self.backfill = Backfill(cfg, self.store, self.floor, history, self.scheduler.spool, self._stop,
                                      clock=self.clock)
             self.jobs.add("backfill", Once(), self.backfill)
-            sim_history.add_jobs(self.jobs, self.store, cfg, self.floor, self._stop)   # older months, into the tiers
+            # older months, straight into the tiers; the forecasts refit as soon as they are there
+            store = self.store
+            sim_history.add_jobs(self.jobs, store, cfg, self.floor, self._stop,
+                                 then=lambda now: capacity.forecast_job(store, cfg, now))
         self.started = True
         self.publish()
         self.scheduler.start()

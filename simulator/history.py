@@ -31,7 +31,7 @@ import math
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -162,14 +162,19 @@ def _write(store: Store, table: pa.Table, a: datetime, b: datetime) -> int:
     return table.num_rows
 
 
-def add_jobs(runner: Any, store: Store, cfg: config.Config, floor: Any, stop: threading.Event) -> None:
+def add_jobs(runner: Any, store: Store, cfg: config.Config, floor: Any, stop: threading.Event,
+             then: Callable[[datetime], Any] | None = None) -> None:
     """Register `history-generate` (once, at start; it resumes itself) when the simulated
-    centre's history reaches further back than the raw back-fill."""
+    centre's history reaches further back than the raw back-fill; `then(now)` runs when it is
+    done (the runtime refits the forecasts at once, so the capacity page has a year to show on
+    first start instead of waiting for the forecast job's next check)."""
     if cfg.capacity.simulated_history_days <= cfg.simulator.backfill_days:
         return
 
     def run(now: datetime) -> JobResult:
         rows = generate(store, cfg, floor, now, stop=stop)
+        if then is not None and not (stop.is_set()):
+            then(now)
         done = generated_span(store)
         return JobResult(rows=rows, detail=None if done is None else f"{done['start']} to {done['done_until']}")
 

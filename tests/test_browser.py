@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,8 @@ def server(tmp_path_factory):
                       collection={**base["collection"], "interval_s": 5},
                       ui={**base.get("ui", {}), "refresh_s": 5},
                       simulator={**base["simulator"], "backfill_days": 1})
+    for area in ("energy", "billing", "capacity", "reports"):      # the simulated centre's areas, as shipped
+        shutil.copy(config.CONFIG_DIR / f"{area}.toml", cdir / f"{area}.toml")
     port = free_port()
     log = open(tmp / "server.log", "w")
     env = {**os.environ, config.ENV_VAR: str(cdir)}
@@ -154,6 +157,11 @@ def test_history_pages_in_chromium(server, browser, path, heading, zh_heading, n
     page.close()
 
 
+# every lazily loaded element is there (no skeleton left) and every plotly chart has drawn its SVG
+DRAWN = """() => !document.querySelector('[data-testid="stSkeleton"]') &&
+    [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(e => e.querySelector('.main-svg'))"""
+
+
 @pytest.mark.parametrize("path, heading, zh_heading, name", [
     ("/energy", "Energy and PUE", "能耗与 PUE", "energy"),
     ("/billing", "Billing", "账单", "billing"),
@@ -169,7 +177,8 @@ def test_business_pages_in_chromium(server, browser, path, heading, zh_heading, 
         page.goto(f"{base}{path}?lang={lang}", wait_until="domcontentloaded")
         page.get_by_role("heading", name=text, exact=True).first.wait_for(timeout=60_000)
         page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=90_000)
-        page.wait_for_timeout(1500)              # let plotly finish drawing
+        page.wait_for_function(DRAWN, timeout=90_000)
+        page.wait_for_timeout(1000)
         assert not page.locator('[data-testid="stException"]').count()
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}{suffix}.png"), full_page=True)

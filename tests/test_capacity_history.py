@@ -17,6 +17,7 @@ from simulator import history as gen
 from simulator import model
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+DAILY = {"cap_start": NOW - timedelta(days=400), "cap_end": NOW, "tz": "Asia/Shanghai"}
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +147,13 @@ def test_the_generation_job_runs_once_and_only_when_the_history_reaches_past_the
     cfg, floor = small
     store = Store(":memory:")
     runner = JobRunner(store, clock=lambda: NOW.timestamp())
-    gen.add_jobs(runner, store, cfg, floor, __import__("threading").Event())
+    after: list[tuple[datetime, int]] = []       # what the runtime hangs on it: the forecasts refit at once
+    gen.add_jobs(runner, store, cfg, floor, __import__("threading").Event(),
+                 then=lambda now: after.append((now, len(store.query("capacity_daily_gpus", **DAILY)))))
     assert "history-generate" in runner.jobs
     run = runner.run_due(NOW)[0]
     assert run.ok and run.rows > 0 and run.detail == "2026-08-04T12:00:00+00:00 to 2026-11-02T12:00:00+00:00"
+    assert len(after) == 1 and after[0][0] == NOW and after[0][1] > 0     # called once, with the months there
     assert runner.jobs["history-generate"].due is None                  # once
     short = config.from_dict({"centre": {"name": "x"}, "database": {"path": ":memory:"},
                               "sites": [s.model_dump() for s in cfg.sites],
