@@ -53,10 +53,7 @@ def month_picker(ctx: PageContext, now: datetime) -> str:
             months.append(shared)
         except ParamError:
             pass
-    current = ui.param_choice("month", months, default)
-    choice = st.sidebar.selectbox(ctx.t("billing.month"), months, index=months.index(current), key="billing_month")
-    ui.set_param("month", choice, default)
-    return choice
+    return ui.url_select(st.sidebar, ctx.t("billing.month"), "month", months, default, key="billing_month")
 
 
 def summary_section(ctx: PageContext, b: Bills, now: datetime) -> None:
@@ -97,10 +94,9 @@ def detail_section(ctx: PageContext, b: Bills) -> None:
         return
     st.subheader(t("billing.detail.title"))
     names = tenant_names(ctx.cfg, scope=ctx.scope)
-    current = ui.param_choice("tenant", tenants, tenants[0])
-    tenant = st.selectbox(t("billing.col.tenant"), tenants, index=tenants.index(current), key="billing_tenant",
-                          format_func=lambda k: f"{names.get(k, k)} ({k})" if names.get(k, k) != k else k)
-    ui.set_param("tenant", tenant, None)
+    tenant = ui.url_select(st, t("billing.col.tenant"), "tenant", tenants, tenants[0], key="billing_tenant",
+                           format_func=lambda k: f"{names.get(k, k)} ({k})" if names.get(k, k) != k else k,
+                           keep_default=True)
     row = b.summary[b.summary["tenant"] == tenant].iloc[0]
     cols = st.columns(4)
     cols[0].metric(t("billing.kpi.gross"), _money(row["gross"]))
@@ -204,12 +200,10 @@ def quota_section(ctx: PageContext, b: Bills, now: datetime) -> None:
     show(ctx, table, f"quotas-{b.month.name}")
     st.caption(t("billing.quota.denied_note"))
     keys = [f"{q.tenant}:{quotas.quota_label(q) or '*'}" for q in qs]
-    current = ui.param_choice("quota", keys, keys[0])
     names = tenant_names(ctx.cfg, scope=ctx.scope)
-    pick = st.selectbox(t("billing.quota.pick"), keys, index=keys.index(current), key="billing_quota",
-                        format_func=lambda k: f"{names.get(k.split(':')[0], k.split(':')[0])} · "
-                        f"{k.split(':', 1)[1] if k.split(':', 1)[1] != '*' else t('billing.all_centre')}")
-    ui.set_param("quota", pick, keys[0])
+    pick = ui.url_select(st, t("billing.quota.pick"), "quota", keys, keys[0], key="billing_quota",
+                         format_func=lambda k: f"{names.get(k.split(':')[0], k.split(':')[0])} · "
+                         f"{k.split(':', 1)[1] if k.split(':', 1)[1] != '*' else t('billing.all_centre')}")
     q = qs[keys.index(pick)]
     series = quotas.quota_series(ctx.store, ctx.cfg, view, now, q, scope=ctx.scope).rows
     fig = go.Figure()

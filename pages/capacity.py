@@ -89,16 +89,12 @@ def forecast_section(ctx: PageContext, fits: pd.DataFrame, now: datetime) -> Non
     t = ctx.t
     names = fits["series"].tolist()
     default = "peak_gpus:fleet" if "peak_gpus:fleet" in names else names[0]
-    current = ui.param_choice("series", names, default)
     labels = {n: cap.series_label(cap.SeriesId.parse(n), ctx.cfg, ctx.lang) for n in names}
     cols = st.columns([3, 1])
-    series = cols[0].selectbox(t("capacity.series"), names, index=names.index(current),
-                               format_func=lambda n: labels[n], key="cap_series")
-    ui.set_param("series", series, default)
-    h_current = ui.param_choice("horizon", list(HORIZONS), "12")
-    months = cols[1].selectbox(t("capacity.horizon"), list(HORIZONS), index=list(HORIZONS).index(h_current),
-                               format_func=lambda m: t("capacity.months", n=m), key="cap_horizon")
-    ui.set_param("horizon", months, "12")
+    series = ui.url_select(cols[0], t("capacity.series"), "series", names, default, key="cap_series",
+                           format_func=lambda n: labels[n])
+    months = ui.url_select(cols[1], t("capacity.horizon"), "horizon", list(HORIZONS), "12", key="cap_horizon",
+                           format_func=lambda m: t("capacity.months", n=m))
     horizon = max(cap.HORIZON_MIN, min(int(round(int(months) * sc.MONTH_DAYS)), ctx.cfg.capacity.horizon_days))
     table = cap.forecast_table(ctx.store, ctx.cfg, series, horizon, ctx.scope, lang=ctx.lang)
     about = table.about or {}
@@ -393,10 +389,8 @@ def page(ctx: PageContext) -> None:
         st.error(t("capacity.refused"), icon=":material/block:")
         return
     now = ui.now()
-    current = ui.param_choice("view", list(VIEWS), "forecast")
-    view = st.segmented_control(t("capacity.view"), list(VIEWS), default=current, key="cap_view",
-                                format_func=lambda v: ctx.t(f"capacity.tab.{v}")) or current
-    ui.set_param("view", view, "forecast")
+    view = ui.url_choice(t("capacity.view"), "view", list(VIEWS), "forecast", key="cap_view",
+                         format_func=lambda v: ctx.t(f"capacity.tab.{v}"))
     fits = cap.latest_fits(ctx.store)
     if fits.empty and view != "calculator":
         st.info(t("capacity.no_fits", hours=f"{ctx.cfg.capacity.fit_every_hours:g}"), icon=":material/hourglass_top:")

@@ -124,10 +124,8 @@ def over_time_section(ctx: PageContext, view: View, now: datetime) -> None:
     t = ctx.t
     st.subheader(t("energy.over_time.title"))
     steps = ["auto", "1h", "1d", "1mo"]
-    current = ui.param_choice("step", steps, "auto")
-    step = st.segmented_control(t("energy.step"), steps, default=current, key="energy_step",
-                                format_func=lambda s: ctx.t(f"energy.step.{s}")) or current
-    ui.set_param("step", step, "auto")
+    step = ui.url_choice(t("energy.step"), "step", steps, "auto", key="energy_step",
+                         format_func=lambda s: ctx.t(f"energy.step.{s}"))
     v = replace(view, step=history.auto_step(view) if step == "auto" else step)
     table = energy.pue_table(ctx.store, ctx.cfg, v, ctx.scope, now=now)
     st.plotly_chart(pue_figure(ctx, table.rows, ctx.cfg, view.site), width="stretch", key="pue_over_time")
@@ -166,10 +164,8 @@ def energy_section(ctx: PageContext, view: View, now: datetime) -> None:
     t = ctx.t
     st.subheader(t("energy.energy.title"))
     bys = list(energy.ENERGY_BYS) if ctx.scope.everything else ["tenant"]
-    current = ui.param_choice("by", bys, bys[0])
-    by = st.segmented_control(t("energy.cost_by_period"), bys, default=current, key="energy_by",
-                              format_func=lambda b: ctx.t(f"energy.by.{b}")) or current
-    ui.set_param("by", by, bys[0])
+    by = ui.url_choice(t("energy.cost_by_period"), "by", bys, bys[0], key="energy_by",
+                       format_func=lambda b: ctx.t(f"energy.by.{b}"))
     table = energy.energy_table(ctx.store, ctx.cfg, view, ctx.scope, by=by, now=now)
     if table.rows.empty:
         st.caption(t("energy.no_data"))

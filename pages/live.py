@@ -247,11 +247,9 @@ def host_overview_figure(df: pd.DataFrame, metric: str, t: Callable[..., str],
 def heatmap(ctx: PageContext, at) -> None:
     t = ctx.t
     options = list(METRICS)
-    current = ui.param_choice("metric", options, "util")
     names = {m: t(METRICS[m][1]) for m in options}
-    metric = st.segmented_control(t("heatmap.metric"), options, default=current,
-                                  format_func=names.__getitem__, key="heatmap_metric") or current
-    ui.set_param("metric", metric, "util")
+    metric = ui.url_choice(t("heatmap.metric"), "metric", options, "util", key="heatmap_metric",
+                           format_func=names.__getitem__)
     df = ctx.store.query("heatmap", now=at, stale_s=ctx.cfg.collection.stale_after_s,
                          cluster=ctx.filters.get("cluster"))
     if df.empty:
@@ -364,10 +362,8 @@ def drill_down(ctx: PageContext) -> None:
         st.caption(t("drill.no_hosts"))
         return
     hosts = list(dict.fromkeys(hosts_df["host"]))
-    current = ui.param_choice("host", hosts, hosts[0])
     c1, c2 = st.columns([2, 3])
-    host = c1.selectbox(t("drill.host"), hosts, index=hosts.index(current), key="drill_host")
-    ui.set_param("host", host, None)
+    host = ui.url_select(c1, t("drill.host"), "host", hosts, hosts[0], key="drill_host", keep_default=True)
     devs = hosts_df[hosts_df["host"] == host]
     dev_ids = ["all", *devs["device_id"].tolist()]
     labels = {r.device_id: (t("heatmap.device_n", n=int(r.gpu_index)) if not ui.missing(r.gpu_index) else r.device_id)

@@ -56,14 +56,11 @@ def _preview_png_cached(pdf: bytes) -> bytes | None:
 def _controls(ctx: PageContext, months: list[str]) -> tuple[str, str]:
     t = ctx.t
     cols = st.columns([2, 2, 3])
-    current = ui.param_choice("month", months, months[0])
-    month = str(cols[0].selectbox(t("reports.page.month"), months, index=months.index(current), key="reports_month"))
-    ui.set_param("month", month, months[0])
+    month = str(ui.url_select(cols[0], t("reports.page.month"), "month", months, months[0], key="reports_month"))
     langs: list[str] = [str(x) for x in ctx.cfg.reports.languages]
-    current = ui.param_choice("report_lang", langs, ctx.lang if ctx.lang in langs else langs[0])
-    lang = str(cols[1].selectbox(t("reports.page.language"), langs, index=langs.index(current),
-                                 format_func=lambda code: i18n.LANGUAGES.get(code, code), key="reports_lang"))
-    ui.set_param("report_lang", lang, None)
+    lang = str(ui.url_select(cols[1], t("reports.page.language"), "report_lang", langs,
+                             ctx.lang if ctx.lang in langs else langs[0], key="reports_lang",
+                             format_func=lambda code: i18n.LANGUAGES.get(code, code), keep_default=True))
     return month, lang
 
 

@@ -52,10 +52,8 @@ def drill_section(ctx: PageContext, view: View, now: datetime, tenants: list[str
     if not tenants:
         return
     names = history.tenant_names(ctx.cfg, scope=ctx.scope)
-    current = ui.param_choice("drill", tenants, tenants[0])
-    tenant = st.selectbox(t("history.col.tenant"), tenants, index=tenants.index(current), key="tenant_drill",
-                          format_func=lambda k: history.tenant_name(k, names, ctx.lang))
-    ui.set_param("drill", tenant, None)
+    tenant = ui.url_select(st, t("history.col.tenant"), "drill", tenants, tenants[0], key="tenant_drill",
+                           format_func=lambda k: history.tenant_name(k, names, ctx.lang), keep_default=True)
     daily = history.tenant_daily(ctx.store, ctx.cfg, view, tenant, now, scope=ctx.scope)
     df = daily.rows
     fig = go.Figure()

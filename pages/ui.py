@@ -59,6 +59,27 @@ def param_choice(name: str, options: list[str], default: str) -> str:
     return value if value in options else default
 
 
+def url_choice(label: str, name: str, options: list[str], default: str, *, key: str,
+               format_func: Callable[[str], str]) -> str:
+    """A segmented control whose choice lives in the URL's `name` parameter (restricted to
+    `options`; left out of the URL while it is `default`), so the view can be shared."""
+    current = param_choice(name, options, default)
+    choice = st.segmented_control(label, options, default=current, key=key, format_func=format_func) or current
+    set_param(name, choice, default)
+    return choice
+
+
+def url_select(where: Any, label: str, name: str, options: list[str], default: str, *, key: str,
+               format_func: Callable[[str], str] = str, keep_default: bool = False) -> str:
+    """A selectbox (in `where`: st, st.sidebar or a column) whose choice lives in the URL's `name`
+    parameter (restricted to `options`; left out of the URL while it is `default`, unless
+    `keep_default`, for choices whose default changes with the data, such as the first tenant)."""
+    current = param_choice(name, options, default)
+    choice = where.selectbox(label, options, index=options.index(current), key=key, format_func=format_func)
+    set_param(name, choice, None if keep_default else default)
+    return choice
+
+
 def set_param(name: str, value: str | None, default: str | None = None) -> None:
     if value is None or value == default:
         if name in st.query_params:

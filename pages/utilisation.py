@@ -210,11 +210,9 @@ def ladder_section(ctx: PageContext, view: View, now: datetime) -> None:
 def over_time_section(ctx: PageContext, view: View, now: datetime) -> None:
     t = ctx.t
     steps = ["auto", "1h", "1d", "1w", "1mo"]
-    current = ui.param_choice("step", steps, "auto")
     st.subheader(t("history.over_time.title"))
-    step = st.segmented_control(t("history.step"), steps, default=current, key="history_step",
-                                format_func=lambda s: ctx.t(f"history.step.{s}")) or current
-    ui.set_param("step", step, "auto")
+    step = ui.url_choice(t("history.step"), "step", steps, "auto", key="history_step",
+                         format_func=lambda s: ctx.t(f"history.step.{s}"))
     v = replace(view, step=history.auto_step(view) if step == "auto" else step)
     table = history.utilisation(ctx.store, ctx.cfg, v, now, scope=ctx.scope)
     df = table.rows
