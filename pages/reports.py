@@ -89,7 +89,7 @@ def preview_section(ctx: PageContext, month: str, lang: str) -> None:
         st.caption(note.render(lang))
     parts = []
     for s in report.sections:
-        state = t("reports.page.tables", n=len(s.blocks)) if s.available else t("reports.page.pending")
+        state = t("reports.page.tables", n=len(s.blocks))
         parts.append({t("reports.page.section"): render.section_title(s.key, lang), t("reports.page.holds"): state})
     st.dataframe(pd.DataFrame(parts), hide_index=True, width="stretch")
 

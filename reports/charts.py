@@ -139,7 +139,7 @@ def _energy(report: Report) -> Any | None:
         s = report.section("energy")
     except KeyError:
         return None
-    return s if s.available else None
+    return s
 
 
 def pue_daily(report: Report, lang: str, cfg_grades: list[tuple[int, float]], target: float | None) -> go.Figure | None:

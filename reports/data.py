@@ -17,7 +17,6 @@ statement: its usage and bill, never a centre total.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -28,7 +27,7 @@ import pandas as pd
 
 import config
 from i18n import Msg, msg
-from queries import history
+from queries import billing, capacity, energy, history, quotas
 from queries.history import Col, HistoryTable, View
 from queries.scope import EVERYTHING, Scope
 from queries.store import Store
@@ -83,7 +82,6 @@ class Section:
     key: str                        # one of SECTIONS (or TENANT_SECTIONS)
     blocks: list[Block] = field(default_factory=list)
     notes: list[Msg] = field(default_factory=list)
-    available: bool = True          # False: its module has not landed; `notes` say so
     figures: list[Figure] = field(default_factory=list)     # its headline figures
 
     def block(self, name: str) -> Block:
@@ -151,18 +149,6 @@ def past_months(cfg: config.Config, now: datetime, n: int = 24) -> list[str]:
     """The last `n` months that have ended, newest first."""
     first = last_month(cfg, now)
     return [shift_month(first, -i) for i in range(n)]
-
-
-# ---- the modules other engineers write -----------------------------------------------
-
-def area_module(name: str) -> Any | None:
-    """queries.<name> when it exists (energy, billing, capacity land during issue 17)."""
-    try:
-        return importlib.import_module(f"queries.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"queries.{name}":
-            raise
-        return None
 
 
 def _missing(v: Any) -> bool:
@@ -306,8 +292,7 @@ def top_and_rest(table: HistoryTable, n: int, by: str = "allocated_gpu_hours") -
     return HistoryTable(table.columns, out, tz=table.tz, names=names)
 
 
-def tenants_section(store: Store, cfg: config.Config, v: View, month: str, now: datetime, scope: Scope,
-                    billing: Any | None, energy: Any | None = None) -> Section:
+def tenants_section(store: Store, cfg: config.Config, v: View, month: str, now: datetime, scope: Scope) -> Section:
     """Per tenant GPU-hours, utilisation while allocated and board energy (history.tenants), the
     top N and the rest, and each tenant's bill (queries/billing.py); for a tenant's scope, its own
     statement: its usage, its days, its GPUs, its bill and bill lines."""
@@ -328,24 +313,18 @@ def tenants_section(store: Store, cfg: config.Config, v: View, month: str, now: 
     else:
         blocks.append(Block("usage", "reports.tenants.usage", top_and_rest(table, cfg.reports.top_tenants)))
     notes: list[Msg] = []
-    if energy is not None:
-        blocks.append(Block("energy", "reports.tenants.energy",
-                            energy.energy_table(store, cfg, replace(v, tenant=scope.tenant), scope, by="tenant",
-                                                now=now)))
-    if billing is None:
-        notes.append(msg("reports.not_yet", what=msg("reports.module.billing")))
-    else:
-        b = billing.bills(store, cfg, month, now=now, scope=scope)
-        bill = billing.bill_table(b)
-        blocks.append(Block("bill", "reports.tenants.bill", bill))
-        if scope.tenant is not None:
-            blocks.append(Block("bill_lines", "reports.tenants.bill_lines", billing.lines_table(b, scope.tenant)))
-        quotas = area_module("quotas")
-        if quotas is not None and cfg.billing.quotas:
-            blocks.append(Block("quota", "reports.tenants.quota", quotas.quota_table(store, cfg, v, now, scope=scope)))
-        if b.energy_missing:
-            notes.append(msg("reports.note.bill_energy_missing"))
-        figures = bill_figures(b, bill)
+    blocks.append(Block("energy", "reports.tenants.energy",
+                        energy.energy_table(store, cfg, replace(v, tenant=scope.tenant), scope, by="tenant", now=now)))
+    b = billing.bills(store, cfg, month, now=now, scope=scope)
+    bill = billing.bill_table(b)
+    blocks.append(Block("bill", "reports.tenants.bill", bill))
+    if scope.tenant is not None:
+        blocks.append(Block("bill_lines", "reports.tenants.bill_lines", billing.lines_table(b, scope.tenant)))
+    if cfg.billing.quotas:
+        blocks.append(Block("quota", "reports.tenants.quota", quotas.quota_table(store, cfg, v, now, scope=scope)))
+    if b.energy_missing:
+        notes.append(msg("reports.note.bill_energy_missing"))
+    figures = bill_figures(b, bill)
     key = "statement" if scope.tenant is not None else "tenants"
     return Section(key, blocks, notes, figures=figures)
 
@@ -438,10 +417,6 @@ def coverage_tables(store: Store, v: View, now: datetime) -> tuple[HistoryTable,
             HistoryTable(GAP_COLUMNS, gaps[[c.name for c in GAP_COLUMNS]].reset_index(drop=True), tz=v.tz), notes)
 
 
-def pending_section(key: str, module: str) -> Section:
-    return Section(key, [], [msg("reports.not_yet", what=msg(f"reports.module.{module}"))], available=False)
-
-
 # ---- the whole report -------------------------------------------------------------------
 
 def gather(store: Store, cfg: config.Config, month: str, now: datetime | None = None,
@@ -451,23 +426,19 @@ def gather(store: Store, cfg: config.Config, month: str, now: datetime | None = 
     now = now or datetime.now(timezone.utc)
     start, end, tz = month_bounds(cfg, month, now)
     v = View(start=start, end=end, tz=tz)
-    energy, billing, capacity = area_module("energy"), area_module("billing"), area_module("capacity")
     earlier, compare_notes = earlier_months(store, cfg, v, month, now) if scope.tenant is None else ({}, [])
     if scope.tenant is not None:
-        sections = [tenants_section(store, cfg, v, month, now, scope, billing, energy)]
+        sections = [tenants_section(store, cfg, v, month, now, scope)]
         headline = headline_block(tenant_figures(sections[0], scope.tenant))
         notes = [msg("reports.note.tenant_statement", tenant=scope.tenant)]
         return Report(month, start, end, tz, now, cfg.centre.name, [s.name for s in cfg.sites], scope,
                       headline, sections, notes)
     sections = [utilisation_section(store, cfg, v, now),
-                tenants_section(store, cfg, v, month, now, scope, billing, energy),
-                pending_section("energy", "energy") if energy is None
-                else energy_section(energy, store, cfg, v, month, now, earlier),
+                tenants_section(store, cfg, v, month, now, scope),
+                energy_section(store, cfg, v, month, now, earlier),
                 reliability_section(store, cfg, v, now),
-                pending_section("capacity", "capacity") if capacity is None
-                else capacity_section(capacity, store, cfg, v, now),
-                pending_section("vouchers", "billing") if billing is None
-                else vouchers_section(billing, store, cfg, month, now)]
+                capacity_section(store, cfg, v, now),
+                vouchers_section(store, cfg, month, now)]
     figures = centre_figures(store, cfg, v, month, now, sections, earlier)
     notes = cover_notes(cfg, sections) + compare_notes
     return Report(month, start, end, tz, now, cfg.centre.name, [s.name for s in cfg.sites], scope,
@@ -507,20 +478,15 @@ def tenant_figures(statement: Section, tenant: str) -> list[Figure]:
 
 def cover_notes(cfg: config.Config, sections: list[Section]) -> list[Msg]:
     notes: list[Msg] = []
-    for s in sections:
-        if not s.available:
-            notes.extend(s.notes)
     rel = next((s for s in sections if s.key == "reliability"), None)
     if rel is not None:
         notes.extend(rel.notes or [msg("reports.note.no_gaps")])
     return notes
 
 
-# ---- the sections of the modules landing during issue 17 --------------------------------
-# Each is filled from its module's documented builders once it lands; until then
-# `pending_section` says plainly that the figures are not available yet.
+# ---- the energy, capacity and voucher sections ------------------------------------------
 
-def energy_section(energy: Any, store: Store, cfg: config.Config, v: View, month: str, now: datetime,
+def energy_section(store: Store, cfg: config.Config, v: View, month: str, now: datetime,
                    earlier: dict[str, dict[str, Any] | None]) -> Section:
     """PUE for the month and by day (queries/energy.py pue_table: from energy, its category, the
     grade and target), energy and cost by tariff period, carbon and coal (energy_table by site),
@@ -535,7 +501,7 @@ def energy_section(energy: Any, store: Store, cfg: config.Config, v: View, month
               Block("ppue", "reports.energy.ppue", ppue)]
     notes: list[Msg] = []
     for r in pue.records():
-        cat = r.get("category")
+        cat: Any = r.get("category")
         notes.append(msg("reports.note.pue_category", site=r["site"],
                          category=msg("reports.pue.category_n", n=int(cat)) if not _missing(cat)
                          else msg("reports.pue.below_3")))
@@ -602,7 +568,7 @@ FLEET_GPUS = "peak_gpus:fleet"
 HISTORY_DAYS = 60               # measured days drawn before a forecast
 
 
-def capacity_section(capacity: Any, store: Store, cfg: config.Config, v: View, now: datetime) -> Section:
+def capacity_section(store: Store, cfg: config.Config, v: View, now: datetime) -> Section:
     """Time to exhaustion of GPUs, power and cooling with its bands (queries/capacity.py
     exhaustion_table: the forecast job's newest run, worded by its module in each language) and
     the fleet's peak-GPU forecast with its 80 % and 95 % bands, for the chart."""
@@ -646,7 +612,7 @@ PROGRAMME_COLUMNS = (Col("programme", "", "reports.col.programme", "programme"),
                      Col("budget_year_remaining", "CNY", "reports.col.budget_remaining", "money"))
 
 
-def vouchers_section(billing: Any, store: Store, cfg: config.Config, month: str, now: datetime) -> Section:
+def vouchers_section(store: Store, cfg: config.Config, month: str, now: datetime) -> Section:
     """The month's voucher claims (queries/billing.py reconciliation_table, ready to submit) and
     their sum per programme: claims, tenants, base, subsidy, claims a cap cut, the budget used
     and remaining after the month (the programme's own figures, the largest after its claims)."""
