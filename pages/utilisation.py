@@ -33,17 +33,6 @@ USEFUL_COLOUR = "#1f77b4"
 RECLAIM_DEVICES = 50
 
 
-def _months(now: datetime, tz: str, n: int = 24) -> list[str]:
-    """The last `n` calendar months in `tz`, newest first, as YYYY-MM."""
-    local = now.astimezone(ZoneInfo(tz))
-    y, m = local.year, local.month
-    out = []
-    for _ in range(n):
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
-    return out
-
-
 def _day_param(name: str, default: date) -> date:
     try:
         return history.parse_day(name, st.query_params.get(name)) or default
@@ -80,7 +69,7 @@ def range_controls(ctx: PageContext, now: datetime, *, filters: tuple[str, ...] 
     tz = history.default_tz(cfg, picked.get("site"))
     month = day_from = day_to = None
     if kind == "month":
-        months = _months(now, tz)
+        months = history.recent_months(now, tz)
         shared = st.query_params.get("month")
         try:                        # a shared link's month may be older than the list: kept when valid
             if shared and shared not in months and history.range_bounds("month", now, tz, month=shared):

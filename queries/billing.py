@@ -54,7 +54,7 @@ import pyarrow as pa
 import config
 import i18n
 from config.billing import Contract, Programme, add_months, lease_gpus, price_on
-from queries import measures
+from queries import history, measures
 from queries.catalogue import arrow_schema, table as catalogue_table
 from queries.history import Col, HistoryTable, ParamError, tenant_names
 from queries.scope import EVERYTHING, Scope
@@ -140,15 +140,9 @@ def month(cfg: config.Config, text: str | None) -> Month:
     return Month(text or "", billing_tz(cfg), first, add_months(first, 1))
 
 
-def current_month(cfg: config.Config, now: datetime) -> str:
-    local = now.astimezone(ZoneInfo(billing_tz(cfg)))
-    return f"{local.year:04d}-{local.month:02d}"
-
-
 def recent_months(cfg: config.Config, now: datetime, n: int = 24) -> list[str]:
-    """The `n` months up to the current one, newest first (YYYY-MM)."""
-    m = month(cfg, current_month(cfg, now))
-    return [m.shifted(-k).name for k in range(n)]
+    """The `n` months up to the current one in the billing site's calendar, newest first (YYYY-MM)."""
+    return history.recent_months(now, billing_tz(cfg), n)
 
 
 # ---- the rules and their version ----------------------------------------------------------

@@ -227,6 +227,20 @@ def api_view(params: Mapping[str, str], cfg: config.Config, store: Store | None,
     return _check_span(v), fmt
 
 
+def shift_month(month: str, months: int) -> str:
+    """A calendar month ("YYYY-MM") `months` later (earlier when negative)."""
+    k = int(month[:4]) * 12 + int(month[5:7]) - 1 + months
+    return f"{k // 12:04d}-{k % 12 + 1:02d}"
+
+
+def recent_months(now: datetime, tz: str, n: int = 24, *, ended: bool = False) -> list[str]:
+    """The last `n` calendar months in zone `tz`, newest first, as "YYYY-MM": from the one `now`
+    falls in, or with `ended` from the one before it (months that are over)."""
+    local = now.astimezone(ZoneInfo(tz))
+    first = shift_month(f"{local.year:04d}-{local.month:02d}", -1 if ended else 0)
+    return [shift_month(first, -k) for k in range(n)]
+
+
 def range_bounds(kind: str, now: datetime, tz: str, *, month: str | None = None,
                  day_from: date | None = None, day_to: date | None = None) -> tuple[datetime, datetime]:
     """A page's named range as [start, end) in UTC. The last 24 h / 7 d / 30 d end with the

@@ -133,22 +133,17 @@ def month_bounds(cfg: config.Config, month: str, now: datetime) -> tuple[datetim
     return start, end, tz
 
 
-def shift_month(month: str, months: int) -> str:
-    y, m = int(month[:4]), int(month[5:7])
-    k = y * 12 + (m - 1) + months
-    return f"{k // 12:04d}-{k % 12 + 1:02d}"
+shift_month = history.shift_month
 
 
 def last_month(cfg: config.Config, now: datetime) -> str:
     """The site-local calendar month before the one `now` falls in."""
-    local = now.astimezone(ZoneInfo(history.default_tz(cfg)))
-    return shift_month(f"{local.year:04d}-{local.month:02d}", -1)
+    return history.recent_months(now, history.default_tz(cfg), 1, ended=True)[0]
 
 
 def past_months(cfg: config.Config, now: datetime, n: int = 24) -> list[str]:
     """The last `n` months that have ended, newest first."""
-    first = last_month(cfg, now)
-    return [shift_month(first, -i) for i in range(n)]
+    return history.recent_months(now, history.default_tz(cfg), n, ended=True)
 
 
 def _missing(v: Any) -> bool:

@@ -365,3 +365,15 @@ def test_an_empty_table_with_a_time_column_is_an_empty_answer():
     assert table.to_json() == {"columns": [{"name": "bucket", "unit": ""}, {"name": "kwh", "unit": "kWh"}],
                                "rows": []}
     assert table.to_csv() == "bucket,kwh\n"
+
+
+def test_recent_months_follow_the_sites_calendar():
+    """The month lists of the utilisation, billing and reports pages: 2026-11-30T23:00Z is already
+    1 December in Shanghai (UTC+8), still November in UTC; a year boundary is crossed."""
+    at = datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc)
+    assert history.recent_months(at, "Asia/Shanghai", 3) == ["2026-12", "2026-11", "2026-10"]
+    assert history.recent_months(at, "UTC", 2) == ["2026-11", "2026-10"]
+    assert history.recent_months(at, "Asia/Shanghai", 2, ended=True) == ["2026-11", "2026-10"]
+    assert history.recent_months(datetime(2027, 1, 5, tzinfo=timezone.utc), "UTC", 2, ended=True) == [
+        "2026-12", "2026-11"]
+    assert history.shift_month("2026-01", -1) == "2025-12" and history.shift_month("2026-12", 1) == "2027-01"
