@@ -295,3 +295,9 @@ def table_with(at, column: str):
         if column in df.value.columns:
             return df.value
     raise AssertionError(f"no table with column {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+
+
+# In a browser (Playwright's page.wait_for_function): every lazily loaded element is there (no
+# skeleton left) and every plotly chart has drawn its SVG, so a screenshot shows the page drawn
+DRAWN = """() => !document.querySelector('[data-testid="stSkeleton"]') &&
+    [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(e => e.querySelector('.main-svg'))"""

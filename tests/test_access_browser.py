@@ -28,7 +28,7 @@ import pytest
 
 import config
 from queries import Store, audit, tokens
-from helpers import config_dict, config_dir
+from helpers import DRAWN, config_dict, config_dir
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = config.PROJECT_ROOT / "artifacts" / "screenshots"
@@ -181,7 +181,8 @@ def shoot(page, url: str, path: str, heading: str, name: str) -> None:
     page.goto(url + path, wait_until="domcontentloaded")
     page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
     page.locator('[data-testid="stDataFrame"] canvas').first.wait_for(timeout=60_000)
-    page.wait_for_timeout(3500)                  # let plotly and the tables finish drawing
+    page.wait_for_function(DRAWN, timeout=60_000)     # plotly and the tables drawn
+    page.wait_for_timeout(500)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"access-{name}.png"), full_page=True)
 

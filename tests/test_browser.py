@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import config
-from helpers import config_dict, config_dir
+from helpers import DRAWN, config_dict, config_dir
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = config.PROJECT_ROOT / "artifacts" / "screenshots"
@@ -155,11 +155,6 @@ def test_history_pages_in_chromium(server, browser, path, heading, zh_heading, n
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}{suffix}.png"), full_page=True)
     page.close()
-
-
-# every lazily loaded element is there (no skeleton left) and every plotly chart has drawn its SVG
-DRAWN = """() => !document.querySelector('[data-testid="stSkeleton"]') &&
-    [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(e => e.querySelector('.main-svg'))"""
 
 
 @pytest.mark.parametrize("path, heading, zh_heading, name", [
